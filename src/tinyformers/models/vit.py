@@ -1,0 +1,84 @@
+"""Vision transformer (Dosovitskiy et al. 2021): an image is a sequence of flattened patches.
+
+Eq. 1 of ViT: ``z_0 = [x_class; x_p^1 E; ..; x_p^N E] + E_pos``; the encoder runs over ``z_0``; the class
+token's final state (or the mean of all patches) is classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tinyformers.blocks import CoreConfig, EncoderStack
+from tinyformers.models.base import ModelOutput, init_gpt2
+from tinyformers.positions import make_positions
+
+
+@dataclass
+class ViTConfig(CoreConfig):
+    """Attributes:
+    image_size, patch_size, in_channels: input geometry; ``(image_size / patch_size)^2`` patches.
+    num_classes: classes of the head (0 = no head). pooling: 'cls' (class token) or 'mean'.
+    """
+
+    image_size: int = 28
+    patch_size: int = 4
+    in_channels: int = 1
+    num_classes: int = 10
+    pooling: str = "cls"
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"unknown pooling {self.pooling!r}: choose cls or mean")
+        self.max_len = (self.image_size // self.patch_size) ** 2 + 1
+
+
+class PatchEmbedding(nn.Module):
+    """Cut the image into ``P x P`` patches and project each linearly to ``d_model``.
+
+    A convolution with kernel = stride = P is exactly that linear map applied to every patch.
+    """
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(cfg.in_channels, cfg.d_model, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, N, d_model), patches in row-major order."""
+        return self.proj(pixels).flatten(2).transpose(1, 2)
+
+
+class VisionTransformer(nn.Module):
+    """ViT classifier: patches + class token + positions -> pre-norm encoder -> head."""
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.patch_embed = PatchEmbedding(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
+        self.positions = make_positions(cfg.positions if cfg.positions != "rotary" else "none", cfg.max_len, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.stack = EncoderStack(cfg, final_norm=True)
+        self.head = nn.Linear(cfg.d_model, cfg.num_classes) if cfg.num_classes else None
+        init_gpt2(self, cfg.n_layers)
+
+    def forward(self, pixels: Tensor, labels: Tensor | None = None, output_attentions: bool = False) -> ModelOutput:
+        x = self.patch_embed(pixels)  # (B, N, d)
+        x = torch.cat([self.cls_token.expand(x.size(0), -1, -1), x], dim=1)  # (B, 1 + N, d)
+        if self.positions is not None:
+            x = x + self.positions(torch.arange(x.size(1), device=x.device))
+        x, attentions = self.stack(self.dropout(x), output_attentions=output_attentions)
+        logits = loss = None
+        if self.head is not None:
+            pooled = x[:, 0] if self.config.pooling == "cls" else x[:, 1:].mean(dim=1)
+            logits = self.head(pooled)
+            if labels is not None:
+                loss = F.cross_entropy(logits, labels)
+        return ModelOutput(logits=logits, loss=loss, last_hidden_state=x, attentions=attentions)

@@ -1,0 +1,85 @@
+"""Positional information: sinusoidal (§3.5), learned (GPT-2, BERT, ViT) and rotary (RoPE, Su et al. 2021).
+
+Attention is permutation-invariant, so without these a transformer cannot tell "dog bites man" from
+"man bites dog". Sinusoidal and learned encodings are *added* to the token embeddings; rotary
+embeddings *rotate* queries and keys inside attention so that their dot product depends only on the
+relative distance between positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> Tensor:
+    """§3.5: ``PE(pos, 2i) = sin(pos / base^(2i/d))``, ``PE(pos, 2i+1) = cos(pos / base^(2i/d))``. ``(max_len, d)``."""
+    pos = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(base) / d_model))
+    table = torch.zeros(max_len, d_model)
+    table[:, 0::2] = torch.sin(pos * inv_freq)
+    table[:, 1::2] = torch.cos(pos * inv_freq[: d_model // 2])
+    return table
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sinusoidal encodings (§3.5). Not a parameter and not saved: it is a pure function of position."""
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """``positions`` (T,) or (B, T) integer -> encodings (…, T, d_model)."""
+        return self.table[positions]
+
+
+class LearnedPositions(nn.Module):
+    """One trained vector per position (GPT-2 ``wpe``, BERT ``position_embeddings``)."""
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(max_len, d_model)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """``positions`` (T,) or (B, T) integer -> encodings (…, T, d_model)."""
+        return self.embedding(positions)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE): rotate each pair of query/key features by an angle ``pos * theta_i``.
+
+    ``q_m . k_n`` then depends on ``m - n`` only. Uses the half-split pairing of GPT-NeoX / LLaMA
+    (feature ``i`` pairs with ``i + d/2``).
+    """
+
+    def __init__(self, d_head: int, max_len: int = 4096, base: float = 10000.0) -> None:
+        super().__init__()
+        if d_head % 2:
+            raise ValueError(f"rotary embeddings need an even head size, got {d_head}")
+        inv_freq = 1.0 / base ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (L, d/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (L, d)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """Rotate ``x`` ``(B, H, T, d_head)`` whose first position is ``offset``."""
+        t = x.size(-2)
+        cos, sin = self.cos[offset : offset + t].to(x.dtype), self.sin[offset : offset + t].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        rotated = torch.cat([-x2, x1], dim=-1)
+        return x * cos + rotated * sin
+
+
+def make_positions(kind: str, max_len: int, d_model: int) -> nn.Module | None:
+    """The additive encoding for ``kind`` ('learned', 'sinusoidal'); None for 'rotary' and 'none'."""
+    if kind == "learned":
+        return LearnedPositions(max_len, d_model)
+    if kind == "sinusoidal":
+        return SinusoidalPositions(max_len, d_model)
+    if kind in ("rotary", "none"):
+        return None
+    raise ValueError(f"unknown positions {kind!r}: choose learned, sinusoidal, rotary or none")
