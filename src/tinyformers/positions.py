@@ -68,6 +68,8 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         """Rotate ``x`` ``(B, H, T, d_head)`` whose first position is ``offset``."""
         t = x.size(-2)
+        if offset + t > self.cos.size(0):  # a short slice would broadcast one angle over several positions
+            raise ValueError(f"sequence of {offset + t} positions is longer than max_len={self.cos.size(0)}")
         cos, sin = self.cos[offset : offset + t].to(x.dtype), self.sin[offset : offset + t].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         rotated = torch.cat([-x2, x1], dim=-1)

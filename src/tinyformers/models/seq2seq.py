@@ -15,7 +15,13 @@ from torch import Tensor, nn
 
 from tinyformers.attention import KVCache
 from tinyformers.blocks import CoreConfig, DecoderStack, EncoderStack
-from tinyformers.models.base import Embeddings, ModelOutput, init_gpt2, key_padding_from_attention_mask
+from tinyformers.models.base import (
+    Embeddings,
+    ModelOutput,
+    init_gpt2,
+    key_padding_from_attention_mask,
+    make_rotary,
+)
 
 
 @dataclass
@@ -56,8 +62,8 @@ class EncoderDecoder(nn.Module):
         self.config = cfg
         self.src_embed = Embeddings(cfg, cfg.src_vocab_size, scale=True)
         self.tgt_embed = Embeddings(cfg, cfg.tgt_vocab_size, scale=True)
-        self.encoder = EncoderStack(cfg)
-        self.decoder = DecoderStack(cfg)
+        self.encoder = EncoderStack(cfg, rotary=make_rotary(cfg))
+        self.decoder = DecoderStack(cfg, rotary=make_rotary(cfg))
         self.lm_head = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=False)
         init_gpt2(self, cfg.n_layers)
         if cfg.share_embeddings:

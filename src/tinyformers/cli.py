@@ -1,0 +1,120 @@
+"""The ``tinyformers`` command: list, train, eval, predict, generate.
+
+Every user error (unknown task, bad ``--set``, missing or corrupt run) prints one line to stderr and
+exits with status 2; nothing the user had is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinyformers.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """One line instead of argparse's usage dump."""
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tinyformers", description="Transformers from scratch, trained on a laptop CPU.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="the tasks, and whether their data is available here")
+
+    t = sub.add_parser("train", help="train a task into a run directory")
+    t.add_argument("task", help="task name (see `tinyformers list`)")
+    t.add_argument("--out", required=True, type=Path, help="run directory to create (or resume)")
+    t.add_argument("--max-steps", type=int, help="optimizer steps")
+    t.add_argument("--max-time", type=float, help="training budget in seconds")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
+    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any task setting")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="re-evaluate a saved run on its held-out split")
+    e.add_argument("run", type=Path)
+    e.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="e.g. evaluate on other data")
+
+    pr = sub.add_parser("predict", help="run a trained model on your inputs")
+    pr.add_argument("run", type=Path)
+    pr.add_argument("inputs", nargs="+", help="inputs (text, or file paths for image/audio tasks)")
+
+    return p
+
+
+def _settings(args: argparse.Namespace) -> list[str]:
+    extra = [f"{k}={v}" for k in ("max_steps", "max_time", "seed", "device") if (v := getattr(args, k)) is not None]
+    return list(args.set) + extra
+
+
+def cmd_list() -> int:
+    from tinyformers.tasks import TASKS
+
+    width = max(map(len, TASKS))
+    for name, cls in sorted(TASKS.items()):
+        task = cls()
+        status = task.data_status(task.Config())
+        print(f"{name:<{width}}  {'ready' if status is None else 'data missing'}  {cls.summary}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tinyformers import runs
+    from tinyformers.tasks import get_task
+    from tinyformers.tasks.base import apply_overrides
+    from tinyformers.training import train
+
+    if args.resume:
+        saved = runs.read_json(args.out / runs.CONFIG)
+        if saved.get("task") != args.task:
+            raise UserError(f"{args.out} holds a run of task {saved.get('task')!r}, not {args.task!r}")
+    task = get_task(args.task)
+    base = task.Config(**runs.read_json(args.out / runs.CONFIG)["config"]) if args.resume else task.Config()
+    cfg = apply_overrides(base, _settings(args))
+    metrics = train(task, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    print(json.dumps(metrics, indent=2))
+    print(f"saved run to {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tinyformers.training import evaluate_run
+
+    print(json.dumps(evaluate_run(args.run, args.set), indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tinyformers.runs import load_run
+
+    task, cfg, meta, model = load_run(args.run)
+    for inp, out in zip(args.inputs, task.predict(model, cfg, meta, args.inputs), strict=True):
+        print(f"{inp}\t{out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {
+        "list": lambda: cmd_list(),
+        "train": lambda: cmd_train(args),
+        "eval": lambda: cmd_eval(args),
+        "predict": lambda: cmd_predict(args),
+    }
+    try:
+        return commands[args.command]()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The task interface. A task answers six questions — config, data, model, loss, evaluate, predict — and the
+trainer, the run directory and the CLI work through these answers only, so a new task is one new file.
+
+Differences from a plain "dataset + model" split, and why:
+
+* The config is one dataclass holding both the task's hyperparameters and its training recipe
+  (:class:`TrainConfig` fields), because the recommended minimal recipe *is* the answer a task gives.
+* ``data()`` returns ``meta``: the JSON-able facts the model and tokenizer need (vocabulary, classes).
+  It is saved in the run, so ``predict``/``generate`` rebuild the model without touching the data.
+* ``batch()`` draws a random training batch from a ``torch.Generator`` that the trainer seeds with (seed, step):
+  any step's batch can be recomputed, which is what makes ``--resume`` bit-exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from tinyformers.errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe every task config extends; a task overrides the defaults it needs.
+
+    Attributes:
+        max_steps: optimizer steps. max_time: training budget in seconds (0 = none); with a budget the
+            learning-rate schedule follows elapsed time, so such runs are not bit-reproducible.
+        batch_size: examples per micro-batch. grad_accum: micro-batches per optimizer step.
+        lr: peak learning rate. min_lr_ratio: final lr as a fraction of lr (cosine decay).
+        warmup_steps: linear warmup. weight_decay: AdamW decay on matrices (not on biases and norms).
+        beta2: AdamW's second-moment decay. grad_clip: max gradient norm (0 = off).
+        eval_every: steps between held-out evaluations (a checkpoint is written at each).
+        patience: stop after this many evaluations without improvement (0 = never).
+        seed: seeds data, init and dropout. device: 'auto', 'cpu', 'cuda', 'mps'.
+        amp: 'auto' (bf16/fp16 autocast on CUDA only), 'bf16' (also on CPU) or 'off'.
+        compile: wrap the model in torch.compile.
+    """
+
+    max_steps: int = 1000
+    max_time: float = 0.0
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    patience: int = 0
+    seed: int = 1337
+    device: str = "auto"
+    amp: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_steps": self.max_steps >= 1,
+            "max_time": self.max_time >= 0,
+            "batch_size": self.batch_size >= 1,
+            "grad_accum": self.grad_accum >= 1,
+            "lr": self.lr > 0,
+            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+            "warmup_steps": self.warmup_steps >= 0,
+            "weight_decay": self.weight_decay >= 0,
+            "beta2": 0 < self.beta2 < 1,
+            "grad_clip": self.grad_clip >= 0,
+            "eval_every": self.eval_every >= 1,
+            "patience": self.patience >= 0,
+            "device": self.device in ("auto", "cpu", "cuda", "mps"),
+            "amp": self.amp in ("auto", "bf16", "off"),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(", ".join(f"{k}={getattr(self, k)!r} is out of range" for k in bad))
+
+
+@dataclass
+class TaskData:
+    """Fixed, seeded splits plus ``meta`` (JSON-able; saved in the run to rebuild model and tokenizer)."""
+
+    splits: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of every task. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type[TrainConfig]] = TrainConfig
+    metric: ClassVar[str] = "loss"  # selects the best checkpoint: evaluate(...)["val_" + metric]
+    maximize: ClassVar[bool] = False
+    final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
+
+    def data_status(self, cfg: TrainConfig) -> str | None:
+        """None when the data is available here, else one line saying how to get it."""
+        return None
+
+    def data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None) -> TaskData:
+        """The splits. With ``meta`` (from a saved run), reuse its vocabulary/classes instead of building them."""
+        raise NotImplementedError
+
+    def model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def batch(self, data: TaskData, cfg: TrainConfig, generator: torch.Generator) -> dict[str, Tensor]:
+        """A random training batch of ``cfg.batch_size`` examples drawn with ``generator``."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """A scalar; padding excluded."""
+        return model(**batch).loss
+
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: TrainConfig) -> dict[str, float]:
+        """Flat dict of metrics on ``split``; keys carry the split (``val_loss``, ``test_accuracy``) and
+        baselines/limits computed on the same split carry their own names."""
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:
+        raise UserError(f"task {self.name!r} has no predict")
+
+    def plots(self, model: nn.Module, data: TaskData, cfg: TrainConfig, run_dir: str) -> list[str]:
+        """Write task-specific PNGs into ``run_dir``; return their paths."""
+        return []
+
+
+def config_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def parse_value(text: str, current: Any, key: str) -> Any:
+    """Parse ``--set key=text`` to the type of the field's current value; errors name the key."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+    except ValueError:
+        raise UserError(f"--set {key}={text}: expected a {type(current).__name__}") from None
+    return text
+
+
+def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings to a config; unknown keys and bad values are a :class:`UserError`."""
+    fields = config_fields(type(cfg))
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UserError(f"--set {pair!r}: expected key=value")
+        if key not in fields:
+            raise UserError(f"--set {key}: unknown setting; known: {', '.join(sorted(fields))}")
+        changes[key] = parse_value(text.strip(), getattr(cfg, key), key)
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"invalid settings: {e}") from None
+
+
+def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+    """``task.model`` with invalid hyperparameter combinations (e.g. d_model % n_heads) as a :class:`UserError`."""
+    try:
+        return task.model(cfg, meta)
+    except ValueError as e:
+        raise UserError(f"invalid model settings: {e}") from None

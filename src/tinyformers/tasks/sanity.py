@@ -1,0 +1,225 @@
+"""Sanity tasks: copy, reverse and sort a random digit sequence (the Annotated Transformer's habit: prove
+the model on a toy with a known answer before trusting it on real data).
+
+Each runs with the encoder-decoder (``--set arch=seq2seq``, the default) or a decoder-only LM
+(``--set arch=decoder``, trained on ``<bos> source <sep> target <eos>`` with the prompt masked out of the
+loss). Validation and test sequences are fixed by ``data_seed`` and never drawn for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from tinyformers.errors import UserError
+from tinyformers.models import DecoderConfig, DecoderLM, EncoderDecoder, Seq2SeqConfig
+from tinyformers.tasks.base import Task, TaskData, TrainConfig
+from tinyformers.tokenizers import CharTokenizer
+
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<sep>"]
+PAD, BOS, EOS, SEP = range(4)
+
+
+@dataclass
+class SanityConfig(TrainConfig):
+    """Attributes:
+    arch: 'seq2seq' or 'decoder'. min_digits, max_digits: sequence lengths drawn uniformly.
+    n_val, n_test: held-out sequences. data_seed: fixes the held-out sets.
+    d_model, n_heads, n_layers, d_ff, dropout, norm_first, positions: the model.
+    """
+
+    arch: str = "seq2seq"
+    min_digits: int = 3
+    max_digits: int = 10
+    n_val: int = 500
+    n_test: int = 1000
+    data_seed: int = 0
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 256
+    dropout: float = 0.0
+    norm_first: bool = True
+    positions: str = "sinusoidal"
+    max_steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    eval_every: int = 250
+    weight_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.arch not in ("seq2seq", "decoder"):
+            raise ValueError(f"arch={self.arch!r}: choose seq2seq or decoder")
+        if not 1 <= self.min_digits <= self.max_digits:
+            raise ValueError("need 1 <= min_digits <= max_digits")
+        if self.n_val < 1 or self.n_test < 1:
+            raise ValueError("n_val and n_test must be >= 1")
+
+
+def _tokenizer() -> CharTokenizer:
+    return CharTokenizer("0123456789", SPECIALS)
+
+
+class SequenceTask(Task):
+    """Shared by copy, reverse and sort: only :meth:`transform` differs."""
+
+    Config: ClassVar[type[TrainConfig]] = SanityConfig
+    metric: ClassVar[str] = "exact_match"
+    maximize: ClassVar[bool] = True
+
+    @staticmethod
+    def transform(digits: list[int]) -> list[int]:
+        raise NotImplementedError
+
+    # --- data -------------------------------------------------------------------------------------
+    def _draw(self, cfg: SanityConfig, n: int, gen: torch.Generator) -> list[tuple[int, ...]]:
+        lengths = torch.randint(cfg.min_digits, cfg.max_digits + 1, (n,), generator=gen)
+        digits = torch.randint(0, 10, (n, cfg.max_digits), generator=gen)
+        return [tuple(row[:k].tolist()) for row, k in zip(digits, lengths, strict=True)]
+
+    def data(self, cfg: SanityConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+        gen = torch.Generator().manual_seed(cfg.data_seed)
+        held_out: list[tuple[int, ...]] = []
+        seen: set[tuple[int, ...]] = set()
+        while len(held_out) < cfg.n_val + cfg.n_test:  # distinct held-out sequences
+            for s in self._draw(cfg, cfg.n_val + cfg.n_test, gen):
+                if s not in seen and len(held_out) < cfg.n_val + cfg.n_test:
+                    seen.add(s)
+                    held_out.append(s)
+        splits = {"val": held_out[: cfg.n_val], "test": held_out[cfg.n_val :], "exclude": seen}
+        return TaskData(splits, {"tokenizer": _tokenizer().to_dict()})
+
+    def _pairs(self, seqs: list[tuple[int, ...]]) -> list[tuple[list[int], list[int]]]:
+        return [(list(s), self.transform(list(s))) for s in seqs]
+
+    def batch(self, data: TaskData, cfg: SanityConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+        seqs: list[tuple[int, ...]] = []
+        while len(seqs) < cfg.batch_size:  # training never sees a held-out sequence
+            seqs += [s for s in self._draw(cfg, cfg.batch_size, generator) if s not in data.splits["exclude"]]
+        return self.encode_pairs(cfg, self._pairs(seqs[: cfg.batch_size]))
+
+    def encode_pairs(self, cfg: SanityConfig, pairs: list[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
+        """Token tensors for a list of (source digits, target digits)."""
+        off = len(SPECIALS)  # digit d has id off + d
+        if cfg.arch == "seq2seq":
+            src = _pad([[off + d for d in s] for s, _ in pairs])
+            labels = _pad([[off + d for d in t] + [EOS] for _, t in pairs])
+            return {"src_ids": src, "labels": labels, "src_mask": (src != PAD).long()}
+        seqs = [[BOS] + [off + d for d in s] + [SEP] + [off + d for d in t] + [EOS] for s, t in pairs]
+        ids = _pad(seqs)
+        targets = ids[:, 1:].clone()
+        for i, (s, _) in enumerate(pairs):
+            targets[i, : len(s) + 1] = -100  # the prompt (source and <sep>) is given, not predicted
+        targets[targets == PAD] = -100
+        return {"input_ids": ids[:, :-1], "targets": targets}
+
+    # --- model ------------------------------------------------------------------------------------
+    def model(self, cfg: SanityConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+        vocab = len(_tokenizer())
+        core = {
+            "d_model": cfg.d_model,
+            "n_heads": cfg.n_heads,
+            "n_layers": cfg.n_layers,
+            "d_ff": cfg.d_ff,
+            "dropout": cfg.dropout,
+            "norm_first": cfg.norm_first,
+            "positions": cfg.positions,
+        }
+        if cfg.arch == "seq2seq":
+            return EncoderDecoder(
+                Seq2SeqConfig(
+                    **core, max_len=cfg.max_digits * 2 + 2, src_vocab_size=vocab, tgt_vocab_size=vocab,
+                    share_embeddings=True, pad_id=PAD, bos_id=BOS, eos_id=EOS, activation="relu",
+                )
+            )
+        return DecoderLM(DecoderConfig(**core, max_len=cfg.max_digits * 4 + 4, vocab_size=vocab))
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return model(**batch).loss
+
+    # --- evaluation -------------------------------------------------------------------------------
+    def solve(self, model: nn.Module, cfg: SanityConfig, sources: list[list[int]]) -> list[list[int]]:
+        """Greedy answers for digit lists, batched by length (so no prompt needs padding)."""
+        off, answers = len(SPECIALS), [None] * len(sources)
+        by_len: dict[int, list[int]] = {}
+        for i, s in enumerate(sources):
+            by_len.setdefault(len(s), []).append(i)
+        device = next(model.parameters()).device
+        for n, idx in by_len.items():
+            digits = torch.tensor([[off + d for d in sources[i]] for i in idx], device=device)
+            if cfg.arch == "seq2seq":
+                out = model.generate(digits, max_new_tokens=n + 1)
+            else:
+                prompt = torch.cat(
+                    [torch.full((len(idx), 1), BOS, device=device), digits, torch.full((len(idx), 1), SEP, device=device)],
+                    dim=1,
+                )
+                out = model.generate(prompt, max_new_tokens=n + 1, eos_token_id=EOS)[:, prompt.size(1) :]
+            for i, row in zip(idx, out.tolist(), strict=True):
+                row = row[: row.index(EOS)] if EOS in row else row
+                answers[i] = [t - off if t >= off else -1 for t in row]
+        return answers  # type: ignore[return-value]
+
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SanityConfig) -> dict[str, float]:  # type: ignore[override]
+        pairs = self._pairs(data.splits[split])
+        losses = []
+        for i in range(0, len(pairs), 256):
+            batch = self.encode_pairs(cfg, pairs[i : i + 256])
+            device = next(model.parameters()).device
+            losses.append(model(**{k: v.to(device) for k, v in batch.items()}).loss.item())
+        answers = self.solve(model, cfg, [s for s, _ in pairs])
+        exact = sum(a == t for a, (_, t) in zip(answers, pairs, strict=True)) / len(pairs)
+        identity = sum(s == t for s, t in pairs) / len(pairs)
+        return {
+            f"{split}_loss": sum(losses) / len(losses),
+            f"{split}_exact_match": exact,
+            "baseline_exact_match": identity,  # answering with the input unchanged
+        }
+
+    def predict(self, model: nn.Module, cfg: SanityConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:  # type: ignore[override]
+        sources = []
+        for text in inputs:
+            text = text.strip()
+            if not text or not text.isdigit() or not text.isascii():
+                raise UserError(f"{text!r}: give a sequence of digits, e.g. 31415")
+            if len(text) > cfg.max_digits * 2:
+                raise UserError(f"{text!r}: at most {cfg.max_digits * 2} digits (trained on up to {cfg.max_digits})")
+            sources.append([int(c) for c in text])
+        return ["".join(str(d) if d >= 0 else "?" for d in a) for a in self.solve(model, cfg, sources)]
+
+
+def _pad(rows: list[list[int]]) -> Tensor:
+    width = max(map(len, rows))
+    return torch.tensor([r + [PAD] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+class CopyTask(SequenceTask):
+    name = "copy"
+    summary = "copy a digit sequence (sanity check of an encoder-decoder or decoder-only model)"
+
+    @staticmethod
+    def transform(digits: list[int]) -> list[int]:
+        return digits
+
+
+class ReverseTask(SequenceTask):
+    name = "reverse"
+    summary = "reverse a digit sequence (needs positions: a bag of digits cannot do it)"
+
+    @staticmethod
+    def transform(digits: list[int]) -> list[int]:
+        return digits[::-1]
+
+
+class SortTask(SequenceTask):
+    name = "sort"
+    summary = "sort a digit sequence (needs to compare and count tokens)"
+
+    @staticmethod
+    def transform(digits: list[int]) -> list[int]:
+        return sorted(digits)

@@ -1,0 +1,68 @@
+"""Tokenizers: characters (a stable, sorted vocabulary) and subwords (BPE, trained with HF ``tokenizers``).
+
+Both save to and load from a plain dict, stored in a run's ``config.json``, so a trained model always
+comes back with exactly the vocabulary it was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tinyformers.errors import UserError
+
+
+class CharTokenizer:
+    """One token per character. ``specials`` (e.g. ``<pad>``) come first, then the characters sorted.
+
+    Sorting makes the vocabulary independent of the order characters were seen in (one source project
+    built it from a ``set()``, so ids changed between runs and saved models decoded garbage).
+    """
+
+    kind = "char"
+
+    def __init__(self, chars: Iterable[str], specials: Sequence[str] = ()) -> None:
+        self.specials = list(specials)
+        self.chars = sorted(set(chars) - set(self.specials))
+        self.itos = self.specials + self.chars
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    @classmethod
+    def from_text(cls, text: str, specials: Sequence[str] = ()) -> CharTokenizer:
+        return cls(set(text), specials)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def token_id(self, token: str) -> int:
+        return self.stoi[token]
+
+    def encode(self, text: str) -> list[int]:
+        """Character ids; characters outside the vocabulary raise a :class:`UserError` naming them."""
+        unknown = sorted({c for c in text if c not in self.stoi})
+        if unknown:
+            shown = ", ".join(repr(c) for c in unknown[:10])
+            raise UserError(f"{len(unknown)} character(s) not in the model's vocabulary: {shown}")
+        return [self.stoi[c] for c in text]
+
+    def decode(self, ids: Iterable[int], skip_specials: bool = True) -> str:
+        n = len(self.specials)
+        return "".join(self.itos[i] for i in ids if not (skip_specials and i < n))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": "".join(self.chars), "specials": self.specials}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CharTokenizer:
+        return cls(d["chars"], d.get("specials", ()))
+
+
+def tokenizer_from_dict(d: dict) -> CharTokenizer:
+    """Rebuild the tokenizer saved in a run's ``config.json``."""
+    kinds = {"char": CharTokenizer}
+    if d.get("kind") not in kinds:
+        raise UserError(f"unknown tokenizer kind {d.get('kind')!r} in config.json")
+    return kinds[d["kind"]].from_dict(d)

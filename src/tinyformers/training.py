@@ -1,0 +1,287 @@
+"""One trainer for every task: AdamW, warmup + cosine, clipping, accumulation, held-out evaluation, best
+checkpoint, time budget, progress bar and exact resume.
+
+Reproducibility: the batch and the dropout noise of step ``s`` come from generators seeded with
+``(seed, s)``, so a run resumed from the checkpoint of step ``s`` replays exactly what an uninterrupted
+run would have done (bit-identical weights on CPU, with a step budget).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from tinyformers import runs
+from tinyformers.errors import UserError
+from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device that is absent is a :class:`UserError`."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps: no MPS device here")
+    return torch.device(name)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> tuple[Any, bool]:
+    """The autocast context for this device and ``cfg.amp``, and whether fp16 needs a gradient scaler."""
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext(), False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.float16), True
+    return torch.autocast(device.type, dtype=torch.bfloat16), False
+
+
+def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices (linear and embedding weights) only, not on biases and norm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+
+
+def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio``.
+
+    Progress is the larger of the step fraction and, with a time budget, the time fraction, so a
+    time-limited run still ends its schedule at the budget.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.max_time > 0:
+        progress = max(progress, elapsed / cfg.max_time)
+    progress = min(1.0, progress)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def step_seed(seed: int, step: int, micro: int = 0) -> int:
+    return (seed * 1_000_003 + step * 97 + micro) % (2**63 - 1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Never clobber a user's run: an existing run needs ``--resume`` or an explicit ``--overwrite``."""
+    exists = (run_dir / runs.CONFIG).exists()
+    if resume:
+        if not (run_dir / runs.CHECKPOINT).exists():
+            raise UserError(f"{run_dir}: nothing to resume (no {runs.CHECKPOINT})")
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a directory")
+    if exists and not overwrite:
+        raise UserError(f"{run_dir}: a run is already there; use --resume to continue it or --overwrite to replace it")
+    if exists and overwrite:
+        for name in (runs.CONFIG, runs.WEIGHTS, runs.CHECKPOINT, runs.LOG, runs.METRICS, "loss.png"):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _evaluate(task: Task, model: nn.Module, data: TaskData, split: str, cfg: TrainConfig) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return task.evaluate(model, data, split, cfg)
+    finally:
+        model.train(was_training)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint (they will be written again)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    runs.atomic_write(path, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in lines)))
+
+
+def train(
+    task: Task,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json)."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume, overwrite)
+    status = task.data_status(cfg)
+    if status:
+        raise UserError(status)
+    torch.manual_seed(cfg.seed)
+    data = task.data(cfg)
+    device = pick_device(cfg.device)
+    model = build_model(task, cfg, data.meta).to(device)
+    optimizer = optimizer_for(model, cfg)
+    state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best": None, "best_step": -1, "stale": 0, "tokens": 0}
+    if resume:
+        state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer)
+        _trim_log(run_dir / runs.LOG, state["step"])
+    runs.save_run_config(run_dir, task.name, cfg, data.meta)  # on resume: records a changed budget
+    forward_model = torch.compile(model) if cfg.compile else model
+    autocast, use_scaler = autocast_for(cfg, device)
+    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+    params = count_parameters(model)
+
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, desc=task.name, unit="step")
+    train_losses: list[float] = []
+    model.train()
+    try:
+        while True:
+            step = state["step"]
+            out_of_time = cfg.max_time > 0 and state["elapsed"] >= cfg.max_time
+            if step >= cfg.max_steps or out_of_time:
+                break
+            t0 = time.perf_counter()
+            lr = learning_rate(cfg, step, state["elapsed"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            total = 0.0
+            for micro in range(cfg.grad_accum):
+                gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
+                batch = _to(task.batch(data, cfg, gen), device)
+                torch.manual_seed(step_seed(cfg.seed + 1, step, micro))  # dropout noise of this micro-batch
+                with autocast:
+                    loss = task.loss(forward_model, batch) / cfg.grad_accum
+                if not torch.isfinite(loss):
+                    raise UserError(
+                        f"loss became {loss.item()} at step {step}; the last good checkpoint is kept. "
+                        "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
+                    )
+                (scaler.scale(loss) if scaler else loss).backward()
+                total += loss.item()
+                ids = batch.get("input_ids")
+                state["tokens"] += ids.numel() if torch.is_tensor(ids) else 0
+            if scaler:
+                scaler.unscale_(optimizer)
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] = step + 1
+            state["elapsed"] += time.perf_counter() - t0
+            train_losses.append(total)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}")
+
+            last = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
+            if state["step"] % cfg.eval_every == 0 or last:
+                if _eval_and_checkpoint(task, model, optimizer, data, cfg, run_dir, state, train_losses, bar):
+                    break
+                train_losses = []
+    except KeyboardInterrupt:
+        bar.close()
+        runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
+        raise UserError(
+            f"interrupted at step {state['step']}; checkpoint saved. Continue with: "
+            f"tinyformers train {task.name} --out {run_dir} --resume"
+        ) from None
+    bar.close()
+    return finish(task, model, data, cfg, run_dir, state, params)
+
+
+def _eval_and_checkpoint(
+    task: Task,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TaskData,
+    cfg: TrainConfig,
+    run_dir: Path,
+    state: dict,
+    train_losses: list[float],
+    bar: tqdm,
+) -> bool:
+    """Evaluate on validation, keep the best weights, write the checkpoint; True = stop early."""
+    metrics = _evaluate(task, model, data, "val", cfg)
+    key = f"val_{task.metric}"
+    if key not in metrics:
+        raise RuntimeError(f"task {task.name} evaluate() returned no {key!r}")
+    value = metrics[key]
+    best = state["best"]
+    improved = best is None or (value > best if task.maximize else value < best)
+    if improved:
+        state.update(best=value, best_step=state["step"], stale=0)
+        runs.save_weights(model, run_dir / runs.WEIGHTS)
+    else:
+        state["stale"] += 1
+    entry = {
+        "step": state["step"],
+        "train_seconds": round(state["elapsed"], 3),
+        "train_loss": sum(train_losses) / max(1, len(train_losses)),
+        **metrics,
+    }
+    with open(run_dir / runs.LOG, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
+    bar.set_postfix({"loss": f"{entry['train_loss']:.4f}", key: f"{value:.4f}"})
+    return cfg.patience > 0 and state["stale"] >= cfg.patience
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = run_dir / runs.LOG
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+def finish(
+    task: Task, model: nn.Module, data: TaskData, cfg: TrainConfig, run_dir: Path, state: dict, params: int
+) -> dict[str, float]:
+    """Reload the best weights, evaluate the held-out split, write metrics.json and the plots."""
+    from tinyformers.plots import plot_loss
+
+    tensors, _ = runs.read_safetensors(run_dir / runs.WEIGHTS)
+    runs.load_tensors(model, tensors, str(run_dir / runs.WEIGHTS))
+    metrics = _evaluate(task, model, data, task.final_split, cfg)
+    seconds = state["elapsed"]
+    metrics.update(
+        params=params,
+        train_seconds=round(seconds, 2),
+        steps=state["step"],
+        best_step=state["best_step"],
+    )
+    if state["tokens"]:
+        metrics.update(train_tokens=state["tokens"], tokens_per_s=round(state["tokens"] / max(seconds, 1e-9), 1))
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    plot_loss(read_log(run_dir), run_dir / "loss.png", task.metric)
+    task.plots(model, data, cfg, str(run_dir))
+    return metrics
+
+
+def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
+    """Re-evaluate a saved run on its held-out split; write and return the metrics."""
+    task, cfg, meta, model = runs.load_run(run_dir, overrides)
+    data = task.data(cfg, meta)
+    metrics = _evaluate(task, model, data, task.final_split, cfg)
+    saved = runs.read_json(Path(run_dir) / runs.METRICS) if (Path(run_dir) / runs.METRICS).exists() else {}
+    if not overrides:  # re-evaluating on the run's own data refreshes metrics.json; other data does not
+        runs.write_json(Path(run_dir) / runs.METRICS, {**saved, **metrics})
+    return metrics

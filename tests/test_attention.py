@@ -1,0 +1,285 @@
+"""Eq. 1 and multi-head attention, checked against hand computations and torch.nn.MultiheadAttention."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyformers.attention import (
+    KVCache,
+    MultiHeadAttention,
+    causal_mask,
+    fast_attention,
+    merge_masks,
+    scaled_dot_product_attention,
+)
+from tinyformers.positions import RotaryEmbedding
+
+B, H, T, S, DK = 2, 3, 5, 7, 8
+
+
+def qkv(t: int = T, s: int = S) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.randn(B, H, t, DK), torch.randn(B, H, s, DK), torch.randn(B, H, s, DK)
+
+
+def hand_attention(q, k, v, allowed=None, additive=None):
+    """softmax(Q K^T / sqrt(d_k)) V, written with explicit loops over batch, head and query."""
+    out = torch.zeros(q.shape[:-1] + (v.size(-1),))
+    w = torch.zeros(q.shape[:-1] + (k.size(-2),))
+    for b in range(q.size(0)):
+        for h in range(q.size(1)):
+            for i in range(q.size(2)):
+                scores = torch.stack([q[b, h, i].dot(k[b, h, j]) for j in range(k.size(2))]) / math.sqrt(q.size(-1))
+                if additive is not None:
+                    scores = scores + additive[i]
+                keep = torch.ones(k.size(2), dtype=torch.bool) if allowed is None else allowed[b, i]
+                if not keep.any():
+                    continue  # a fully-masked row: zero weights, zero output
+                e = torch.where(keep, torch.exp(scores - scores[keep].max()), torch.zeros(()))
+                w[b, h, i] = e / e.sum()
+                out[b, h, i] = w[b, h, i] @ v[b, h]
+    return out, w
+
+
+def mask_kinds() -> dict[str, dict]:
+    """Every way of masking, as keyword arguments of merge_masks, for T queries over S keys."""
+    g = torch.Generator().manual_seed(1)
+    bool_mask = torch.rand(T, S, generator=g) > 0.3
+    bool_mask[:, 0] = True  # every row keeps at least one key
+    float_mask = torch.randn(T, S, generator=g)
+    float_mask[0, 2] = float("-inf")
+    kpm = torch.zeros(B, S, dtype=torch.bool)
+    kpm[1, -3:] = True
+    empty_row = torch.ones(T, S, dtype=torch.bool)
+    empty_row[2] = False
+    return {
+        "none": {},
+        "bool": {"attn_mask": bool_mask},
+        "float": {"attn_mask": float_mask},
+        "key_padding": {"key_padding_mask": kpm},
+        "causal_offset": {"is_causal": True},  # T=5 queries are the last 5 of S=7 keys
+        "causal_padding_float": {"is_causal": True, "key_padding_mask": kpm, "attn_mask": float_mask},
+        "fully_masked_row": {"attn_mask": empty_row},
+        "fully_padded_batch_row": {"key_padding_mask": torch.tensor([[False] * S, [True] * S])},
+    }
+
+
+@pytest.mark.parametrize("kind", list(mask_kinds()))
+def test_readable_equals_fast_path(kind: str) -> None:
+    q, k, v = qkv()
+    mask = merge_masks(T, S, device=None, **mask_kinds()[kind])
+    slow, _ = scaled_dot_product_attention(q, k, v, mask)
+    fast = fast_attention(q, k, v, mask)
+    assert not torch.isnan(slow).any() and not torch.isnan(fast).any()
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+
+
+def test_causal_same_length() -> None:
+    q, k, v = qkv(T, T)
+    mask = merge_masks(T, T, is_causal=True)
+    slow, w = scaled_dot_product_attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(slow, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast_attention(q, k, v, mask), ref, atol=1e-6, rtol=0)
+    assert (w.triu(1) == 0).all()
+
+
+def test_readable_path_equals_hand_computation() -> None:
+    q, k, v = qkv()
+    out, w = scaled_dot_product_attention(q, k, v)
+    ref_out, ref_w = hand_attention(q, k, v)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(w, ref_w, atol=1e-6, rtol=0)
+
+
+def test_readable_path_masks_equal_hand_computation() -> None:
+    q, k, v = qkv()
+    kinds = mask_kinds()
+    additive = kinds["float"]["attn_mask"]
+    kpm = kinds["key_padding"]["key_padding_mask"]
+    allowed = causal_mask(T, S).expand(B, T, S) & ~kpm[:, None, :] & torch.isfinite(additive)
+    mask = merge_masks(T, S, attn_mask=additive, key_padding_mask=kpm, is_causal=True)
+    out, w = scaled_dot_product_attention(q, k, v, mask)
+    ref_out, ref_w = hand_attention(q, k, v, allowed, torch.where(torch.isfinite(additive), additive, 0.0))
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(w, ref_w, atol=1e-6, rtol=0)
+
+
+def test_fully_masked_row_is_zero() -> None:
+    q, k, v = qkv()
+    mask = mask_kinds()["fully_masked_row"]["attn_mask"]
+    out, w = scaled_dot_product_attention(q, k, v, mask)
+    assert (w[:, :, 2] == 0).all() and (out[:, :, 2] == 0).all()
+    assert (fast_attention(q, k, v, mask)[:, :, 2] == 0).all()
+    torch.testing.assert_close(w[:, :, 3].sum(-1), torch.ones(B, H))
+
+
+def test_causal_mask_bottom_right() -> None:
+    m = causal_mask(2, 4)
+    assert m.tolist() == [[True, True, True, False], [True, True, True, True]]
+    assert causal_mask(3, 3).tolist() == torch.ones(3, 3, dtype=torch.bool).tril().tolist()
+
+
+def test_merge_masks_conventions() -> None:
+    assert merge_masks(2, 3) is None
+    kpm = torch.tensor([[False, False, True]])
+    m = merge_masks(2, 3, key_padding_mask=kpm)
+    assert m.dtype == torch.bool and m.shape == (1, 1, 1, 3) and m.flatten().tolist() == [True, True, False]
+    kpm = torch.tensor([[True, False, False, False]])
+    f = merge_masks(2, 4, attn_mask=torch.zeros(2, 4), key_padding_mask=kpm, is_causal=True)
+    assert f.dtype == torch.float32
+    assert torch.isinf(f[0, 0]).tolist() == [[True, False, False, True], [True, False, False, False]]
+
+
+def test_scale_uses_d_head_not_d_model() -> None:
+    d_model, n_heads = 16, 4
+    mha = MultiHeadAttention(d_model, n_heads).eval()
+    x = torch.randn(1, 3, d_model)
+    _, w = mha(x, need_weights=True)
+    q, k, _ = F.linear(x, mha.in_proj.weight, mha.in_proj.bias).split(d_model, -1)
+    q = q.view(1, 3, n_heads, 4).transpose(1, 2)
+    k = k.view(1, 3, n_heads, 4).transpose(1, 2)
+    expected = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_model // n_heads), -1)
+    wrong = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_model), -1)
+    torch.testing.assert_close(w, expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(w, wrong, atol=1e-3)
+
+
+# --- MultiHeadAttention vs torch.nn.MultiheadAttention ------------------------------------------------------
+
+D_MODEL, N_HEADS = 24, 4
+
+
+def pair(bias: bool = True) -> tuple[MultiHeadAttention, nn.MultiheadAttention]:
+    ours = MultiHeadAttention(D_MODEL, N_HEADS, bias=bias).eval()
+    ref = nn.MultiheadAttention(D_MODEL, N_HEADS, bias=bias, batch_first=True).eval()
+    with torch.no_grad():
+        ours.in_proj.weight.normal_(0, 0.3)
+        ours.out_proj.weight.normal_(0, 0.3)
+        ref.in_proj_weight.copy_(ours.in_proj.weight)
+        ref.out_proj.weight.copy_(ours.out_proj.weight)
+        if bias:
+            ours.in_proj.bias.normal_(0, 0.3)
+            ours.out_proj.bias.normal_(0, 0.3)
+            ref.in_proj_bias.copy_(ours.in_proj.bias)
+            ref.out_proj.bias.copy_(ours.out_proj.bias)
+    return ours, ref
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_mha_self_attention(bias: bool) -> None:
+    ours, ref = pair(bias)
+    x = torch.randn(2, 6, D_MODEL)
+    out, _ = ours(x)
+    expected, _ = ref(x, x, x, need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_mha_cross_attention() -> None:
+    ours, ref = pair()
+    x, mem = torch.randn(2, 4, D_MODEL), torch.randn(2, 9, D_MODEL)
+    out, w = ours(x, mem, need_weights=True)
+    expected, ref_w = ref(x, mem, mem, need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(w, ref_w, atol=1e-5, rtol=0)
+    assert w.shape == (2, N_HEADS, 4, 9)
+
+
+def test_mha_key_padding_mask() -> None:
+    ours, ref = pair()
+    x, mem = torch.randn(2, 5, D_MODEL), torch.randn(2, 8, D_MODEL)
+    kpm = torch.zeros(2, 8, dtype=torch.bool)
+    kpm[0, 5:] = True
+    kpm[1, 2:4] = True
+    for need_weights in (False, True):
+        out, _ = ours(x, mem, key_padding_mask=kpm, need_weights=need_weights)
+        expected, _ = ref(x, mem, mem, key_padding_mask=kpm, need_weights=False)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_mha_causal(need_weights: bool) -> None:
+    ours, ref = pair()
+    x = torch.randn(2, 6, D_MODEL)
+    out, _ = ours(x, is_causal=True, need_weights=need_weights)
+    not_allowed = ~torch.ones(6, 6, dtype=torch.bool).tril()  # torch.nn: True = NOT allowed
+    expected, _ = ref(x, x, x, attn_mask=not_allowed, need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_mha_bool_attn_mask_convention_is_inverted_from_torch_nn() -> None:
+    ours, ref = pair()
+    x = torch.randn(2, 6, D_MODEL)
+    allowed = torch.rand(6, 6) > 0.4
+    allowed.fill_diagonal_(True)
+    out, _ = ours(x, attn_mask=allowed)
+    expected, _ = ref(x, x, x, attn_mask=~allowed, need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_mha_per_head_weights() -> None:
+    ours, ref = pair()
+    x = torch.randn(2, 6, D_MODEL)
+    kpm = torch.zeros(2, 6, dtype=torch.bool)
+    kpm[1, -2:] = True
+    not_allowed = ~torch.ones(6, 6, dtype=torch.bool).tril()
+    out, w = ours(x, key_padding_mask=kpm, is_causal=True, need_weights=True)
+    expected, ref_w = ref(
+        x, x, x, key_padding_mask=kpm, attn_mask=not_allowed, need_weights=True, average_attn_weights=False
+    )
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(w, ref_w, atol=1e-5, rtol=0)
+
+
+def test_mha_rejects_indivisible_heads() -> None:
+    with pytest.raises(ValueError):
+        MultiHeadAttention(10, 3)
+
+
+# --- KV cache -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunks", [[1] * 8, [3, 4, 1], [5, 3], [8]])
+@pytest.mark.parametrize("rotary", [False, True])
+def test_mha_cache_chunks_equal_full_causal_pass(chunks: list[int], rotary: bool) -> None:
+    rope = RotaryEmbedding(D_MODEL // N_HEADS, 32) if rotary else None
+    mha = MultiHeadAttention(D_MODEL, N_HEADS, rotary=rope).eval()
+    x = torch.randn(2, sum(chunks), D_MODEL)
+    full, _ = mha(x, is_causal=True)
+    cache, outs, start = KVCache(1), [], 0
+    for n in chunks:
+        out, _ = mha(x[:, start : start + n], is_causal=True, cache=cache)
+        outs.append(out)
+        start += n
+        assert cache.seq_len == start
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=0)
+
+
+def test_mha_cross_cache_reuses_memory_projection() -> None:
+    mha = MultiHeadAttention(D_MODEL, N_HEADS).eval()
+    x, mem = torch.randn(2, 4, D_MODEL), torch.randn(2, 9, D_MODEL)
+    full, _ = mha(x, mem)
+    cache = KVCache(1)
+    first, _ = mha(x[:, :2], mem, cache=cache)
+    k0 = cache.layers[0][0]
+    second, _ = mha(x[:, 2:], mem, cache=cache)
+    assert cache.layers[0][0] is k0 and cache.seq_len == 9
+    torch.testing.assert_close(torch.cat([first, second], 1), full, atol=1e-6, rtol=0)
+
+
+def test_kv_cache_reorder_and_crop() -> None:
+    cache = KVCache(2)
+    assert cache.seq_len == 0 and len(cache) == 2
+    k = torch.arange(3 * 1 * 4 * 2, dtype=torch.float32).view(3, 1, 4, 2)
+    for layer in range(2):
+        cache.update(layer, k, -k)
+    cache.update(0, k[:, :, :1], -k[:, :, :1])
+    assert cache.layers[0][0].size(2) == 5
+    cache.reorder(torch.tensor([2, 0]))
+    assert torch.equal(cache.layers[1][0], k[[2, 0]])
+    cache.crop(3)
+    assert cache.seq_len == 3 and torch.equal(cache.layers[1][1], -k[[2, 0]][:, :, :3])

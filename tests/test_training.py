@@ -1,0 +1,133 @@
+"""The trainer and the run directory: schedule, optimizer groups, files written, exact resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tinyformers import runs
+from tinyformers.errors import UserError
+from tinyformers.tasks import get_task
+from tinyformers.tasks.base import TrainConfig, apply_overrides
+from tinyformers.training import learning_rate, optimizer_for, train
+
+TINY = [
+    "d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=16", "n_test=16",
+    "batch_size=8", "warmup_steps=5",
+]
+
+
+def tiny_cfg(task: str = "copy", *extra: str):
+    t = get_task(task)
+    return t, apply_overrides(t.Config(), TINY + list(extra))
+
+
+def test_schedule_warmup_then_cosine_to_floor():
+    cfg = TrainConfig(max_steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 10, 0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 55, 0) == pytest.approx(0.55)  # half way down the cosine
+    assert learning_rate(cfg, 100, 0) == pytest.approx(0.1)
+    timed = TrainConfig(max_steps=10**9, warmup_steps=0, lr=1.0, min_lr_ratio=0.0, max_time=10)
+    assert learning_rate(timed, 5, 5.0) == pytest.approx(0.5)  # the time budget drives the schedule
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    task, cfg = tiny_cfg()
+    model = task.model(cfg, {})
+    decay, no_decay = optimizer_for(model, cfg).param_groups
+    assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_train_writes_a_complete_run(tmp_path):
+    task, cfg = tiny_cfg("copy", "max_steps=20", "eval_every=10")
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "model.safetensors", "checkpoint.safetensors", "log.jsonl", "metrics.json", "loss.png"} <= files
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved == metrics and all(isinstance(v, (int, float)) for v in saved.values())
+    assert {"test_exact_match", "test_loss", "params", "train_seconds"} <= set(saved)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [10, 20]
+    _, _, meta, model = runs.load_run(tmp_path / "run")
+    assert meta["tokenizer"]["chars"] == "0123456789"
+    assert not model.training
+
+
+def test_same_seed_same_weights_different_seed_different(tmp_path):
+    task, cfg = tiny_cfg("reverse", "max_steps=8", "eval_every=8", "dropout=0.1")
+    train(task, cfg, tmp_path / "a", progress=False)
+    train(task, cfg, tmp_path / "b", progress=False)
+    train(task, apply_overrides(cfg, ["seed=7"]), tmp_path / "c", progress=False)
+    a, b, c = (load_file(tmp_path / x / "model.safetensors") for x in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_existing_run_is_never_clobbered(tmp_path):
+    task, cfg = tiny_cfg("copy", "max_steps=4", "eval_every=4")
+    train(task, cfg, tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match="--resume"):
+        train(task, cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    train(task, apply_overrides(cfg, ["seed=3"]), tmp_path / "run", overwrite=True, progress=False)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() != before
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    task, cfg = tiny_cfg("copy", "max_steps=30", "eval_every=5", "lr=1e30", "grad_clip=0", "warmup_steps=0")
+    with pytest.raises(UserError, match=r"loss became .* at step \d+"):
+        train(task, cfg, tmp_path / "run", progress=False)
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen([sys.executable, "-m", "tinyformers", *args], env=env, **kw)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(path / "checkpoint.safetensors").items() if k.startswith(("model.", "optim."))}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    args = ["--no-progress", "--set", *TINY, "eval_every=5", "dropout=0.1", "--max-steps", "60"]
+    ref = _cli("train", "sort", "--out", str(tmp_path / "ref"), *args, stdout=subprocess.DEVNULL)
+    assert ref.wait(timeout=300) == 0
+    run = tmp_path / "killed"
+    log = run / "log.jsonl"
+    for delay in (0.0, 0.3, 0.7):  # kill at several points: right after a checkpoint, mid-step, mid-write
+        lines = len(log.read_text().splitlines()) if log.exists() else 0
+        resume = ["--resume"] if (run / "checkpoint.safetensors").exists() else []
+        p = _cli("train", "sort", "--out", str(run), *args, *resume, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) > lines:  # a new checkpoint was written
+                break
+            time.sleep(0.02)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    p = _cli("train", "sort", "--out", str(run), *args, "--resume", stdout=subprocess.DEVNULL)
+    assert p.wait(timeout=300) == 0
+    a, b = _weights(tmp_path / "ref"), _weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "ref", run))
+    for k in ("train_seconds", "tokens_per_s"):
+        ma.pop(k, None), mb.pop(k, None)
+    assert ma == mb
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(5, 61, 5))  # no duplicated or missing log lines
