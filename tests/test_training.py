@@ -108,19 +108,22 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     ref = _cli("train", "sort", "--out", str(tmp_path / "ref"), *args, stdout=subprocess.DEVNULL)
     assert ref.wait(timeout=300) == 0
     run = tmp_path / "killed"
-    log = run / "log.jsonl"
+    ckpt = run / "checkpoint.safetensors"
+
+    def stamp() -> int:
+        return ckpt.stat().st_mtime_ns if ckpt.exists() else 0
+
     for delay in (0.0, 0.3, 0.7):  # kill at several points: right after a checkpoint, mid-step, mid-write
-        lines = len(log.read_text().splitlines()) if log.exists() else 0
-        resume = ["--resume"] if (run / "checkpoint.safetensors").exists() else []
-        p = _cli("train", "sort", "--out", str(run), *args, *resume, stdout=subprocess.DEVNULL)
+        before = stamp()
+        again = ["--resume"] if ckpt.exists() else ["--overwrite"]  # killed before any checkpoint: start over
+        p = _cli("train", "sort", "--out", str(run), *args, *again, stdout=subprocess.DEVNULL)
         deadline = time.time() + 120
-        while time.time() < deadline and p.poll() is None:
-            if log.exists() and len(log.read_text().splitlines()) > lines:  # a new checkpoint was written
-                break
+        while time.time() < deadline and p.poll() is None and stamp() == before:
             time.sleep(0.02)
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()
+        assert stamp() != before, "the run never wrote a checkpoint"
     p = _cli("train", "sort", "--out", str(run), *args, "--resume", stdout=subprocess.DEVNULL)
     assert p.wait(timeout=300) == 0
     a, b = _weights(tmp_path / "ref"), _weights(run)

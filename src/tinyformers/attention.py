@@ -213,8 +213,12 @@ class MultiHeadAttention(nn.Module):
                     cache.layers[self.layer_idx] = (k, v)
             else:
                 k, v = cached
-        mask = merge_masks(t, k.size(2), attn_mask, key_padding_mask, is_causal, x.device)
         p = self.dropout if self.training else 0.0
+        if is_causal and attn_mask is None and key_padding_mask is None and t == k.size(2) and not need_weights:
+            # plain causal self-attention (training, prefill): the fused kernel's own causal path, no mask tensor
+            out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True), None
+            return self.out_proj(out.transpose(1, 2).reshape(b, t, d)), weights
+        mask = merge_masks(t, k.size(2), attn_mask, key_padding_mask, is_causal, x.device)
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, p)
         else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from tinyformers.errors import UserError
 from tinyformers.tasks.base import Task, TaskData, TrainConfig
 from tinyformers.tasks.sanity import CopyTask, ReverseTask, SortTask
+from tinyformers.tasks.shakespeare import ShakespeareTask
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (CopyTask, ReverseTask, SortTask)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (CopyTask, ReverseTask, SortTask, ShakespeareTask)}
 
 
 def get_task(name: str) -> Task:

@@ -134,6 +134,10 @@ def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+# nanoGPT's names, accepted for the same settings
+ALIASES = {"n_layer": "n_layers", "n_head": "n_heads", "n_embd": "d_model", "learning_rate": "lr"}
+
+
 def parse_value(text: str, current: Any, key: str) -> Any:
     """Parse ``--set key=text`` to the type of the field's current value; errors name the key."""
     try:
@@ -159,6 +163,7 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip().replace("-", "_")
+        key = ALIASES.get(key, key) if key not in fields else key
         if not sep or not key:
             raise UserError(f"--set {pair!r}: expected key=value")
         if key not in fields:
