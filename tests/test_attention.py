@@ -33,7 +33,9 @@ def hand_attention(q, k, v, allowed=None, additive=None):
     for b in range(q.size(0)):
         for h in range(q.size(1)):
             for i in range(q.size(2)):
-                scores = torch.stack([q[b, h, i].dot(k[b, h, j]) for j in range(k.size(2))]) / math.sqrt(q.size(-1))
+                scores = torch.stack([q[b, h, i].dot(k[b, h, j]) for j in range(k.size(2))]) / math.sqrt(
+                    q.size(-1)
+                )
                 if additive is not None:
                     scores = scores + additive[i]
                 keep = torch.ones(k.size(2), dtype=torch.bool) if allowed is None else allowed[b, i]
@@ -65,6 +67,10 @@ def mask_kinds() -> dict[str, dict]:
         "causal_padding_float": {"is_causal": True, "key_padding_mask": kpm, "attn_mask": float_mask},
         "fully_masked_row": {"attn_mask": empty_row},
         "fully_padded_batch_row": {"key_padding_mask": torch.tensor([[False] * S, [True] * S])},
+        "fully_padded_float": {
+            "key_padding_mask": torch.tensor([[False] * S, [True] * S]),
+            "attn_mask": float_mask,
+        },
     }
 
 

@@ -188,6 +188,16 @@ def test_swiglu_vs_hand_formula() -> None:
     assert FeedForward(cfg(activation="gelu")).gate is None
 
 
+def test_feed_forward_dropout_sits_between_the_layers() -> None:
+    ff = FeedForward(cfg(activation="relu", dropout=0.5)).train()
+    x = torch.randn(2, 3, D)
+    torch.manual_seed(5)
+    out = ff(x)
+    torch.manual_seed(5)
+    expected = F.dropout(F.relu(ff.fc1(x)), 0.5, training=True) @ ff.fc2.weight.T + ff.fc2.bias
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
 def test_feed_forward_vs_hand_formula(activation: str) -> None:
     ff = FeedForward(cfg(activation=activation)).eval()
@@ -226,7 +236,9 @@ def test_sinusoidal_table_vs_paper_formula(d_model: int) -> None:
 
 def test_position_modules() -> None:
     sin = SinusoidalPositions(20, D)
-    assert "table" not in sin.state_dict() and torch.equal(sin(torch.tensor([3, 4])), sinusoidal_table(20, D)[3:5])
+    assert "table" not in sin.state_dict() and torch.equal(
+        sin(torch.tensor([3, 4])), sinusoidal_table(20, D)[3:5]
+    )
     learned = LearnedPositions(20, D)
     assert torch.equal(learned(torch.arange(2)), learned.embedding.weight[:2])
     assert make_positions("rotary", 20, D) is None and make_positions("none", 20, D) is None
@@ -255,7 +267,9 @@ def test_rotary_vs_hand_rotation() -> None:
     out = rope(x, offset=11)
     for t in range(5):
         torch.testing.assert_close(out[:, :, t], rotate_by_hand(x[:, :, t], 11 + t), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out, rope(torch.cat([torch.zeros(2, 3, 11, 8), x], 2))[:, :, 11:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out, rope(torch.cat([torch.zeros(2, 3, 11, 8), x], 2))[:, :, 11:], atol=1e-6, rtol=0
+    )
 
 
 def test_rotary_dot_product_depends_only_on_relative_position() -> None:

@@ -127,7 +127,11 @@ def test_future_tokens_never_change_the_past_seq2seq(t, cut, seed, positions) ->
 
 
 @PROPERTY
-@given(chunks=st.lists(st.integers(1, 5), min_size=1, max_size=6), seed=st.integers(0, 2**31), positions=POSITIONS)
+@given(
+    chunks=st.lists(st.integers(1, 5), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+    positions=POSITIONS,
+)
 def test_cached_decoding_equals_recompute_decoder_lm(chunks, seed, positions) -> None:
     model = decoder_lm(positions)
     x = tokens(seed, 2, sum(chunks))
@@ -141,7 +145,11 @@ def test_cached_decoding_equals_recompute_decoder_lm(chunks, seed, positions) ->
 
 
 @PROPERTY
-@given(chunks=st.lists(st.integers(1, 5), min_size=1, max_size=6), seed=st.integers(0, 2**31), positions=POSITIONS)
+@given(
+    chunks=st.lists(st.integers(1, 5), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31),
+    positions=POSITIONS,
+)
 def test_cached_decoding_equals_recompute_seq2seq(chunks, seed, positions) -> None:
     model = seq2seq(positions)
     src, y = tokens(seed, 2, 5), tokens(seed + 1, 2, sum(chunks))
@@ -152,6 +160,8 @@ def test_cached_decoding_equals_recompute_seq2seq(chunks, seed, positions) -> No
         self_cache, cross_cache = model.new_caches()
         parts, start = [], 0
         for n in chunks:
-            parts.append(model.decode(y[:, start : start + n], memory, src_mask, self_cache, cross_cache).logits)
+            parts.append(
+                model.decode(y[:, start : start + n], memory, src_mask, self_cache, cross_cache).logits
+            )
             start += n
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=0)

@@ -32,20 +32,32 @@ def build(family: str, seed: int = 0, **kw) -> nn.Module:
     if family == "decoder_rotary_untied":
         return DecoderLM(DecoderConfig(**SMALL, vocab_size=V, positions="rotary", tie_weights=False, **kw))
     if family == "classifier":
-        return EncoderClassifier(EncoderConfig(**SMALL, vocab_size=V, type_vocab_size=2, embed_norm=True, **kw), 3)
+        return EncoderClassifier(
+            EncoderConfig(**SMALL, vocab_size=V, type_vocab_size=2, embed_norm=True, **kw), 3
+        )
     if family == "token_classifier":
         return EncoderTokenClassifier(EncoderConfig(**SMALL, vocab_size=V, norm="rmsnorm", **kw), 4)
     if family == "seq2seq":
         return EncoderDecoder(Seq2SeqConfig(**SMALL, src_vocab_size=V, tgt_vocab_size=V, **kw))
     if family == "seq2seq_shared":
-        cfg = Seq2SeqConfig(**SMALL, src_vocab_size=V, tgt_vocab_size=V, share_embeddings=True, norm_first=False, **kw)
+        cfg = Seq2SeqConfig(
+            **SMALL, src_vocab_size=V, tgt_vocab_size=V, share_embeddings=True, norm_first=False, **kw
+        )
         return EncoderDecoder(cfg)
     if family == "vit":
         return VisionTransformer(ViTConfig(**SMALL, image_size=8, patch_size=4, num_classes=5, **kw))
     raise ValueError(family)
 
 
-FAMILIES = ["decoder", "decoder_rotary_untied", "classifier", "token_classifier", "seq2seq", "seq2seq_shared", "vit"]
+FAMILIES = [
+    "decoder",
+    "decoder_rotary_untied",
+    "classifier",
+    "token_classifier",
+    "seq2seq",
+    "seq2seq_shared",
+    "vit",
+]
 
 
 def tokens(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -67,13 +79,14 @@ def run(model: nn.Module, seed: int = 0) -> torch.Tensor:
 
 
 def hidden_modules(model: nn.Module) -> list[str]:
-    """Modules/parameters kept in plain attributes, lists or dicts: invisible to .parameters() and state_dict."""
+    """Modules/parameters in plain attributes, lists or dicts: invisible to .parameters() and state_dict."""
     found = []
     for mod_name, module in model.named_modules():
         for attr, value in vars(module).items():
             if attr.startswith("_"):
                 continue
-            values = value if isinstance(value, (list, tuple)) else list(value.values()) if isinstance(value, dict) else [value]
+            values = list(value.values()) if isinstance(value, dict) else value
+            values = values if isinstance(values, (list, tuple)) else [values]
             if any(isinstance(v, (nn.Module, nn.Parameter)) for v in values):
                 found.append(f"{mod_name}.{attr}")
     return found
@@ -141,8 +154,17 @@ def copying_seq2seq() -> EncoderDecoder:
     """A model whose logits at position t point at its own decoder input token at t: the perfect cheater."""
     d = 32
     model = EncoderDecoder(
-        Seq2SeqConfig(d_model=d, n_heads=4, n_layers=1, d_ff=8, src_vocab_size=V, tgt_vocab_size=V,
-                      share_embeddings=True, positions="none", norm_first=True)
+        Seq2SeqConfig(
+            d_model=d,
+            n_heads=4,
+            n_layers=1,
+            d_ff=8,
+            src_vocab_size=V,
+            tgt_vocab_size=V,
+            share_embeddings=True,
+            positions="none",
+            norm_first=True,
+        )
     ).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -184,7 +206,9 @@ def test_classifier_heads_return_raw_logits() -> None:
     tags = torch.randint(0, 4, (3, 6))
     out = tok(x, labels=tags)
     assert not_a_simplex(out.logits)
-    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), tags.flatten()), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out.loss, F.cross_entropy(out.logits.flatten(0, 1), tags.flatten()), atol=1e-6, rtol=0
+    )
 
     vit = build("vit").eval()
     out = vit(torch.randn(3, 1, 8, 8), labels=labels)
@@ -197,11 +221,15 @@ def test_language_model_losses_use_raw_logits() -> None:
     x, y = tokens(2, 6), tokens(2, 6, seed=1)
     out = lm(x, targets=y)
     assert not_a_simplex(out.logits)
-    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0
+    )
     s2s = build("seq2seq").eval()
     out = s2s(x, y)
     assert not_a_simplex(out.logits)
-    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0
+    )
 
 
 # --- (d) padding excluded from the loss ---------------------------------------------------------------------
@@ -309,5 +337,7 @@ def test_fifty_cached_seq2seq_steps_equal_recompute() -> None:
         memory, _ = model.encode(src, src_mask)
         full = model.decode(y, memory, src_mask).logits
         self_cache, cross_cache = model.new_caches()
-        steps = [model.decode(y[:, t : t + 1], memory, src_mask, self_cache, cross_cache).logits for t in range(51)]
+        steps = [
+            model.decode(y[:, t : t + 1], memory, src_mask, self_cache, cross_cache).logits for t in range(51)
+        ]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)

@@ -192,10 +192,12 @@ class GenerationConfig:
         num_beams: 1 = greedy/sampling, more = beam search.
         length_penalty: beam search scores a finished hypothesis ``sum(log p) / L ** length_penalty``
             (``L`` = new tokens including eos); > 0 favours longer sequences, < 0 shorter ones.
-        early_stopping: beam search stop rule (HF): False stops when the best running beam, scored at its
-            current length, cannot beat the worst of ``num_beams`` finished hypotheses; True stops as
-            soon as ``num_beams`` hypotheses are finished; "never" (with length_penalty > 0) scores the
-            best running beam at the maximum length instead, i.e. canonical beam search.
+        early_stopping: beam search's stop rule for a prompt, as HF. True: stop as soon as ``num_beams``
+            hypotheses are finished. False (default): once ``num_beams`` are finished, stop when the best
+            running beam, scored at its current length, cannot beat the worst of them (a heuristic when
+            length_penalty > 0, as scores can still grow). "never": as False, but with
+            length_penalty > 0 the running beam is scored at the maximum length, an upper bound.
+            With length_penalty = 0 the rule is exact (log-probabilities only decrease).
         num_return_sequences: sequences per prompt: independent samples when sampling, the best
             hypotheses with beam search (<= num_beams); must be 1 for greedy.
         eos_token_id: token id(s) that end a sequence; None = generate exactly ``max_new_tokens``.
@@ -457,7 +459,6 @@ def _beam_search(
     processors = cfg.logits_processors()
     eos = torch.tensor(cfg.eos_ids(), dtype=torch.long, device=device)
     n_candidates = max(2, 1 + eos.numel()) * k
-    first_k = torch.arange(n_candidates, device=device) < k  # the candidates allowed to finish
     row0 = torch.arange(b, device=device)[:, None] * k  # first row of each prompt's beams
 
     # Only the first beam exists at the start: the others are copies and would propose the same tokens.
@@ -475,6 +476,8 @@ def _beam_search(
         new_len, last = step + 1, step == max_new - 1
         log_probs = processors(tokens, next_logits(tokens).log_softmax(dim=-1))  # (B * K, V)
         vocab = log_probs.size(-1)
+        n_candidates = min(n_candidates, k * vocab)
+        first_k = torch.arange(n_candidates, device=device) < k  # the candidates allowed to finish
         totals = (log_probs.view(b, k, vocab) + beam_scores[..., None]).view(b, k * vocab)
         if cfg.do_sample:  # sampling without replacement = top-k of Gumbel-perturbed log-probs
             gumbel = -torch.empty_like(totals).exponential_(generator=generator).log()
@@ -617,7 +620,7 @@ def generate(
     * ``seed`` / ``generator``: randomness for sampling (a seed makes a fresh ``torch.Generator``;
       neither uses torch's global random state, like HF).
     * ``streamer``: a callable receiving each new token tensor ``(B * num_return_sequences,)`` as it is
-      produced (greedy and sampling only).
+      produced (greedy and sampling only; rows that already finished receive ``pad_token_id``).
     * Prompts plus output longer than ``model.block_size`` are conditioned on their last ``block_size``
       tokens (a sliding window; see :class:`NextTokenLogits`).
 
@@ -681,7 +684,9 @@ def generate_seq2seq(
     The source is encoded once; the decoder starts from ``decoder_start_token_id`` (default
     ``config.bos_id``) and runs incrementally with a self-attention cache and a cross-attention cache
     (both reordered with the beams). Defaults from the model's config: ``eos_token_id`` = ``eos_id``,
-    ``pad_token_id`` = ``pad_id``, ``max_new_tokens`` = ``max_len - 1``. Other options as :func:`generate`.
+    ``pad_token_id`` = ``pad_id``, ``max_new_tokens`` = ``max_len - 1`` (more is allowed: the decoder then
+    slides its window). An eos id outside the vocabulary never stops decoding early. Other options as
+    :func:`generate`.
 
     Returns the generated target ids *without* the start token, ``(B * num_return_sequences, L)``, each
     row padded with ``pad_token_id`` after its eos (or a :class:`GenerateOutput` if
