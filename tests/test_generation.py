@@ -622,7 +622,7 @@ BAD_ARGS = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", BAD_ARGS, ids=str)
+@pytest.mark.parametrize("kwargs", BAD_ARGS, ids=lambda kw: ",".join(f"{k}={type(v).__name__ if callable(v) or isinstance(v, torch.Generator) else v}" for k, v in kw.items()))
 def test_bad_arguments_raise_value_error(kwargs: dict) -> None:
     model, prompts = tiny_lm(), torch.randint(0, 11, (2, 3))
     with pytest.raises(ValueError) as info:

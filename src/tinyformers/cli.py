@@ -1,4 +1,4 @@
-"""The ``tinyformers`` command: list, train, eval, predict, generate.
+"""The ``tinyformers`` command: list, train, eval, predict, generate, export.
 
 Every user error (unknown task, bad ``--set``, missing or corrupt run) prints one line to stderr and
 exits with status 2; nothing the user had is overwritten.
@@ -47,7 +47,89 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", type=Path)
     pr.add_argument("inputs", nargs="+", help="inputs (text, or file paths for image/audio tasks)")
 
+    g = sub.add_parser("generate", help="continue a prompt with a trained language model (HF's decoding options)")
+    g.add_argument("run", type=Path)
+    g.add_argument("--prompt", required=True, help="text to continue")
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy / beam search")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    g.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with probability >= p")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated tokens")
+    g.add_argument("--no-repeat-ngram-size", type=int, default=0, help="never repeat an n-gram of this size")
+    g.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams")
+    g.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length ** this")
+    g.add_argument("--num-return-sequences", type=int, default=1)
+    g.add_argument("--seed", type=int, help="seed for sampling")
+    g.add_argument("--no-stream", action="store_true", help="print the text when done instead of as it comes")
+
+    x = sub.add_parser("export", help="export a trained decoder LM in Hugging Face GPT-2 format")
+    x.add_argument("run", type=Path)
+    x.add_argument("--out", required=True, type=Path, help="directory for config.json + model.safetensors")
+
     return p
+
+
+MAX_NEW_TOKENS = 100_000
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tinyformers.runs import load_run
+
+    task, cfg, meta, model = load_run(args.run)
+    if not hasattr(task, "generate"):
+        raise UserError(f"task {task.name!r} does not generate; try `tinyformers predict`")
+    if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+        raise UserError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS}")
+    options = {
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "num_beams": args.num_beams,
+        "length_penalty": args.length_penalty,
+        "num_return_sequences": args.num_return_sequences,
+        "seed": args.seed,
+    }
+    stream = not args.no_stream and args.num_beams == 1 and args.num_return_sequences == 1
+    shown: list[str] = []  # the prompt is printed with the first new text, so an error prints nothing else
+
+    def show(text: str) -> None:
+        print(("" if shown else args.prompt) + text, end="", flush=True)
+        shown.append(text)
+
+    if stream:
+        options["streamer"] = show
+    try:
+        texts = task.generate(model, cfg, meta, args.prompt, **options)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if stream:
+        print("" if shown else args.prompt)
+        return 0
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sequence {i + 1} ---")
+        print(args.prompt + text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tinyformers.interop import export_gpt2
+    from tinyformers.models import DecoderLM
+    from tinyformers.runs import load_run
+
+    _, _, _, model = load_run(args.run)
+    if not isinstance(model, DecoderLM):
+        raise UserError(f"{args.run}: only decoder-only language models export to the GPT-2 format")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise UserError(f"{args.out}: exists and is not empty; choose a new directory")
+    export_gpt2(model, args.out)
+    print(f"wrote {args.out}/config.json and model.safetensors (load with GPT2LMHeadModel.from_pretrained)")
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> list[str]:
@@ -108,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: cmd_train(args),
         "eval": lambda: cmd_eval(args),
         "predict": lambda: cmd_predict(args),
+        "generate": lambda: cmd_generate(args),
+        "export": lambda: cmd_export(args),
     }
     try:
         return commands[args.command]()

