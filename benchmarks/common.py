@@ -34,6 +34,7 @@ def machine() -> dict:
 
 def table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table of ``rows`` restricted to ``columns``."""
+
     def fmt(v: object) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 

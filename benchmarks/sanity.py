@@ -31,8 +31,20 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as d:
                 m = train(task, cfg, d, progress=False)
             rows.append({"task": name, "arch": arch, **m})
-            print(f"{name} {arch}: exact match {m['test_exact_match']:.4f} in {m['train_seconds']}s", file=sys.stderr)
-    cols = ["task", "arch", "test_exact_match", "baseline_exact_match", "params", "steps", "best_step", "train_seconds"]
+            print(
+                f"{name} {arch}: exact match {m['test_exact_match']:.4f} in {m['train_seconds']}s",
+                file=sys.stderr,
+            )
+    cols = [
+        "task",
+        "arch",
+        "test_exact_match",
+        "baseline_exact_match",
+        "params",
+        "steps",
+        "best_step",
+        "train_seconds",
+    ]
     print(table(rows, cols))
     print(machine())
     save("sanity", " ".join(["python", *sys.argv]), rows)

@@ -33,9 +33,7 @@ def hand_attention(q, k, v, allowed=None, additive=None):
     for b in range(q.size(0)):
         for h in range(q.size(1)):
             for i in range(q.size(2)):
-                scores = torch.stack([q[b, h, i].dot(k[b, h, j]) for j in range(k.size(2))]) / math.sqrt(
-                    q.size(-1)
-                )
+                scores = torch.stack([q[b, h, i].dot(k[b, h, j]) for j in range(k.size(2))]) / math.sqrt(q.size(-1))
                 if additive is not None:
                     scores = scores + additive[i]
                 keep = torch.ones(k.size(2), dtype=torch.bool) if allowed is None else allowed[b, i]

@@ -121,9 +121,7 @@ def test_decoder_block_vs_torch(norm_first: bool) -> None:
 def test_stacks_vs_torch_transformer(norm_first: bool) -> None:
     c = cfg(norm_first=norm_first, activation="gelu")
     enc, dec = EncoderStack(c, final_norm=True).eval(), DecoderStack(c, final_norm=True).eval()
-    ref = nn.Transformer(
-        D, H, 2, 2, FF, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first
-    ).eval()
+    ref = nn.Transformer(D, H, 2, 2, FF, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first).eval()
     randomize(enc)
     randomize(dec)
     copy_into(enc, ref.encoder, ENC_NAMES)
@@ -211,9 +209,7 @@ def test_feed_forward_vs_hand_formula(activation: str) -> None:
     torch.testing.assert_close(ff(x), act(a) @ ff.fc2.weight.T + ff.fc2.bias, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "bad", [{"n_heads": 3}, {"activation": "tanh"}, {"norm": "batchnorm"}, {"positions": "alibi"}]
-)
+@pytest.mark.parametrize("bad", [{"n_heads": 3}, {"activation": "tanh"}, {"norm": "batchnorm"}, {"positions": "alibi"}])
 def test_core_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError):
         cfg(**bad)
@@ -236,9 +232,7 @@ def test_sinusoidal_table_vs_paper_formula(d_model: int) -> None:
 
 def test_position_modules() -> None:
     sin = SinusoidalPositions(20, D)
-    assert "table" not in sin.state_dict() and torch.equal(
-        sin(torch.tensor([3, 4])), sinusoidal_table(20, D)[3:5]
-    )
+    assert "table" not in sin.state_dict() and torch.equal(sin(torch.tensor([3, 4])), sinusoidal_table(20, D)[3:5])
     learned = LearnedPositions(20, D)
     assert torch.equal(learned(torch.arange(2)), learned.embedding.weight[:2])
     assert make_positions("rotary", 20, D) is None and make_positions("none", 20, D) is None
@@ -267,9 +261,7 @@ def test_rotary_vs_hand_rotation() -> None:
     out = rope(x, offset=11)
     for t in range(5):
         torch.testing.assert_close(out[:, :, t], rotate_by_hand(x[:, :, t], 11 + t), atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        out, rope(torch.cat([torch.zeros(2, 3, 11, 8), x], 2))[:, :, 11:], atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(out, rope(torch.cat([torch.zeros(2, 3, 11, 8), x], 2))[:, :, 11:], atol=1e-6, rtol=0)
 
 
 def test_rotary_dot_product_depends_only_on_relative_position() -> None:

@@ -10,13 +10,38 @@ import pytest
 
 from tinyformers.cli import main
 
-TINY = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=16", "n_test=16", "batch_size=8"]
+TINY = [
+    "d_model=16",
+    "n_heads=2",
+    "n_layers=1",
+    "d_ff=32",
+    "max_digits=4",
+    "n_val=16",
+    "n_test=16",
+    "batch_size=8",
+]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "copy", "--out", str(out), "--max-steps", "6", "--no-progress", "--set", *TINY, "eval_every=3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "copy",
+                "--out",
+                str(out),
+                "--max-steps",
+                "6",
+                "--no-progress",
+                "--set",
+                *TINY,
+                "eval_every=3",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -92,8 +117,14 @@ def test_predict_bad_input(run_dir, capsys):
 @pytest.mark.parametrize(
     ("damage", "match"),
     [
-        (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]), "not a valid safetensors"),
-        (lambda d: (d / "model.safetensors").write_bytes(b"\x80\x04K\x01."), "not a valid safetensors"),  # a pickle
+        (
+            lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
+            "not a valid safetensors",
+        ),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(b"\x80\x04K\x01."),
+            "not a valid safetensors",
+        ),  # a pickle
         (lambda d: (d / "model.safetensors").unlink(), "not found"),
         (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
         (lambda d: (d / "config.json").write_text('{"a": 1}'), "not a tinyformers run"),

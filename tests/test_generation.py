@@ -166,9 +166,7 @@ def test_repetition_penalty_matches_hf(penalty: float) -> None:
     for seed in range(5):
         ids, scores = random_case(seed)
         ref = hf.RepetitionPenaltyLogitsProcessor(penalty)(ids, scores.clone())
-        torch.testing.assert_close(
-            RepetitionPenaltyLogitsProcessor(penalty)(ids, scores), ref, rtol=0, atol=0
-        )
+        torch.testing.assert_close(RepetitionPenaltyLogitsProcessor(penalty)(ids, scores), ref, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
@@ -203,9 +201,7 @@ def test_top_p_matches_hf(p: float, keep: int) -> None:
 def test_temperature_matches_hf() -> None:
     scores = torch.randn(4, 10)
     for t in (0.1, 0.7, 2.5):
-        assert torch.equal(
-            TemperatureLogitsWarper(t)(None, scores), hf.TemperatureLogitsWarper(t)(None, scores)
-        )
+        assert torch.equal(TemperatureLogitsWarper(t)(None, scores), hf.TemperatureLogitsWarper(t)(None, scores))
 
 
 def test_processor_order_is_hf() -> None:
@@ -370,9 +366,7 @@ def test_max_new_tokens_zero_returns_prompt() -> None:
 
 
 def test_model_mode_restored_and_no_grad() -> None:
-    model = DecoderLM(
-        DecoderConfig(vocab_size=11, d_model=32, n_heads=2, n_layers=1, d_ff=64, max_len=16, dropout=0.5)
-    )
+    model = DecoderLM(DecoderConfig(vocab_size=11, d_model=32, n_heads=2, n_layers=1, d_ff=64, max_len=16, dropout=0.5))
     model.train()
     prompts = torch.randint(0, 11, (2, 3))
     a = generate(model, prompts, max_new_tokens=6)
@@ -420,9 +414,7 @@ def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone() -> None:
 def test_tiny_temperature_and_top_k_1_equal_greedy() -> None:
     model, prompts = tiny_lm(), torch.randint(0, 11, (4, 3))
     greedy = generate(model, prompts, max_new_tokens=10)
-    assert torch.equal(
-        generate(model, prompts, max_new_tokens=10, do_sample=True, temperature=1e-4, seed=0), greedy
-    )
+    assert torch.equal(generate(model, prompts, max_new_tokens=10, do_sample=True, temperature=1e-4, seed=0), greedy)
     assert torch.equal(generate(model, prompts, max_new_tokens=10, do_sample=True, top_k=1, seed=0), greedy)
 
 
@@ -540,9 +532,7 @@ def test_seq2seq_greedy_cache_equals_recompute() -> None:
     # Past max_len (12) the decoder slides its window; an eos it cannot produce makes it run to the end.
     long = generate_seq2seq(model, src, max_new_tokens=25, eos_token_id=99)
     assert long.shape == (6, 25)
-    assert torch.equal(
-        generate_seq2seq(model, src, max_new_tokens=25, eos_token_id=99, use_cache=False), long
-    )
+    assert torch.equal(generate_seq2seq(model, src, max_new_tokens=25, eos_token_id=99, use_cache=False), long)
 
 
 def test_seq2seq_output_format_and_source_padding() -> None:
@@ -560,9 +550,7 @@ def test_seq2seq_output_format_and_source_padding() -> None:
     for k in (1, 3):
         alone = generate_seq2seq(model, src[:1, :3], num_beams=k)
         both = generate_seq2seq(model, batch, mask, num_beams=k)
-        assert (
-            torch.equal(both[0, : alone.size(1)], alone[0]) and (both[0, alone.size(1) :] == cfg.pad_id).all()
-        )
+        assert torch.equal(both[0, : alone.size(1)], alone[0]) and (both[0, alone.size(1) :] == cfg.pad_id).all()
 
 
 def test_seq2seq_beam_cache_equals_recompute() -> None:
@@ -622,7 +610,13 @@ BAD_ARGS = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", BAD_ARGS, ids=lambda kw: ",".join(f"{k}={type(v).__name__ if callable(v) or isinstance(v, torch.Generator) else v}" for k, v in kw.items()))
+@pytest.mark.parametrize(
+    "kwargs",
+    BAD_ARGS,
+    ids=lambda kw: ",".join(
+        f"{k}={type(v).__name__ if callable(v) or isinstance(v, torch.Generator) else v}" for k, v in kw.items()
+    ),
+)
 def test_bad_arguments_raise_value_error(kwargs: dict) -> None:
     model, prompts = tiny_lm(), torch.randint(0, 11, (2, 3))
     with pytest.raises(ValueError) as info:

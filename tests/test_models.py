@@ -41,9 +41,7 @@ def seq2seq(**kw) -> EncoderDecoder:
 
 
 def vit(**kw) -> VisionTransformer:
-    return VisionTransformer(
-        ViTConfig(**{**SMALL, "image_size": 8, "patch_size": 4, "num_classes": 5, **kw})
-    ).eval()
+    return VisionTransformer(ViTConfig(**{**SMALL, "image_size": 8, "patch_size": 4, "num_classes": 5, **kw})).eval()
 
 
 def ids(b: int, t: int, low: int = 3) -> torch.Tensor:
@@ -54,9 +52,7 @@ def attention_mask(lengths: list[int], t: int) -> torch.Tensor:
     return (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).long()
 
 
-def check_attentions(
-    attns: list[torch.Tensor], n: int, shape: tuple, mask: torch.Tensor | None = None
-) -> None:
+def check_attentions(attns: list[torch.Tensor], n: int, shape: tuple, mask: torch.Tensor | None = None) -> None:
     """n tensors of ``shape``; each row a distribution over the real keys (zero weight on padding)."""
     assert len(attns) == n
     for w in attns:
@@ -115,9 +111,7 @@ def test_pooling_uses_the_right_positions() -> None:
 
 def test_encoder_token_classifier_shapes() -> None:
     model = EncoderTokenClassifier(encoder_cfg(type_vocab_size=2, embed_norm=True), num_labels=4).eval()
-    out = model(
-        ids(3, 5), attention_mask([5, 3, 1], 5), labels=torch.randint(0, 4, (3, 5)), output_attentions=True
-    )
+    out = model(ids(3, 5), attention_mask([5, 3, 1], 5), labels=torch.randint(0, 4, (3, 5)), output_attentions=True)
     assert out.logits.shape == (3, 5, 4) and out.loss.ndim == 0
     check_attentions(out.attentions, 2, (3, 4, 5, 5), attention_mask([5, 3, 1], 5))
 
@@ -126,9 +120,7 @@ def test_encoder_token_types_matter() -> None:
     enc = Encoder(encoder_cfg(type_vocab_size=2)).eval()
     x = ids(1, 4)
     a = enc(x).last_hidden_state
-    torch.testing.assert_close(
-        enc(x, token_type_ids=torch.zeros(1, 4, dtype=torch.long)).last_hidden_state, a
-    )
+    torch.testing.assert_close(enc(x, token_type_ids=torch.zeros(1, 4, dtype=torch.long)).last_hidden_state, a)
     assert not torch.allclose(enc(x, token_type_ids=torch.ones(1, 4, dtype=torch.long)).last_hidden_state, a)
 
 
@@ -221,9 +213,7 @@ def test_encoder_knows_order(positions: str) -> None:
 def test_encoder_without_positions_is_permutation_equivariant() -> None:
     enc = Encoder(encoder_cfg(positions="none")).eval()
     x, perm = ids(1, 6), torch.tensor([3, 1, 5, 0, 2, 4])
-    torch.testing.assert_close(
-        enc(x[:, perm]).last_hidden_state, enc(x).last_hidden_state[:, perm], atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(enc(x[:, perm]).last_hidden_state, enc(x).last_hidden_state[:, perm], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary", "none"])

@@ -49,9 +49,7 @@ def hf_gpt2(tie: bool = True, **kw: object) -> nn.Module:
 
 
 def our_gpt2(tie: bool = True) -> DecoderLM:
-    cfg = DecoderConfig(
-        vocab_size=VOCAB, max_len=24, d_model=48, n_layers=2, n_heads=4, d_ff=96, tie_weights=tie
-    )
+    cfg = DecoderConfig(vocab_size=VOCAB, max_len=24, d_model=48, n_layers=2, n_heads=4, d_ff=96, tie_weights=tie)
     return perturb(DecoderLM(cfg))
 
 
@@ -192,9 +190,7 @@ def test_bert_to_hf_hidden_states() -> None:
         embed_norm=True,
     )
     ours = perturb(Encoder(cfg))
-    hf = transformers.BertModel(
-        transformers.BertConfig(**interop.config_to_hf_bert(cfg)), add_pooling_layer=False
-    )
+    hf = transformers.BertModel(transformers.BertConfig(**interop.config_to_hf_bert(cfg)), add_pooling_layer=False)
     hf.load_state_dict(interop.bert_state_dict_to_hf(ours.state_dict()))
     hf.eval()
     ids, mask = padded_batch([11, 6])

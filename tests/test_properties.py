@@ -160,8 +160,6 @@ def test_cached_decoding_equals_recompute_seq2seq(chunks, seed, positions) -> No
         self_cache, cross_cache = model.new_caches()
         parts, start = [], 0
         for n in chunks:
-            parts.append(
-                model.decode(y[:, start : start + n], memory, src_mask, self_cache, cross_cache).logits
-            )
+            parts.append(model.decode(y[:, start : start + n], memory, src_mask, self_cache, cross_cache).logits)
             start += n
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=0)

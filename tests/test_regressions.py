@@ -32,17 +32,13 @@ def build(family: str, seed: int = 0, **kw) -> nn.Module:
     if family == "decoder_rotary_untied":
         return DecoderLM(DecoderConfig(**SMALL, vocab_size=V, positions="rotary", tie_weights=False, **kw))
     if family == "classifier":
-        return EncoderClassifier(
-            EncoderConfig(**SMALL, vocab_size=V, type_vocab_size=2, embed_norm=True, **kw), 3
-        )
+        return EncoderClassifier(EncoderConfig(**SMALL, vocab_size=V, type_vocab_size=2, embed_norm=True, **kw), 3)
     if family == "token_classifier":
         return EncoderTokenClassifier(EncoderConfig(**SMALL, vocab_size=V, norm="rmsnorm", **kw), 4)
     if family == "seq2seq":
         return EncoderDecoder(Seq2SeqConfig(**SMALL, src_vocab_size=V, tgt_vocab_size=V, **kw))
     if family == "seq2seq_shared":
-        cfg = Seq2SeqConfig(
-            **SMALL, src_vocab_size=V, tgt_vocab_size=V, share_embeddings=True, norm_first=False, **kw
-        )
+        cfg = Seq2SeqConfig(**SMALL, src_vocab_size=V, tgt_vocab_size=V, share_embeddings=True, norm_first=False, **kw)
         return EncoderDecoder(cfg)
     if family == "vit":
         return VisionTransformer(ViTConfig(**SMALL, image_size=8, patch_size=4, num_classes=5, **kw))
@@ -206,9 +202,7 @@ def test_classifier_heads_return_raw_logits() -> None:
     tags = torch.randint(0, 4, (3, 6))
     out = tok(x, labels=tags)
     assert not_a_simplex(out.logits)
-    torch.testing.assert_close(
-        out.loss, F.cross_entropy(out.logits.flatten(0, 1), tags.flatten()), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), tags.flatten()), atol=1e-6, rtol=0)
 
     vit = build("vit").eval()
     out = vit(torch.randn(3, 1, 8, 8), labels=labels)
@@ -221,15 +215,11 @@ def test_language_model_losses_use_raw_logits() -> None:
     x, y = tokens(2, 6), tokens(2, 6, seed=1)
     out = lm(x, targets=y)
     assert not_a_simplex(out.logits)
-    torch.testing.assert_close(
-        out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0)
     s2s = build("seq2seq").eval()
     out = s2s(x, y)
     assert not_a_simplex(out.logits)
-    torch.testing.assert_close(
-        out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0)
 
 
 # --- (d) padding excluded from the loss ---------------------------------------------------------------------
@@ -337,7 +327,5 @@ def test_fifty_cached_seq2seq_steps_equal_recompute() -> None:
         memory, _ = model.encode(src, src_mask)
         full = model.decode(y, memory, src_mask).logits
         self_cache, cross_cache = model.new_caches()
-        steps = [
-            model.decode(y[:, t : t + 1], memory, src_mask, self_cache, cross_cache).logits for t in range(51)
-        ]
+        steps = [model.decode(y[:, t : t + 1], memory, src_mask, self_cache, cross_cache).logits for t in range(51)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)

@@ -22,21 +22,32 @@ PLAY = """# A Play
 _Enter ROMEO and JULIET, with
 Attendants_
 
-**ROMEO**  
-But soft, what light  
+**ROMEO**\x20\x20
+But soft, what light\x20\x20
 through yonder window _Aside_ breaks?
 
 _Exit JULIET_
 
 It is the east.
 
-**JULIET**  
+**JULIET**\x20\x20
 O Romeo, Romeo!
 """
 
-TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
-        "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n") * 40
-TINY = ["d_model=32", "n_heads=2", "n_layers=1", "block_size=16", "batch_size=8", "eval_windows=16", "max_time=0", "warmup_steps=5"]
+TEXT = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+    "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n\n"
+) * 40
+TINY = [
+    "d_model=32",
+    "n_heads=2",
+    "n_layers=1",
+    "block_size=16",
+    "batch_size=8",
+    "eval_windows=16",
+    "max_time=0",
+    "warmup_steps=5",
+]
 
 
 def test_clean_play_keeps_speakers_and_lines_only():
@@ -109,11 +120,42 @@ def test_generate_streams_and_decodes(run_dir, capsys):
     assert main(["generate", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ROMEO:") and len(out) == len("ROMEO:") + 40 + 1
-    assert main(["generate", str(run_dir), "--prompt", "RO", "--max-new-tokens", "10", "--num-beams", "3",
-                 "--num-return-sequences", "2"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(run_dir),
+                "--prompt",
+                "RO",
+                "--max-new-tokens",
+                "10",
+                "--num-beams",
+                "3",
+                "--num-return-sequences",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count("--- sequence") == 2
-    args = ["generate", str(run_dir), "--prompt", "R", "--max-new-tokens", "30", "--do-sample", "--top-k", "5",
-            "--top-p", "0.9", "--temperature", "0.8", "--seed", "3", "--no-stream"]
+    args = [
+        "generate",
+        str(run_dir),
+        "--prompt",
+        "R",
+        "--max-new-tokens",
+        "30",
+        "--do-sample",
+        "--top-k",
+        "5",
+        "--top-p",
+        "0.9",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+        "--no-stream",
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert main(args) == 0
@@ -163,7 +205,11 @@ def test_export_loads_in_transformers_with_equal_logits(run_dir, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [(b"", "is empty"), (b"\x00\x01\x02binary", "looks binary"), (b"caf\xe9 au lait\n", "not UTF-8 text (line 1")],
+    [
+        (b"", "is empty"),
+        (b"\x00\x01\x02binary", "looks binary"),
+        (b"caf\xe9 au lait\n", "not UTF-8 text (line 1"),
+    ],
 )
 def test_bad_corpus_files(tmp_path, content, match, capsys):
     path = tmp_path / "corpus.txt"

@@ -21,8 +21,15 @@ from tinyformers.tasks.base import TrainConfig, apply_overrides
 from tinyformers.training import learning_rate, optimizer_for, train
 
 TINY = [
-    "d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=16", "n_test=16",
-    "batch_size=8", "warmup_steps=5",
+    "d_model=16",
+    "n_heads=2",
+    "n_layers=1",
+    "d_ff=32",
+    "max_digits=4",
+    "n_val=16",
+    "n_test=16",
+    "batch_size=8",
+    "warmup_steps=5",
 ]
 
 
@@ -55,7 +62,14 @@ def test_train_writes_a_complete_run(tmp_path):
     task, cfg = tiny_cfg("copy", "max_steps=20", "eval_every=10")
     metrics = train(task, cfg, tmp_path / "run", progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.json", "model.safetensors", "checkpoint.safetensors", "log.jsonl", "metrics.json", "loss.png"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "log.jsonl",
+        "metrics.json",
+        "loss.png",
+    } <= files
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved == metrics and all(isinstance(v, (int, float)) for v in saved.values())
     assert {"test_exact_match", "test_loss", "params", "train_seconds"} <= set(saved)
@@ -134,3 +148,24 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert ma == mb
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(5, 61, 5))  # no duplicated or missing log lines
+
+
+def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
+    from tinyformers.training import step_seed
+
+    task, cfg = tiny_cfg("copy", "arch=decoder", "max_steps=4", "eval_every=4", "grad_accum=3")
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
+    data = task.data(cfg)
+    expected = sum(
+        task.batch(data, cfg, torch.Generator().manual_seed(step_seed(cfg.seed, s, m)))["input_ids"].numel()
+        for s in range(4)
+        for m in range(3)
+    )
+    assert metrics["steps"] == 4 and metrics["train_tokens"] == expected
+
+
+def test_early_stopping_on_a_flat_metric(tmp_path):
+    # lr so small the validation metric cannot improve: stop after `patience` evaluations without improvement
+    task, cfg = tiny_cfg("copy", "max_steps=100", "eval_every=5", "patience=2", "lr=1e-12", "warmup_steps=0")
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
+    assert metrics["steps"] == 15 and metrics["best_step"] == 5

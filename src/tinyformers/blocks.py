@@ -192,7 +192,11 @@ class DecoderBlock(EncoderBlock):
 
         def cross(h: Tensor) -> Tensor:
             out, w = self.cross_attn(
-                h, memory, key_padding_mask=memory_key_padding_mask, need_weights=output_attentions, cache=cross_cache
+                h,
+                memory,
+                key_padding_mask=memory_key_padding_mask,
+                need_weights=output_attentions,
+                cache=cross_cache,
             )
             cross_w.append(w)
             return out

@@ -118,9 +118,7 @@ class TemperatureLogitsWarper:
 
     def __init__(self, temperature: float) -> None:
         if not temperature > 0:
-            raise ValueError(
-                f"temperature must be > 0 when sampling, got {temperature} (use do_sample=False)"
-            )
+            raise ValueError(f"temperature must be > 0 when sampling, got {temperature} (use do_sample=False)")
         self.temperature = float(temperature)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
@@ -231,17 +229,11 @@ class GenerationConfig:
         if not (is_int(self.num_return_sequences) and self.num_return_sequences >= 1):
             raise ValueError(f"num_return_sequences must be an integer >= 1, got {self.num_return_sequences}")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
-            raise ValueError(
-                f"num_return_sequences={self.num_return_sequences} must be <= num_beams={self.num_beams}"
-            )
+            raise ValueError(f"num_return_sequences={self.num_return_sequences} must be <= num_beams={self.num_beams}")
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
-            raise ValueError(
-                "greedy decoding returns one sequence per prompt: use do_sample=True or num_beams > 1"
-            )
+            raise ValueError("greedy decoding returns one sequence per prompt: use do_sample=True or num_beams > 1")
         if self.do_sample and not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
-            raise ValueError(
-                f"temperature must be > 0 when sampling, got {self.temperature} (use do_sample=False)"
-            )
+            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature} (use do_sample=False)")
         if self.top_k is not None and not (is_int(self.top_k) and self.top_k >= 1):
             raise ValueError(f"top_k must be an integer >= 1 (or None to disable), got {self.top_k}")
         if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
@@ -550,12 +542,7 @@ def _decode(
 
 
 def _check_ids(name: str, ids: Tensor) -> None:
-    if (
-        not isinstance(ids, Tensor)
-        or ids.dim() != 2
-        or ids.dtype.is_floating_point
-        or ids.dtype == torch.bool
-    ):
+    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
         raise ValueError(f"{name} must be an integer tensor of shape (batch, length)")
     if ids.size(0) == 0 or ids.size(1) == 0:
         raise ValueError(f"{name} is empty: shape {tuple(ids.shape)}; give at least one token per row")

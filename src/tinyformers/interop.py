@@ -488,9 +488,7 @@ def load_minilm(path: str | Path | None = None) -> tuple[Encoder, Tokenizer]:
         raise UserError(f"{directory} has no tokenizer.json")
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     st_config = directory / "sentence_bert_config.json"
-    max_len = (
-        json.loads(st_config.read_text())["max_seq_length"] if st_config.is_file() else model.config.max_len
-    )
+    max_len = json.loads(st_config.read_text())["max_seq_length"] if st_config.is_file() else model.config.max_len
     tokenizer.enable_truncation(max_len)
     pad_id = config.get("pad_token_id", 0)
     tokenizer.enable_padding(pad_id=pad_id, pad_token=tokenizer.id_to_token(pad_id))

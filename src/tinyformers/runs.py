@@ -93,12 +93,12 @@ def load_tensors(model: nn.Module, tensors: dict[str, Tensor], source: str) -> N
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(model.state_dict()))
     if missing or unexpected:
-        raise UserError(
-            f"{source}: weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+        raise UserError(f"{source}: weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, t in tensors.items():
         if name in expected and tuple(t.shape) != tuple(expected[name].shape):
-            raise UserError(f"{source}: {name} has shape {tuple(t.shape)}, the model needs {tuple(expected[name].shape)}")
+            raise UserError(
+                f"{source}: {name} has shape {tuple(t.shape)}, the model needs {tuple(expected[name].shape)}"
+            )
     model.load_state_dict(tensors, strict=False)
 
 

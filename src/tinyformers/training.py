@@ -49,12 +49,17 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> tuple[Any, bool]:
 
 
 def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices (linear and embedding weights) only, not on biases and norm gains."""
+    """AdamW; weight decay on matrices (linear and embedding weights) only, not on biases and norm gains.
+
+    The fused implementation (one kernel for all parameters) where the device has it: on a small model
+    the per-parameter loop of the default implementation is a visible share of a CPU step.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+    fused = bool(params) and params[0].device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), fused=fused)
 
 
 def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
@@ -139,7 +144,14 @@ def train(
     device = pick_device(cfg.device)
     model = build_model(task, cfg, data.meta).to(device)
     optimizer = optimizer_for(model, cfg)
-    state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best": None, "best_step": -1, "stale": 0, "tokens": 0}
+    state: dict[str, Any] = {
+        "step": 0,
+        "elapsed": 0.0,
+        "best": None,
+        "best_step": -1,
+        "stale": 0,
+        "tokens": 0,
+    }
     if resume:
         state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer)
         _trim_log(run_dir / runs.LOG, state["step"])

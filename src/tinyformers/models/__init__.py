@@ -11,7 +11,7 @@ from tinyformers.models.encoder import (
     sentence_embedding,
 )
 from tinyformers.models.seq2seq import EncoderDecoder, Seq2SeqConfig, shift_right
-from tinyformers.models.vit import PatchEmbedding, ViTConfig, VisionTransformer
+from tinyformers.models.vit import PatchEmbedding, VisionTransformer, ViTConfig
 
 __all__ = [
     "DecoderConfig",

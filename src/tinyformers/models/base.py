@@ -34,7 +34,12 @@ class Embeddings(nn.Module):
     """
 
     def __init__(
-        self, cfg: CoreConfig, vocab_size: int, scale: bool = False, type_vocab_size: int = 0, norm: bool = False
+        self,
+        cfg: CoreConfig,
+        vocab_size: int,
+        scale: bool = False,
+        type_vocab_size: int = 0,
+        norm: bool = False,
     ) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, cfg.d_model)

@@ -13,7 +13,13 @@ from torch import Tensor, nn
 
 from tinyformers.attention import KVCache
 from tinyformers.blocks import CoreConfig, EncoderStack
-from tinyformers.models.base import Embeddings, ModelOutput, init_gpt2, key_padding_from_attention_mask, make_rotary
+from tinyformers.models.base import (
+    Embeddings,
+    ModelOutput,
+    init_gpt2,
+    key_padding_from_attention_mask,
+    make_rotary,
+)
 
 
 @dataclass
@@ -56,10 +62,10 @@ class DecoderLM(nn.Module):
         output_attentions: bool = False,
     ) -> ModelOutput:
         """Args:
-            input_ids: (B, T) tokens; with ``cache``, only the tokens not yet in the cache.
-            targets: (B, T) the token that should follow each input position; -100 is ignored in the loss.
-            attention_mask: (B, S) 1 = real token, 0 = padding (over cached + new positions).
-            cache: a :class:`KVCache`, updated in place (see :meth:`new_cache`).
+        input_ids: (B, T) tokens; with ``cache``, only the tokens not yet in the cache.
+        targets: (B, T) the token that should follow each input position; -100 is ignored in the loss.
+        attention_mask: (B, S) 1 = real token, 0 = padding (over cached + new positions).
+        cache: a :class:`KVCache`, updated in place (see :meth:`new_cache`).
         """
         offset = cache.seq_len if cache is not None else 0
         x = self.embed(input_ids, offset)  # (B, T, d)

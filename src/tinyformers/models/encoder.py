@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.blocks import CoreConfig, EncoderStack
-from tinyformers.models.base import Embeddings, ModelOutput, init_gpt2, key_padding_from_attention_mask, make_rotary
+from tinyformers.models.base import (
+    Embeddings,
+    ModelOutput,
+    init_gpt2,
+    key_padding_from_attention_mask,
+    make_rotary,
+)
 
 
 @dataclass

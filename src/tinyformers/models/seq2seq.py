@@ -75,7 +75,9 @@ class EncoderDecoder(nn.Module):
     ) -> tuple[Tensor, list[Tensor]]:
         """``src_ids`` (B, S), ``src_mask`` (B, S) 1 = real -> memory (B, S, d_model)."""
         return self.encoder(
-            self.src_embed(src_ids), key_padding_from_attention_mask(src_mask), output_attentions=output_attentions
+            self.src_embed(src_ids),
+            key_padding_from_attention_mask(src_mask),
+            output_attentions=output_attentions,
         )
 
     def decode(
@@ -100,7 +102,11 @@ class EncoderDecoder(nn.Module):
             output_attentions,
         )
         return ModelOutput(
-            logits=self.lm_head(y), last_hidden_state=y, attentions=self_w, cross_attentions=cross_w, cache=cache
+            logits=self.lm_head(y),
+            last_hidden_state=y,
+            attentions=self_w,
+            cross_attentions=cross_w,
+            cache=cache,
         )
 
     def forward(

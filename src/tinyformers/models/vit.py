@@ -63,7 +63,9 @@ class VisionTransformer(nn.Module):
         self.config = cfg
         self.patch_embed = PatchEmbedding(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
-        self.positions = make_positions(cfg.positions if cfg.positions != "rotary" else "none", cfg.max_len, cfg.d_model)
+        self.positions = make_positions(
+            cfg.positions if cfg.positions != "rotary" else "none", cfg.max_len, cfg.d_model
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.stack = EncoderStack(cfg, final_norm=True)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes) if cfg.num_classes else None
