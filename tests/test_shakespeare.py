@@ -190,10 +190,18 @@ def test_generate_bad_input(run_dir, extra, match, capsys):
     assert len(err.splitlines()) == 1 and match in err, err
 
 
-def test_export_loads_in_transformers_with_equal_logits(run_dir, tmp_path):
+def test_export_loads_in_transformers_with_equal_logits(corpus, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
     from tinyformers.runs import load_run
 
+    rotary = tmp_path / "rotary"
+    argv = ["train", "shakespeare", "--max-steps", "5", "--no-progress", "--set", *TINY, f"corpus={corpus}"]
+    assert main([*argv[:2], "--out", str(rotary), *argv[2:]]) == 0
+    capsys.readouterr()
+    assert main(["export", str(rotary), "--out", str(tmp_path / "no")]) == 2  # GPT-2 has no rotary positions
+    assert "positions=learned" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    run_dir = tmp_path / "learned"
+    assert main([*argv[:2], "--out", str(run_dir), *argv[2:], "positions=learned"]) == 0
     assert main(["export", str(run_dir), "--out", str(tmp_path / "hf")]) == 0
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
     _, _, _, ours = load_run(run_dir)

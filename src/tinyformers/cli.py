@@ -127,7 +127,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"{args.run}: only decoder-only language models export to the GPT-2 format")
     if args.out.exists() and any(args.out.iterdir()):
         raise UserError(f"{args.out}: exists and is not empty; choose a new directory")
-    export_gpt2(model, args.out)
+    try:
+        export_gpt2(model, args.out)
+    except ValueError as e:
+        raise UserError(f"{args.run}: {e} (train with --set positions=learned to export to GPT-2)") from None
     print(f"wrote {args.out}/config.json and model.safetensors (load with GPT2LMHeadModel.from_pretrained)")
     return 0
 

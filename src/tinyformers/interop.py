@@ -448,10 +448,11 @@ def load_hf_checkpoint(directory: str | Path) -> tuple[dict[str, Any], StateDict
 
 def export_gpt2(model: DecoderLM, directory: str | Path) -> Path:
     """Save ``model`` so that ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` loads it."""
+    config = config_to_hf_gpt2(model.config)  # first: refuses what GPT-2 cannot express (e.g. rotary)
     sd = gpt2_state_dict_to_hf(model.state_dict())
     if model.config.tie_weights:
         del sd["lm_head.weight"]  # HF re-ties it to wte; safetensors cannot store shared tensors
-    return save_hf_checkpoint(directory, config_to_hf_gpt2(model.config), sd)
+    return save_hf_checkpoint(directory, config, sd)
 
 
 def import_gpt2(directory: str | Path) -> DecoderLM:

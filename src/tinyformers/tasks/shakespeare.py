@@ -42,7 +42,7 @@ class ShakespeareConfig(TrainConfig):
     n_heads: int = 4
     d_model: int = 128
     dropout: float = 0.0
-    positions: str = "learned"
+    positions: str = "rotary"
     activation: str = "gelu"
     eval_windows: int = 1000
     max_steps: int = 5000
