@@ -16,7 +16,7 @@ def plot_loss(log: list[dict], path: str | Path, metric: str = "loss") -> None:
         return
     steps = [e["step"] for e in log]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [e["train_loss"] for e in log], label="train loss")
+    ax.plot(steps, [e["train_loss"] for e in log], label="train loss (mean since previous evaluation)")
     if "val_loss" in log[0]:
         ax.plot(steps, [e["val_loss"] for e in log], label="validation loss")
     ax.set_xlabel("step")
