@@ -116,11 +116,30 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(path / "checkpoint.safetensors").items() if k.startswith(("model.", "optim."))}
 
 
+RESUME_ARGS = ["--no-progress", "--set", *TINY, "eval_every=5", "dropout=0.1", "--max-steps", "60"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    assert _cli("train", "sort", "--out", str(out), *RESUME_ARGS, stdout=subprocess.DEVNULL).wait(timeout=300) == 0
+    return out
+
+
+def _assert_same_run(ref: Path, run: Path) -> None:
+    a, b = _weights(ref), _weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ref, run))
+    for k in ("train_seconds", "tokens_per_s"):
+        ma.pop(k, None), mb.pop(k, None)
+    assert ma == mb
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(5, 61, 5))  # no duplicated or missing log lines
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bit_identical(tmp_path):
-    args = ["--no-progress", "--set", *TINY, "eval_every=5", "dropout=0.1", "--max-steps", "60"]
-    ref = _cli("train", "sort", "--out", str(tmp_path / "ref"), *args, stdout=subprocess.DEVNULL)
-    assert ref.wait(timeout=300) == 0
+def test_resume_after_sigkill_is_bit_identical(tmp_path, reference_run):
+    args = RESUME_ARGS
     run = tmp_path / "killed"
     ckpt = run / "checkpoint.safetensors"
 
@@ -140,14 +159,60 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
         assert stamp() != before, "the run never wrote a checkpoint"
     p = _cli("train", "sort", "--out", str(run), *args, "--resume", stdout=subprocess.DEVNULL)
     assert p.wait(timeout=300) == 0
-    a, b = _weights(tmp_path / "ref"), _weights(run)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "ref", run))
-    for k in ("train_seconds", "tokens_per_s"):
-        ma.pop(k, None), mb.pop(k, None)
-    assert ma == mb
-    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
-    assert steps == list(range(5, 61, 5))  # no duplicated or missing log lines
+    _assert_same_run(reference_run, run)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, reference_run):
+    run = tmp_path / "interrupted"
+    p = _cli(
+        "train", "sort", "--out", str(run), *RESUME_ARGS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and not (run / "checkpoint.safetensors").exists():
+        time.sleep(0.02)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.strip().count("\n") == 0 and "checkpoint saved" in err and "--resume" in err and "Traceback" not in err
+    p = _cli("train", "sort", "--out", str(run), *RESUME_ARGS, "--resume", stdout=subprocess.DEVNULL)
+    assert p.wait(timeout=300) == 0
+    _assert_same_run(reference_run, run)
+
+
+def test_non_finite_loss_through_the_cli_keeps_the_last_good_checkpoint(tmp_path):
+    from tinyformers.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "copy", "--out", str(run), "--no-progress", "--max-steps", "50", "--set", *TINY]
+    assert main([*args, "eval_every=1", "lr=1e30", "grad_clip=0", "warmup_steps=0"]) == 2
+    good = runs.read_safetensors(run / "checkpoint.safetensors")[1]
+    assert json.loads(good["trainer"])["step"] >= 1
+    tensors = runs.read_safetensors(run / "model.safetensors")[0]
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_a_pickle_offered_as_weights_never_runs(tmp_path, capsys):
+    import pickle
+
+    from tinyformers.cli import main
+
+    task, cfg = tiny_cfg("copy", "max_steps=2", "eval_every=2")
+    train(task, cfg, tmp_path / "run", progress=False)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name in ("model.safetensors", "checkpoint.safetensors"):
+        (tmp_path / "run" / name).write_bytes(pickle.dumps(Exploit()))
+    assert main(["eval", str(tmp_path / "run")]) == 2
+    assert main(["train", "copy", "--out", str(tmp_path / "run"), "--resume", "--set", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a valid safetensors file") == 2
+    assert not marker.exists()
 
 
 def test_gradient_accumulation_counts_every_micro_batch(tmp_path):

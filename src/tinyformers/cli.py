@@ -200,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command]()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except KeyboardInterrupt:  # outside training (loading data, generating): nothing to save
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

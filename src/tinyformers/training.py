@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tinyformers import runs
-from tinyformers.errors import UserError
+from tinyformers.errors import Interrupted, UserError
 from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model
 
 
@@ -76,6 +78,28 @@ def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
     progress = min(1.0, progress)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+@contextlib.contextmanager
+def stop_on_first_sigint() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
+    requested = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def step_seed(seed: int, step: int, micro: int = 0) -> int:
@@ -164,7 +188,7 @@ def train(
     bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, desc=task.name, unit="step")
     train_losses: list[float] = []
     model.train()
-    try:
+    with stop_on_first_sigint() as stop_requested:
         while True:
             step = state["step"]
             out_of_time = cfg.max_time > 0 and state["elapsed"] >= cfg.max_time
@@ -211,13 +235,13 @@ def train(
                 if _eval_and_checkpoint(task, model, optimizer, data, cfg, run_dir, state, train_losses, bar):
                     break
                 train_losses = []
-    except KeyboardInterrupt:
-        bar.close()
-        runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
-        raise UserError(
-            f"interrupted at step {state['step']}; checkpoint saved. Continue with: "
-            f"tinyformers train {task.name} --out {run_dir} --resume"
-        ) from None
+            if stop_requested() and not last:  # Ctrl-C: the step is complete, so the checkpoint resumes exactly
+                bar.close()
+                runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
+                raise Interrupted(
+                    f"interrupted at step {state['step']}; checkpoint saved. Continue with: "
+                    f"tinyformers train {task.name} --out {run_dir} --resume"
+                )
     bar.close()
     return finish(task, model, data, cfg, run_dir, state, params)
 
