@@ -158,6 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinyformers.training import train
 
     if args.resume:
+        if not (args.out / runs.CONFIG).exists():
+            raise UserError(f"{args.out}: nothing to resume (no run there)")
         saved = runs.read_json(args.out / runs.CONFIG)
         if saved.get("task") != args.task:
             raise UserError(f"{args.out} holds a run of task {saved.get('task')!r}, not {args.task!r}")

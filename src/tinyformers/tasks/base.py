@@ -152,7 +152,8 @@ def parse_value(text: str, current: Any, key: str) -> Any:
         if isinstance(current, float):
             return float(text)
     except ValueError:
-        raise UserError(f"--set {key}={text}: expected a {type(current).__name__}") from None
+        kind = {"bool": "true or false", "int": "an integer", "float": "a number"}[type(current).__name__]
+        raise UserError(f"--set {key}={text}: expected {kind}") from None
     return text
 
 
