@@ -153,6 +153,7 @@ def cmd_list() -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyformers import runs
+    from tinyformers.distributed import is_main_process
     from tinyformers.tasks import get_task
     from tinyformers.tasks.base import apply_overrides
     from tinyformers.training import train
@@ -167,8 +168,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = task.Config(**runs.read_json(args.out / runs.CONFIG)["config"]) if args.resume else task.Config()
     cfg = apply_overrides(base, _settings(args))
     metrics = train(task, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    print(json.dumps(metrics, indent=2))
-    print(f"saved run to {args.out}")
+    if is_main_process():  # under torchrun, rank 0 reports
+        print(json.dumps(metrics, indent=2))
+        print(f"saved run to {args.out}")
     return 0
 
 

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tinyformers import runs
+from tinyformers import distributed, runs
+from tinyformers.distributed import Dist
 from tinyformers.errors import Interrupted, UserError
 from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model
 
@@ -157,30 +158,39 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json)."""
+    """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json).
+
+    Under ``torchrun`` every process calls this; see :mod:`tinyformers.distributed`. Only rank 0 writes
+    and returns the metrics (the others return an empty dict).
+    """
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume, overwrite)
+    dist = distributed.from_environment(pick_device(cfg.device))
+    try:
+        if dist.main:
+            prepare_run_dir(run_dir, resume, overwrite)
+        dist.barrier()
+        return _train(task, cfg, run_dir, resume, progress and dist.main, dist)
+    finally:
+        dist.close()
+
+
+def _train(task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Dist) -> dict[str, float]:
     status = task.data_status(cfg)
     if status:
         raise UserError(status)
     torch.manual_seed(cfg.seed)
     data = task.data(cfg)
-    device = pick_device(cfg.device)
+    device = dist.device(pick_device(cfg.device))
     model = build_model(task, cfg, data.meta).to(device)
     optimizer = optimizer_for(model, cfg)
-    state: dict[str, Any] = {
-        "step": 0,
-        "elapsed": 0.0,
-        "best": None,
-        "best_step": -1,
-        "stale": 0,
-        "tokens": 0,
-    }
+    state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best": None, "best_step": -1, "stale": 0, "tokens": 0}
     if resume:
         state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer)
-        _trim_log(run_dir / runs.LOG, state["step"])
-    runs.save_run_config(run_dir, task.name, cfg, data.meta)  # on resume: records a changed budget
-    forward_model = torch.compile(model) if cfg.compile else model
+    if dist.main:
+        if resume:
+            _trim_log(run_dir / runs.LOG, state["step"])
+        runs.save_run_config(run_dir, task.name, cfg, data.meta)  # on resume: records a changed budget
+    forward_model = dist.wrap(torch.compile(model) if cfg.compile else model, device)
     autocast, use_scaler = autocast_for(cfg, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     params = count_parameters(model)
@@ -189,11 +199,10 @@ def train(
     train_losses: list[float] = []
     model.train()
     with stop_on_first_sigint() as stop_requested:
-        while True:
+        # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
+        done = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
+        while not done:
             step = state["step"]
-            out_of_time = cfg.max_time > 0 and state["elapsed"] >= cfg.max_time
-            if step >= cfg.max_steps or out_of_time:
-                break
             t0 = time.perf_counter()
             lr = learning_rate(cfg, step, state["elapsed"])
             for group in optimizer.param_groups:
@@ -201,19 +210,22 @@ def train(
             total = 0.0
             for micro in range(cfg.grad_accum):
                 gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
-                batch = _to(task.batch(data, cfg, gen), device)
-                torch.manual_seed(step_seed(cfg.seed + 1, step, micro))  # dropout noise of this micro-batch
+                batch = task.batch(data, cfg, gen)
+                ids = batch.get("input_ids")
+                state["tokens"] += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
+                batch = _to(dist.shard(batch), device)
+                # dropout noise of this micro-batch (and rank: shards must not share masks)
+                torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * dist.rank, step, micro))
                 with autocast:
                     loss = task.loss(forward_model, batch) / cfg.grad_accum
-                if not torch.isfinite(loss):
+                value = dist.mean(loss)  # the global batch's loss, the same on every rank
+                if not math.isfinite(value):
                     raise UserError(
-                        f"loss became {loss.item()} at step {step}; the last good checkpoint is kept. "
+                        f"loss became {value} at step {step}; the last good checkpoint is kept. "
                         "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
                     )
                 (scaler.scale(loss) if scaler else loss).backward()
-                total += loss.item()
-                ids = batch.get("input_ids")
-                state["tokens"] += ids.numel() if torch.is_tensor(ids) else 0
+                total += value
             if scaler:
                 scaler.unscale_(optimizer)
             if cfg.grad_clip > 0:
@@ -231,19 +243,25 @@ def train(
             bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}")
 
             last = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
-            if state["step"] % cfg.eval_every == 0 or last:
-                if _eval_and_checkpoint(task, model, optimizer, data, cfg, run_dir, state, train_losses, bar):
-                    break
+            done = dist.decide(last)
+            if state["step"] % cfg.eval_every == 0 or done:
+                stop = dist.main and _eval_and_checkpoint(
+                    task, model, optimizer, data, cfg, run_dir, state, train_losses, bar
+                )
+                done = dist.decide(stop) or done
                 train_losses = []
-            if stop_requested() and not last:  # Ctrl-C: the step is complete, so the checkpoint resumes exactly
+            if dist.decide(stop_requested()) and not done:  # Ctrl-C: the step is complete, resume is exact
                 bar.close()
-                runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
+                if dist.main:
+                    runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
                 raise Interrupted(
                     f"interrupted at step {state['step']}; checkpoint saved. Continue with: "
                     f"tinyformers train {task.name} --out {run_dir} --resume"
                 )
     bar.close()
-    return finish(task, model, data, cfg, run_dir, state, params)
+    metrics = finish(task, model, data, cfg, run_dir, state, params) if dist.main else {}
+    dist.barrier()
+    return metrics
 
 
 def _eval_and_checkpoint(
