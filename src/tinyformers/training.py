@@ -142,12 +142,24 @@ def _evaluate(task: Task, model: nn.Module, data: TaskData, split: str, cfg: Tra
         model.train(was_training)
 
 
+def _log_entries(path: Path) -> list[dict]:
+    entries = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a kill (older runs appended in place)
+            continue
+    return entries
+
+
+def _write_log(path: Path, entries: list[dict]) -> None:
+    """The whole log, atomically: a kill leaves the previous complete log, never a torn line."""
+    runs.atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in entries)))
+
+
 def _trim_log(path: Path, step: int) -> None:
     """On resume, drop log lines written after the checkpoint (they will be written again)."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    runs.atomic_write(path, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in lines)))
+    _write_log(path, [e for e in _log_entries(path) if e["step"] <= step])
 
 
 def train(
@@ -294,16 +306,14 @@ def _eval_and_checkpoint(
         "train_loss": sum(train_losses) / max(1, len(train_losses)),
         **metrics,
     }
-    with open(run_dir / runs.LOG, "a") as f:
-        f.write(json.dumps(entry) + "\n")
+    _write_log(run_dir / runs.LOG, [*_log_entries(run_dir / runs.LOG), entry])
     runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
     bar.set_postfix({"loss": f"{entry['train_loss']:.4f}", key: f"{value:.4f}"})
     return cfg.patience > 0 and state["stale"] >= cfg.patience
 
 
 def read_log(run_dir: Path) -> list[dict]:
-    path = run_dir / runs.LOG
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+    return _log_entries(run_dir / runs.LOG)
 
 
 def finish(
