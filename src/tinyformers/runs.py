@@ -144,16 +144,12 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         raise UserError(f"{path}: checkpoint does not fit this model/optimizer ({e})") from None
 
 
-def config_to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def save_run_config(run_dir: Path, task_name: str, cfg: Any, meta: dict) -> None:
     from tinyformers import __version__
 
     write_json(
         run_dir / CONFIG,
-        {"task": task_name, "config": config_to_dict(cfg), "meta": meta, "tinyformers_version": __version__},
+        {"task": task_name, "config": dataclasses.asdict(cfg), "meta": meta, "tinyformers_version": __version__},
     )
 
 

@@ -153,9 +153,6 @@ class SequenceTask(Task):
             )
         return DecoderLM(DecoderConfig(**core, max_len=cfg.max_digits * 4 + 4, vocab_size=vocab))
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        return model(**batch).loss
-
     # --- evaluation -------------------------------------------------------------------------------
     def solve(self, model: nn.Module, cfg: SanityConfig, sources: list[list[int]]) -> list[list[int]]:
         """Greedy answers for digit lists, batched by length (so no prompt needs padding)."""
