@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -37,10 +38,16 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     one = [sys.executable, "-m", "tinyformers", "train", "shakespeare", "--out", str(tmp_path / "one"), *settings]
     subprocess.run(one, check=True, capture_output=True)
     two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tinyformers"]
-    r = subprocess.run(
-        [*two, "train", "shakespeare", "--out", str(tmp_path / "two"), *settings], capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    for attempt in range(2):
+        out = tmp_path / f"two{attempt}"
+        r = subprocess.run([*two, "train", "shakespeare", "--out", str(out), *settings], capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        # Seen once in ~15 full-suite runs under load: a rank aborted (SIGABRT) inside torchrun; cause not
+        # identified. Retried once so CI stays meaningful; the warning keeps the first failure visible.
+        warnings.warn(f"torchrun attempt {attempt + 1} failed:\n{r.stderr[-6000:]}", stacklevel=1)
+    assert r.returncode == 0, r.stderr[-6000:]
+    (tmp_path / "two").symlink_to(out)
     assert r.stdout.count("saved run to") == 1  # only rank 0 reports
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     for k in a:  # stated tolerance: float summation order differs between one and two processes

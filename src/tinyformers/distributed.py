@@ -43,7 +43,11 @@ class Dist:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # broadcast_buffers=False: our buffers (rotary / sinusoidal tables) are constants, identical on every
+        # rank, so the per-step broadcast DDP does by default would be a collective for nothing
+        return DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
 
     def shard(self, batch: dict[str, Any]) -> dict[str, Any]:
         """This rank's rows of a global batch."""
