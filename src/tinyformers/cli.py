@@ -158,14 +158,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinyformers.tasks.base import apply_overrides
     from tinyformers.training import train
 
-    if args.resume:
+    task = get_task(args.task)
+    base = task.Config()
+    if args.resume:  # continue with the run's own settings (a --set or budget flag may change them)
         if not (args.out / runs.CONFIG).exists():
             raise UserError(f"{args.out}: nothing to resume (no run there)")
-        saved = runs.read_json(args.out / runs.CONFIG)
-        if saved.get("task") != args.task:
-            raise UserError(f"{args.out} holds a run of task {saved.get('task')!r}, not {args.task!r}")
-    task = get_task(args.task)
-    base = task.Config(**runs.read_json(args.out / runs.CONFIG)["config"]) if args.resume else task.Config()
+        saved_task, base, _ = runs.read_run_config(args.out)
+        if saved_task.name != task.name:
+            raise UserError(f"{args.out} holds a run of task {saved_task.name!r}, not {task.name!r}")
     cfg = apply_overrides(base, _settings(args))
     metrics = train(task, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if is_main_process():  # under torchrun, rank 0 reports

@@ -153,10 +153,9 @@ def save_run_config(run_dir: Path, task_name: str, cfg: Any, meta: dict) -> None
     )
 
 
-def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Any, Any, dict, nn.Module]:
-    """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory."""
+def read_run_config(run_dir: str | Path) -> tuple[Any, Any, dict]:
+    """``(task, config, meta)`` from a run's ``config.json``, validated; anything wrong is a :class:`UserError`."""
     from tinyformers.tasks import get_task
-    from tinyformers.tasks.base import apply_overrides, build_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -173,9 +172,18 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[A
         cfg = task.Config(**saved["config"])
     except (TypeError, ValueError) as e:
         raise UserError(f"{run_dir / CONFIG}: invalid config ({e})") from None
+    return task, cfg, saved["meta"]
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Any, Any, dict, nn.Module]:
+    """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory."""
+    from tinyformers.tasks.base import apply_overrides, build_model
+
+    task, cfg, meta = read_run_config(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
-    model = build_model(task, cfg, saved["meta"])
-    tensors, _ = read_safetensors(run_dir / WEIGHTS)
-    load_tensors(model, tensors, str(run_dir / WEIGHTS))
+    model = build_model(task, cfg, meta)
+    weights = Path(run_dir) / WEIGHTS
+    tensors, _ = read_safetensors(weights)
+    load_tensors(model, tensors, str(weights))
     model.eval()
-    return task, cfg, saved["meta"], model
+    return task, cfg, meta, model

@@ -39,9 +39,6 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.itos)
 
-    def token_id(self, token: str) -> int:
-        return self.stoi[token]
-
     def encode(self, text: str) -> list[int]:
         """Character ids; characters outside the vocabulary raise a :class:`UserError` naming them."""
         unknown = sorted({c for c in text if c not in self.stoi})
