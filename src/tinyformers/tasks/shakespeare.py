@@ -29,8 +29,8 @@ class ShakespeareConfig(TrainConfig):
     corpus: a UTF-8 text file to train on instead of the plays ('' = the plays).
     tokenizer: 'char' or 'bpe' (byte-level BPE trained on the training split, ``vocab_size`` tokens).
     block_size: context length. n_layers, n_heads, d_model, dropout: the model (d_ff = 4 d_model).
-    positions: 'learned', 'rotary', 'sinusoidal'. activation: 'gelu' (exact, as nanoGPT; faster on CPU than
-        GPT-2's tanh approximation), 'gelu_tanh', 'relu', 'swiglu'.
+    positions: 'learned', 'rotary', 'sinusoidal'. activation: 'gelu' (exact, as nanoGPT), 'gelu_tanh' (GPT-2),
+        'relu', 'swiglu'.
     eval_windows: fixed validation windows for the loss.
     """
 
