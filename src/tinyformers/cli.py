@@ -1,4 +1,4 @@
-"""The ``tinyformers`` command: list, train, eval, predict, generate, export.
+"""The ``tinyformers`` command: list, train, eval, predict (alias translate), generate, attention, export.
 
 Every user error (unknown task, bad ``--set``, missing or corrupt run) prints one line to stderr and
 exits with status 2; nothing the user had is overwritten.
@@ -7,9 +7,11 @@ exits with status 2; nothing the user had is overwritten.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tinyformers.errors import UserError
 
@@ -43,13 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", type=Path)
     e.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="e.g. evaluate on other data")
 
-    pr = sub.add_parser("predict", help="run a trained model on your inputs")
+    pr = sub.add_parser("predict", aliases=["translate"], help="run a trained model on your inputs")
     pr.add_argument("run", type=Path)
     pr.add_argument("inputs", nargs="+", help="inputs (text, or file paths for image/audio tasks)")
+    pr.add_argument("--num-beams", type=int, help="beam search with this many beams (tasks that write text)")
+    pr.add_argument("--length-penalty", type=float, help="beam score = log p / length ** this")
+    pr.add_argument("--show-attention", type=Path, metavar="PNG", help="also draw the attention (e.g. translate)")
 
-    g = sub.add_parser("generate", help="continue a prompt with a trained language model (HF's decoding options)")
+    a = sub.add_parser("attention", help="draw what a trained model attends to, per layer and head")
+    a.add_argument("run", type=Path)
+    a.add_argument("input", help="text, or an image file for vision tasks")
+    a.add_argument("--out", type=Path, default=Path("attention.png"), help="PNG grid of layers x heads")
+    a.add_argument("--html", type=Path, help="also an interactive, self-contained HTML view (hover a token)")
+
+    g = sub.add_parser("generate", help="generate with a trained model (text, images, music; HF's decoding options)")
     g.add_argument("run", type=Path)
-    g.add_argument("--prompt", required=True, help="text to continue")
+    g.add_argument("--prompt", help="text to continue (text tasks)")
+    g.add_argument("--class", dest="class_label", help="class to generate (class-conditional tasks, e.g. pixels)")
+    g.add_argument("--prompt-chorale", type=int, help="start from this held-out chorale (chorales)")
+    g.add_argument("--out", type=Path, help="file to write (image grid, MIDI, ...) for tasks that make files")
     g.add_argument("--max-new-tokens", type=int, default=200)
     g.add_argument("--do-sample", action="store_true", help="sample instead of greedy / beam search")
     g.add_argument("--temperature", type=float, default=1.0)
@@ -71,6 +85,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 MAX_NEW_TOKENS = 100_000
+# `generate` flags passed to the task under HF's names
+_GENERATE_OPTIONS = (
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "num_beams",
+    "length_penalty",
+    "num_return_sequences",
+    "seed",
+)
+
+
+def _call_task(method: Any, name: str, *args: Any, **options: Any) -> Any:
+    """Call a task method with the CLI options that were given; an option the task does not take is a
+    one-line error naming it (``--num-beams`` for a classifier), not a TypeError."""
+    accepted = inspect.signature(method).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in given:
+        if key not in accepted and not takes_any:
+            flag = {"class_label": "class"}.get(key, key).replace("_", "-")
+            raise UserError(f"task {name!r} does not take --{flag}")
+    return method(*args, **given)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -81,19 +122,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserError(f"task {task.name!r} does not generate; try `tinyformers predict`")
     if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
         raise UserError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS}")
-    options = {
-        "max_new_tokens": args.max_new_tokens,
-        "do_sample": args.do_sample,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty,
-        "no_repeat_ngram_size": args.no_repeat_ngram_size,
-        "num_beams": args.num_beams,
-        "length_penalty": args.length_penalty,
-        "num_return_sequences": args.num_return_sequences,
-        "seed": args.seed,
-    }
+    options = {k: getattr(args, k) for k in _GENERATE_OPTIONS}
+    extra = {"class_label": args.class_label, "prompt_chorale": args.prompt_chorale, "out": args.out}
+    if not task.generates_text:  # images, music: the task writes files and returns lines to print
+        try:
+            lines = _call_task(task.generate, task.name, model, cfg, meta, args.prompt, **options, **extra)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        for line in lines:
+            print(line)
+        return 0
+    if args.prompt is None:
+        raise UserError("give a prompt to continue with --prompt, e.g. --prompt 'ROMEO:'")
     stream = not args.no_stream and args.num_beams == 1 and args.num_return_sequences == 1
     shown: list[str] = []  # the prompt is printed with the first new text, so an error prints nothing else
 
@@ -104,7 +144,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if stream:
         options["streamer"] = show
     try:
-        texts = task.generate(model, cfg, meta, args.prompt, **options)
+        texts = _call_task(task.generate, task.name, model, cfg, meta, args.prompt, **options, **extra)
     except ValueError as e:
         raise UserError(str(e)) from None
     if stream:
@@ -185,8 +225,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tinyformers.runs import load_run
 
     task, cfg, meta, model = load_run(args.run)
-    for inp, out in zip(args.inputs, task.predict(model, cfg, meta, args.inputs), strict=True):
+    options = {
+        "num_beams": args.num_beams,
+        "length_penalty": args.length_penalty,
+        "show_attention": args.show_attention,
+    }
+    outputs = _call_task(task.predict, task.name, model, cfg, meta, args.inputs, **options)
+    for inp, out in zip(args.inputs, outputs, strict=True):
         print(f"{inp}\t{out}")
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from tinyformers.runs import load_run
+
+    task, cfg, meta, model = load_run(args.run)
+    for path in _call_task(task.attention, task.name, model, cfg, meta, args.input, out=args.out, html=args.html):
+        print(f"wrote {path}")
     return 0
 
 
@@ -197,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: cmd_train(args),
         "eval": lambda: cmd_eval(args),
         "predict": lambda: cmd_predict(args),
+        "translate": lambda: cmd_predict(args),
+        "attention": lambda: cmd_attention(args),
         "generate": lambda: cmd_generate(args),
         "export": lambda: cmd_export(args),
     }

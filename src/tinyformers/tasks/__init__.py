@@ -1,13 +1,33 @@
-"""The task registry: ``tinyformers list`` shows these, ``tinyformers train NAME`` runs one."""
+"""The task registry: ``tinyformers list`` shows these, ``tinyformers train NAME`` runs one.
+
+A task is one module in this package that lists its task classes in ``TASKS = (...)``; the registry
+finds them, so adding a task touches no shared file. Task modules import their heavy dependencies
+(scikit-learn, music21, ...) inside functions, so discovering every task stays fast.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from tinyformers.errors import UserError
 from tinyformers.tasks.base import Task, TaskData, TrainConfig
-from tinyformers.tasks.sanity import CopyTask, ReverseTask, SortTask
-from tinyformers.tasks.shakespeare import ShakespeareTask
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (CopyTask, ReverseTask, SortTask, ShakespeareTask)}
+
+def _discover() -> dict[str, type[Task]]:
+    found: dict[str, type[Task]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for cls in getattr(module, "TASKS", ()):
+            if cls.name in found:
+                raise RuntimeError(f"task name {cls.name!r} defined twice ({module.__name__})")
+            found[cls.name] = cls
+    return found
+
+
+TASKS: dict[str, type[Task]] = _discover()
 
 
 def get_task(name: str) -> Task:

@@ -97,6 +97,7 @@ class Task:
     metric: ClassVar[str] = "loss"  # selects the best checkpoint: evaluate(...)["val_" + metric]
     maximize: ClassVar[bool] = False
     final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
+    generates_text: ClassVar[bool] = True  # `generate` prints prompt + text; False: the task writes files
 
     def data_status(self, cfg: TrainConfig) -> str | None:
         """None when the data is available here, else one line saying how to get it."""
@@ -124,6 +125,12 @@ class Task:
 
     def predict(self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:
         raise UserError(f"task {self.name!r} has no predict")
+
+    def attention(
+        self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
+    ) -> list[str]:
+        """Draw the attention of ``model`` on one input (``tinyformers attention``); return the files written."""
+        raise UserError(f"task {self.name!r} has no attention view")
 
     def plots(self, model: nn.Module, data: TaskData, cfg: TrainConfig, run_dir: str) -> list[str]:
         """Write task-specific PNGs into ``run_dir``; return their paths."""

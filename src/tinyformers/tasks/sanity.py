@@ -238,3 +238,6 @@ class SortTask(SequenceTask):
     @staticmethod
     def transform(digits: list[int]) -> list[int]:
         return sorted(digits)
+
+
+TASKS = (CopyTask, ReverseTask, SortTask)

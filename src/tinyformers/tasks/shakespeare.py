@@ -156,3 +156,6 @@ class ShakespeareTask(Task):
             kwargs["streamer"] = lambda t: stream(tok.decode(t.flatten().tolist()))
         out = model.generate(ids, **kwargs)
         return [tok.decode(row[ids.size(1) :].tolist()) for row in out]
+
+
+TASKS = (ShakespeareTask,)
