@@ -153,3 +153,24 @@ def test_console_entry_point_exit_code(tmp_path):
         [sys.executable, "-m", "tinyformers", "eval", str(tmp_path / "none")], capture_output=True, text=True
     )
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+
+
+def test_options_a_task_does_not_take_are_one_line_errors(run_dir, capsys):
+    """CLI options are passed to the task only when given; one the task has no use for is named, not a TypeError."""
+    one_line_error(capsys, ["predict", str(run_dir), "123", "--num-beams", "3"], "does not take --num-beams")
+    one_line_error(capsys, ["generate", str(run_dir), "--prompt", "1"], "does not generate")
+
+
+def test_translate_is_predict(run_dir, capsys):
+    assert main(["translate", str(run_dir), "123"]) == 0
+    via_translate = capsys.readouterr().out
+    assert main(["predict", str(run_dir), "123"]) == 0
+    assert capsys.readouterr().out == via_translate
+
+
+def test_tasks_are_discovered_from_their_modules():
+    from tinyformers.tasks import TASKS
+
+    for name, cls in TASKS.items():
+        assert cls.name == name and cls.summary, name
+    assert {"copy", "reverse", "sort", "shakespeare"} <= set(TASKS)
