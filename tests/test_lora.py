@@ -168,3 +168,22 @@ def test_bad_adapter_files(tmp_path):
         LoRAConfig(targets=("qq",))
     with pytest.raises(ValueError, match="already"):
         apply_lora(model, cfg)
+
+
+def test_finetune_lora_through_the_cli(tmp_path, capsys):
+    """``--set finetune=lora`` trains adapters only; the saved run loads (adapters included) and predicts."""
+    from tinyformers.cli import main
+    from tinyformers.runs import load_run
+
+    out = tmp_path / "run"
+    tiny = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=8", "n_test=8", "batch_size=8"]
+    argv = ["train", "copy", "--out", str(out), "--max-steps", "4", "--no-progress", "--set", *tiny]
+    assert main([*argv, "finetune=lora", "lora_r=2", "lora_targets=q,v,ffn", "eval_every=2"]) == 0
+    _, cfg, _, model = load_run(out)
+    assert cfg.finetune == "lora"
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    assert len(layers) == 3 + 4  # encoder: in_proj, fc1, fc2; decoder: self and cross in_proj, fc1, fc2
+    assert any(p.abs().sum() > 0 for m in layers for p in m.lora_B)  # B moved away from its zero start
+    assert main(["predict", str(out), "123"]) == 0
+    assert main([*argv, "--overwrite", "finetune=lora", "lora_targets=q,x"]) == 2
+    assert "lora_targets" in capsys.readouterr().err

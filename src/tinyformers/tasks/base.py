@@ -39,6 +39,10 @@ class TrainConfig:
         seed: seeds data, init and dropout. device: 'auto', 'cpu', 'cuda', 'mps'.
         amp: 'auto' (bf16/fp16 autocast on CUDA only), 'bf16' (also on CPU) or 'off'.
         compile: wrap the model in torch.compile.
+        finetune: 'full' trains every weight; 'lora' freezes the model the task built (pretrained, with
+            ``init=...`` where the task has it) and trains low-rank adapters (:mod:`tinyformers.lora`) plus the
+            task's head. lora_r, lora_alpha, lora_dropout: the adapters. lora_targets: comma-separated
+            subset of q,k,v,o,ffn.
     """
 
     max_steps: int = 1000
@@ -57,6 +61,11 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     compile: bool = False
+    finetune: str = "full"
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "q,v"
 
     def __post_init__(self) -> None:
         checks = {
@@ -74,6 +83,11 @@ class TrainConfig:
             "patience": self.patience >= 0,
             "device": self.device in ("auto", "cpu", "cuda", "mps"),
             "amp": self.amp in ("auto", "bf16", "off"),
+            "finetune": self.finetune in ("full", "lora"),
+            "lora_r": self.lora_r >= 1,
+            "lora_dropout": 0 <= self.lora_dropout < 1,
+            "lora_targets": bool(self.lora_targets)
+            and set(self.lora_targets.split(",")) <= {"q", "k", "v", "o", "ffn"},
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -97,6 +111,7 @@ class Task:
     metric: ClassVar[str] = "loss"  # selects the best checkpoint: evaluate(...)["val_" + metric]
     maximize: ClassVar[bool] = False
     final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
+    head_modules: ClassVar[tuple[str, ...]] = ()  # trained in full when finetune=lora (e.g. "classifier")
     generates_text: ClassVar[bool] = True  # `generate` prints prompt + text; False: the task writes files
 
     def data_status(self, cfg: TrainConfig) -> str | None:
@@ -184,8 +199,21 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
 
 
 def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
-    """``task.model`` with invalid hyperparameter combinations (e.g. d_model % n_heads) as a :class:`UserError`."""
+    """``task.model``, with LoRA adapters when ``finetune=lora``; invalid hyperparameter combinations (e.g.
+    d_model % n_heads) are a :class:`UserError`."""
     try:
-        return task.model(cfg, meta)
+        model = task.model(cfg, meta)
+        if cfg.finetune == "lora":
+            from tinyformers.lora import LoRAConfig, apply_lora
+
+            lora = LoRAConfig(
+                r=cfg.lora_r,
+                alpha=cfg.lora_alpha,
+                dropout=cfg.lora_dropout,
+                targets=tuple(cfg.lora_targets.split(",")),
+                train=task.head_modules,
+            )
+            apply_lora(model, lora)
+        return model
     except ValueError as e:
         raise UserError(f"invalid model settings: {e}") from None
