@@ -101,14 +101,15 @@ _GENERATE_OPTIONS = (
 )
 
 
-def _call_task(method: Any, name: str, *args: Any, **options: Any) -> Any:
+def _call_task(method: Any, name: str, *args: Any, explicit: tuple[str, ...] = (), **options: Any) -> Any:
     """Call a task method with the CLI options that were given; an option the task does not take is a
-    one-line error naming it (``--num-beams`` for a classifier), not a TypeError."""
+    one-line error naming it (``--num-beams`` for a classifier), not a TypeError. Options in ``explicit``
+    must be named parameters of the method (its ``**kwargs`` are for decoding options only)."""
     accepted = inspect.signature(method).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     given = {k: v for k, v in options.items() if v is not None}
     for key in given:
-        if key not in accepted and not takes_any:
+        if key not in accepted and (key in explicit or not takes_any):
             flag = {"class_label": "class"}.get(key, key).replace("_", "-")
             raise UserError(f"task {name!r} does not take --{flag}")
     return method(*args, **given)
@@ -126,7 +127,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     extra = {"class_label": args.class_label, "prompt_chorale": args.prompt_chorale, "out": args.out}
     if not task.generates_text:  # images, music: the task writes files and returns lines to print
         try:
-            lines = _call_task(task.generate, task.name, model, cfg, meta, args.prompt, **options, **extra)
+            lines = _call_task(
+                task.generate, task.name, model, cfg, meta, args.prompt, explicit=tuple(extra), **options, **extra
+            )
         except ValueError as e:
             raise UserError(str(e)) from None
         for line in lines:
@@ -144,7 +147,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if stream:
         options["streamer"] = show
     try:
-        texts = _call_task(task.generate, task.name, model, cfg, meta, args.prompt, **options, **extra)
+        texts = _call_task(
+            task.generate, task.name, model, cfg, meta, args.prompt, explicit=tuple(extra), **options, **extra
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     if stream:
