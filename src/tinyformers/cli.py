@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyformers.errors import UserError
+from tinyformers.loggers import LOGGERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--logger",
+        choices=LOGGERS,
+        default="none",
+        help="also send hyperparameters, metrics and plots to TensorBoard or W&B (offline unless WANDB_MODE is set)",
+    )
 
     e = sub.add_parser("eval", help="re-evaluate a saved run on its held-out split")
     e.add_argument("run", type=Path)
@@ -76,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-return-sequences", type=int, default=1)
     g.add_argument("--seed", type=int, help="seed for sampling")
     g.add_argument("--no-stream", action="store_true", help="print the text when done instead of as it comes")
+
+    s = sub.add_parser("serve", help="serve language-model runs behind the OpenAI-compatible HTTP API")
+    s.add_argument("runs", type=Path, nargs="+", help="run directories of text-generating tasks")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--name", action="append", help="model id for each run (default: the directory name)")
 
     x = sub.add_parser("export", help="export a trained decoder LM in Hugging Face GPT-2 format")
     x.add_argument("run", type=Path)
@@ -162,6 +175,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tinyformers.serve import serve
+
+    if args.name and len(args.name) != len(args.runs):
+        raise UserError(f"give one --name per run ({len(args.runs)} runs, {len(args.name)} names)")
+    serve(args.runs, args.host, args.port, args.name)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tinyformers.interop import export_gpt2
     from tinyformers.models import DecoderLM
@@ -212,7 +234,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if saved_task.name != task.name:
             raise UserError(f"{args.out} holds a run of task {saved_task.name!r}, not {task.name!r}")
     cfg = apply_overrides(base, _settings(args))
-    metrics = train(task, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    metrics = train(
+        task,
+        cfg,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        logger=args.logger,
+    )
     if is_main_process():  # under torchrun, rank 0 reports
         print(json.dumps(metrics, indent=2))
         print(f"saved run to {args.out}")
@@ -261,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "attention": lambda: cmd_attention(args),
         "generate": lambda: cmd_generate(args),
         "export": lambda: cmd_export(args),
+        "serve": lambda: cmd_serve(args),
     }
     try:
         return commands[args.command]()
