@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from tinyformers import distributed, runs
 from tinyformers.distributed import Dist
 from tinyformers.errors import Interrupted, UserError
+from tinyformers.loggers import Logger, hyperparameters, make_logger
 from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model
 
 
@@ -169,24 +170,35 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    logger: str = "none",
 ) -> dict[str, float]:
     """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json).
 
     Under ``torchrun`` every process calls this; see :mod:`tinyformers.distributed`. Only rank 0 writes
-    and returns the metrics (the others return an empty dict).
+    and returns the metrics (the others return an empty dict), and only rank 0 sends them to ``logger``
+    (:mod:`tinyformers.loggers`: 'none', 'tensorboard' or 'wandb').
     """
     run_dir = Path(run_dir)
     dist = distributed.from_environment(pick_device(cfg.device))
     try:
         if dist.main:
             prepare_run_dir(run_dir, resume, overwrite)
+        tracker = make_logger(logger, run_dir, hyperparameters(task.name, cfg)) if dist.main else Logger()
         dist.barrier()
-        return _train(task, cfg, run_dir, resume, progress and dist.main, dist)
+        try:
+            metrics = _train(task, cfg, run_dir, resume, progress and dist.main, dist, tracker)
+        except BaseException:
+            tracker.close(failed=True)
+            raise
+        tracker.close()
+        return metrics
     finally:
         dist.close()
 
 
-def _train(task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Dist) -> dict[str, float]:
+def _train(
+    task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Dist, tracker: Logger
+) -> dict[str, float]:
     status = task.data_status(cfg)
     if status:
         raise UserError(status)
@@ -251,6 +263,7 @@ def _train(task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: 
             state["step"] = step + 1
             state["elapsed"] += time.perf_counter() - t0
             train_losses.append(total)
+            tracker.log(state["step"], {"train/loss": total, "train/lr": lr})
             bar.update(1)
             bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}")
 
@@ -258,7 +271,7 @@ def _train(task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: 
             done = dist.decide(last)
             if state["step"] % cfg.eval_every == 0 or done:
                 stop = dist.main and _eval_and_checkpoint(
-                    task, model, optimizer, data, cfg, run_dir, state, train_losses, bar
+                    task, model, optimizer, data, cfg, run_dir, state, train_losses, bar, tracker
                 )
                 done = dist.decide(stop) or done
                 train_losses = []
@@ -271,7 +284,7 @@ def _train(task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: 
                     f"tinyformers train {task.name} --out {run_dir} --resume"
                 )
     bar.close()
-    metrics = finish(task, model, data, cfg, run_dir, state, params) if dist.main else {}
+    metrics = finish(task, model, data, cfg, run_dir, state, params, tracker) if dist.main else {}
     dist.barrier()
     return metrics
 
@@ -286,6 +299,7 @@ def _eval_and_checkpoint(
     state: dict,
     train_losses: list[float],
     bar: tqdm,
+    tracker: Logger,
 ) -> bool:
     """Evaluate on validation, keep the best weights, write the checkpoint; True = stop early."""
     metrics = _evaluate(task, model, data, "val", cfg)
@@ -307,6 +321,7 @@ def _eval_and_checkpoint(
         **metrics,
     }
     _write_log(run_dir / runs.LOG, [*_log_entries(run_dir / runs.LOG), entry])
+    tracker.log(state["step"], {f"eval/{k}": v for k, v in entry.items() if k != "step"})
     runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
     bar.set_postfix({"loss": f"{entry['train_loss']:.4f}", key: f"{value:.4f}"})
     return cfg.patience > 0 and state["stale"] >= cfg.patience
@@ -317,9 +332,17 @@ def read_log(run_dir: Path) -> list[dict]:
 
 
 def finish(
-    task: Task, model: nn.Module, data: TaskData, cfg: TrainConfig, run_dir: Path, state: dict, params: int
+    task: Task,
+    model: nn.Module,
+    data: TaskData,
+    cfg: TrainConfig,
+    run_dir: Path,
+    state: dict,
+    params: int,
+    tracker: Logger | None = None,
 ) -> dict[str, float]:
-    """Reload the best weights, evaluate the held-out split, write metrics.json and the plots."""
+    """Reload the best weights, evaluate the held-out split, write metrics.json and the plots (and send
+    both to ``tracker``)."""
     from tinyformers.plots import plot_loss
 
     tensors, _ = runs.read_safetensors(run_dir / runs.WEIGHTS)
@@ -336,7 +359,10 @@ def finish(
         metrics.update(train_tokens=state["tokens"], tokens_per_s=round(state["tokens"] / max(seconds, 1e-9), 1))
     runs.write_json(run_dir / runs.METRICS, metrics)
     plot_loss(read_log(run_dir), run_dir / "loss.png", task.metric)
-    task.plots(model, data, cfg, str(run_dir))
+    plots = task.plots(model, data, cfg, str(run_dir))
+    if tracker is not None:
+        loss_plot = [str(run_dir / "loss.png")] if (run_dir / "loss.png").exists() else []
+        tracker.final(state["step"], metrics, loss_plot + list(plots))
     return metrics
 
 

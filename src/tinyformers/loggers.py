@@ -1,0 +1,134 @@
+"""Experiment tracking: the trainer's numbers also sent to TensorBoard or Weights & Biases (``--logger``).
+
+Every run already writes ``log.jsonl`` (one line per evaluation) and ``metrics.json``; a logger sends the same
+numbers to a dashboard, grouped the same way in both:
+
+* ``train/loss``, ``train/lr`` — every optimizer step (the loss of that step's batch, the learning rate used);
+* ``eval/<key>`` — every evaluation, each key of that ``log.jsonl`` line (``eval/val_loss``,
+  ``eval/train_loss`` = mean training loss since the previous evaluation, ...);
+* ``final/<key>`` — the held-out metrics of ``metrics.json`` at the end, and the run's PNG plots;
+* the hyperparameters: every field of the task's config, plus the task's name.
+
+Both write into the run directory: ``RUN/tensorboard/`` (``tensorboard --logdir RUN``) and ``RUN/wandb/``.
+W&B runs offline unless ``WANDB_MODE`` says otherwise: no account and no network needed, and
+``wandb sync RUN/wandb/offline-run-*`` uploads a run later. The packages are optional and imported only when
+chosen (``pip install tensorboard`` / ``pip install wandb``).
+
+A resumed run continues to log from its checkpoint's step: TensorBoard appends a new event file to the same
+directory; W&B starts a new offline run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from tinyformers.errors import UserError
+
+LOGGERS = ("none", "tensorboard", "wandb")
+
+
+class Logger:
+    """The interface, and ``--logger none``: every method does nothing."""
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        """Scalars at an optimizer step (non-numbers are skipped)."""
+
+    def final(self, step: int, metrics: dict[str, float], plots: list[str]) -> None:
+        """The final held-out metrics and the paths of the run's PNG plots."""
+
+    def close(self, failed: bool = False) -> None:
+        """Flush and finish; ``failed`` when training ended with an error."""
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def hyperparameters(task_name: str, cfg: Any) -> dict[str, Any]:
+    """The config's fields (numbers, strings, booleans) and the task name: what a dashboard filters runs by."""
+    return {"task": task_name, **dataclasses.asdict(cfg)}
+
+
+class TensorBoardLogger(Logger):
+    """Event files in ``RUN/tensorboard`` through PyTorch's ``SummaryWriter``; the hyperparameters and final
+    metrics go to TensorBoard's HParams tab (one row per run) and, as a table, to the Text tab."""
+
+    def __init__(self, run_dir: Path, params: dict[str, Any]) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError(
+                "--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)"
+            ) from None
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.params = params
+        table = "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in params.items())])
+        self.writer.add_text("hyperparameters", table, 0)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for key, value in _scalars(values).items():
+            self.writer.add_scalar(key, value, step)
+
+    def final(self, step: int, metrics: dict[str, float], plots: list[str]) -> None:
+        import numpy as np
+        from PIL import Image
+        from torch.utils.tensorboard.summary import hparams
+
+        final = {f"final/{k}": v for k, v in _scalars(metrics).items()}
+        self.log(step, final)
+        # written into this run's own event file (SummaryWriter.add_hparams would start a new sub-run)
+        for summary in hparams(self.params, final):
+            self.writer.file_writer.add_summary(summary)
+        for path in plots:
+            image = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3)
+            self.writer.add_image(f"plots/{Path(path).stem}", image, step, dataformats="HWC")
+
+    def close(self, failed: bool = False) -> None:
+        self.writer.close()
+
+
+class WandbLogger(Logger):
+    """A W&B run in ``RUN/wandb``: config = the hyperparameters, history = the scalars, summary = the final
+    metrics, and the plots as images. Offline unless ``WANDB_MODE`` is set; project ``WANDB_PROJECT`` or
+    "tinyformers"; the run is named after the run directory."""
+
+    def __init__(self, run_dir: Path, params: dict[str, Any]) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise UserError("--logger wandb: the wandb package is not installed (pip install wandb)") from None
+        self.wandb = wandb
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "tinyformers"),
+            name=run_dir.resolve().name,
+            dir=str(run_dir),
+            config=params,
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False),
+        )
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.run.log(_scalars(values), step=step)
+
+    def final(self, step: int, metrics: dict[str, float], plots: list[str]) -> None:
+        final = _scalars(metrics)
+        images = {f"plots/{Path(p).stem}": self.wandb.Image(p) for p in plots}
+        self.run.log({**{f"final/{k}": v for k, v in final.items()}, **images}, step=step)
+        self.run.summary.update(final)
+
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
+
+
+def make_logger(name: str, run_dir: Path, params: dict[str, Any]) -> Logger:
+    """The logger called ``name`` (one of :data:`LOGGERS`) for the run in ``run_dir``."""
+    if name == "none":
+        return Logger()
+    if name == "tensorboard":
+        return TensorBoardLogger(run_dir, params)
+    if name == "wandb":
+        return WandbLogger(run_dir, params)
+    raise UserError(f"--logger {name}: choose one of {', '.join(LOGGERS)}")
