@@ -85,10 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-stream", action="store_true", help="print the text when done instead of as it comes")
 
     s = sub.add_parser("serve", help="serve language-model runs behind the OpenAI-compatible HTTP API")
-    s.add_argument("runs", type=Path, nargs="+", help="run directories of text-generating tasks")
+    s.add_argument("runs", type=Path, nargs="*", help="run directories of text-generating tasks")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--name", action="append", help="model id for each run (default: the directory name)")
+    s.add_argument("--pdf", type=Path, help="also serve a chat-with-this-PDF web page at /")
+    s.add_argument("--base-url", help="OpenAI-compatible endpoint answering the PDF questions (else extractive)")
+    s.add_argument("--model", help="model name at --base-url (default: its first model)")
+
+    cp = sub.add_parser("chat-pdf", help="ask questions about a PDF; answers cite their pages")
+    cp.add_argument("pdf", type=Path)
+    cp.add_argument("--question", help="ask one question and exit (default: an interactive prompt)")
+    cp.add_argument("--base-url", help="OpenAI-compatible endpoint (OpenAI, llama.cpp, ollama, tinyformers serve)")
+    cp.add_argument("--model", help="model name at --base-url (default: its first model)")
+    cp.add_argument("--top-k", type=int, default=3, help="passages retrieved per question")
+    cp.add_argument("--json", action="store_true", help="print the answer, pages and passages as JSON")
 
     x = sub.add_parser("export", help="export a trained decoder LM in Hugging Face GPT-2 format")
     x.add_argument("run", type=Path)
@@ -180,7 +191,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.name and len(args.name) != len(args.runs):
         raise UserError(f"give one --name per run ({len(args.runs)} runs, {len(args.name)} names)")
-    serve(args.runs, args.host, args.port, args.name)
+    if not args.runs and args.pdf is None:
+        raise UserError("give run directories to serve, or --pdf FILE for the chat-with-a-PDF page")
+    serve(args.runs, args.host, args.port, args.name, args.pdf, args.base_url, args.model)
+    return 0
+
+
+def cmd_chat_pdf(args: argparse.Namespace) -> int:
+    from tinyformers import chatpdf
+
+    if args.top_k < 1:
+        raise UserError("--top-k must be >= 1")
+    index = chatpdf.PdfIndex(args.pdf)
+
+    def respond(question: str) -> None:
+        result = chatpdf.answer(index, question, args.top_k, args.base_url, args.model)
+        print(json.dumps(result, indent=2) if args.json else chatpdf.format_answer(result), flush=True)
+
+    if args.question is not None:
+        respond(args.question)
+        return 0
+    pages = max(p.page for p in index.passages)
+    print(
+        f"{args.pdf.name}: {len(index.passages)} passages from {pages} pages. "
+        "Ask a question (empty line or Ctrl-D quits)."
+    )
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            break
+        if not question:
+            break
+        try:
+            respond(question)
+        except UserError as e:  # one bad question does not end the session
+            print(f"error: {e}", file=sys.stderr)
     return 0
 
 
@@ -292,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate": lambda: cmd_generate(args),
         "export": lambda: cmd_export(args),
         "serve": lambda: cmd_serve(args),
+        "chat-pdf": lambda: cmd_chat_pdf(args),
     }
     try:
         return commands[args.command]()

@@ -16,8 +16,10 @@ model), so concurrent requests never mix; generation runs in worker threads, so 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
+import tempfile
 import threading
 import time
 import uuid
@@ -176,8 +178,9 @@ def _chat_prompt(messages: Any) -> str:
     return "\n\n".join(parts) + "\n\n"
 
 
-def create_app(models: list[ServedModel]) -> Any:
-    """The FastAPI application serving ``models`` (by their ``id``)."""
+def create_app(models: list[ServedModel], pdf: Any = None) -> Any:
+    """The FastAPI application serving ``models`` (by their ``id``) and, with ``pdf`` (a
+    :class:`PdfChat`), the chat-with-a-PDF page at ``/``."""
     by_id = {m.id: m for m in models}
     app = FastAPI(title="tinyformers", description="tinyformers models behind the OpenAI-compatible API")
 
@@ -265,7 +268,73 @@ def create_app(models: list[ServedModel]) -> Any:
     async def chat_completions(request: Request) -> Any:
         return await complete(request, chat=True)
 
+    if pdf is not None:
+        _add_pdf_routes(app, pdf, _body)
     return app
+
+
+@dataclass
+class PdfChat:
+    """The document the web page answers about (replaceable by an upload) and the LLM endpoint, if any."""
+
+    index: Any
+    base_url: str | None = None
+    model: str | None = None
+    uploads: Path | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _add_pdf_routes(app: Any, chat: PdfChat, read_body: Any) -> None:
+    from fastapi.responses import HTMLResponse
+
+    from tinyformers import chatpdf
+
+    page = (Path(__file__).parent / "web" / "chat_pdf.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home() -> str:
+        return page
+
+    @app.get("/chat-pdf/document")
+    async def document() -> dict[str, Any]:
+        return {"name": chat.index.pdf.name, "pages": max(p.page for p in chat.index.passages)}
+
+    @app.post("/chat-pdf/ask")
+    async def ask(request: Request) -> dict[str, Any]:
+        body = await read_body(request)
+        question = body.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise APIError(400, "question must be a non-empty string", "question", "invalid_value")
+
+        def run() -> dict[str, Any]:
+            with chat.lock:
+                try:
+                    return chatpdf.answer(chat.index, question, 3, chat.base_url, chat.model)
+                except UserError as e:
+                    raise APIError(400, str(e)) from None
+
+        return await run_in_threadpool(run)
+
+    @app.post("/chat-pdf/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        data = await request.body()
+        if not data.startswith(b"%PDF"):
+            raise APIError(400, "the upload is not a PDF file", "file", "invalid_file")
+        name = Path(request.headers.get("x-filename", "upload.pdf")).name or "upload.pdf"
+        folder = chat.uploads or Path(tempfile.mkdtemp(prefix="tinyformers-pdf-"))
+        chat.uploads = folder
+        path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{name}"
+        path.write_bytes(data)
+
+        def index() -> dict[str, Any]:
+            with chat.lock:
+                try:
+                    chat.index = chatpdf.PdfIndex(path, chat.index.embedder)
+                except UserError as e:
+                    raise APIError(400, str(e)) from None
+                return {"name": name, "pages": max(p.page for p in chat.index.passages)}
+
+        return await run_in_threadpool(index)
 
 
 def _find(by_id: dict[str, ServedModel], model_id: Any) -> ServedModel:
@@ -341,15 +410,30 @@ def _sse(served, call, created, chat, n, run_choice, prompt_tokens, body) -> Ite
     yield "data: [DONE]\n\n"
 
 
-def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8000, names: list[str] | None = None) -> None:
-    """Load the runs and serve them until Ctrl-C."""
-    try:
-        import uvicorn
-    except ImportError:
-        raise UserError("serving needs fastapi and uvicorn: pip install 'tinyformers[serve]'") from None
+def serve(
+    run_dirs: list[Path],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    names: list[str] | None = None,
+    pdf: Path | None = None,
+    base_url: str | None = None,
+    llm_model: str | None = None,
+) -> None:
+    """Load the runs (and the PDF) and serve them until Ctrl-C."""
+    import uvicorn
+
     models = [load_model(d, (names or [None] * len(run_dirs))[i]) for i, d in enumerate(run_dirs)]
     ids = [m.id for m in models]
     if len(set(ids)) != len(ids):
         raise UserError(f"two runs have the same model id ({', '.join(ids)}); name them with --name")
-    print(f"serving {', '.join(ids)} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)")
-    uvicorn.run(create_app(models), host=host, port=port, log_level="warning")
+    chat = None
+    if pdf is not None:
+        from tinyformers.chatpdf import PdfIndex
+
+        chat = PdfChat(PdfIndex(pdf), base_url, llm_model)
+    if ids:
+        print(f"serving {', '.join(ids)} at http://{host}:{port}/v1 (OpenAI-compatible)")
+    if chat:
+        print(f"chat with {pdf.name} at http://{host}:{port}/")
+    print("Ctrl-C stops")
+    uvicorn.run(create_app(models, chat), host=host, port=port, log_level="warning")
