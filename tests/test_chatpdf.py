@@ -162,3 +162,21 @@ def test_web_page_in_headless_chromium(pdf, index):
     assert "Agnes Moray" in dom  # the answer, rendered by the page's script
     assert dom.count('class="citation"') == 3 and 'data-page="1"' in dom
     assert "handbook.pdf (12 pages)" in dom
+
+
+def test_web_upload_replaces_the_document(pdf, index, embedder, tmp_path):
+    httpx = pytest.importorskip("httpx")
+    url, server = start(create_app([], PdfChat(PdfIndex(pdf, embedder))))
+    try:
+        other = make_pdf(tmp_path / "bees.pdf", [PAGES[5], PAGES[9]])
+        headers = {"content-type": "application/pdf", "x-filename": "bees.pdf"}
+        r = httpx.post(url + "/chat-pdf/upload", content=other.read_bytes(), headers=headers, timeout=120)
+        assert r.status_code == 200 and r.json() == {"name": "bees.pdf", "pages": 2}
+        r = httpx.post(url + "/chat-pdf/ask", json={"question": "What are the male bees called?"}, timeout=120)
+        assert r.json()["pages"][0] == 1 and "drones" in r.json()["answer"]
+        bad = httpx.post(url + "/chat-pdf/upload", content=b"hello", headers=headers, timeout=60)
+        assert bad.status_code == 400 and "not a PDF" in bad.json()["error"]["message"]
+        empty = httpx.post(url + "/chat-pdf/ask", json={"question": " "}, timeout=60)
+        assert empty.status_code == 400
+    finally:
+        server.should_exit = True
