@@ -1,7 +1,7 @@
 """Retrieval quality of chat-pdf on a PDF made here: 12 pages on distinct subjects and 24 questions, two per
 page, worded differently from the page. Recall@k = share of questions whose page is among the top k passages.
 
-    python benchmarks/chat_pdf.py
+    python benchmarks/chat_pdf.py [--screenshot docs/tasks/chat-pdf.png]
 
 Prints recall@1 and recall@3; writes benchmarks/results/chat_pdf.json. tests/test_chatpdf.py runs the same
 check (recall@3 >= 0.9) on every `make test`.
@@ -102,17 +102,48 @@ def recall(index, k: int) -> float:  # noqa: ANN001
     return hits / len(QUESTIONS)
 
 
+def screenshot(index, path: str) -> None:  # noqa: ANN001
+    """The web page answering a question, as headless Chromium renders it."""
+    import socket
+    import subprocess
+    import threading
+    import urllib.parse
+
+    import uvicorn
+
+    from tinyformers.serve import PdfChat, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app([], PdfChat(index)), port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/?q=" + urllib.parse.quote("How do I restore the factory settings of my wifi box?")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,600"]
+    subprocess.run(["chromium", *flags, "--virtual-time-budget=30000", f"--screenshot={path}", url], check=True)
+    server.should_exit = True
+
+
 def main() -> None:
+    import argparse
+
     sys.path.insert(0, str(Path(__file__).parent))
     from common import machine, save
 
     from tinyformers.chatpdf import PdfIndex
 
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--screenshot", help="also save a PNG of the web page answering a question")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         index = PdfIndex(make_pdf(Path(d) / "handbook.pdf"))
         build = time.perf_counter() - t0
         rows = [{"k": k, "recall": recall(index, k)} for k in (1, 3)]
+        if args.screenshot:
+            screenshot(index, args.screenshot)
     for r in rows:
         print(f"recall@{r['k']}: {r['recall']:.3f} ({len(QUESTIONS)} questions, {len(PAGES)} pages)")
     print(f"index built in {build:.1f} s")

@@ -49,7 +49,10 @@ def read_pdf(path: str | Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        return [page.extract_text() or "" for page in PdfReader(str(path)).pages]
+        reader = PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):  # an empty user password opens many "protected" PDFs
+            raise UserError(f"{path}: the PDF is encrypted; decrypt it first (e.g. qpdf --decrypt in.pdf out.pdf)")
+        return [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, OSError) as e:
         raise UserError(f"{path}: not a readable PDF ({type(e).__name__})") from None
 
