@@ -1,7 +1,7 @@
 """Chorales: held-out NLL per note of the note-level LM vs the n-gram baseline, with and without
 transposition augmentation, for each voice asked for.
 
-    python benchmarks/chorales.py [--max-steps 1500] [--voices soprano] [--ablate-transpose]
+    python benchmarks/chorales.py [--max-steps 1200] [--voices soprano] [--ablate-transpose]
 
 Prints a table; writes benchmarks/results/chorales.json and docs/tasks/chorales_sample.png (the run's
 real-vs-sampled piano roll of the first held-out melody).
@@ -26,7 +26,7 @@ DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--max-steps", type=int, default=1500)
+    ap.add_argument("--max-steps", type=int, default=1200)
     ap.add_argument("--voices", default="soprano")
     ap.add_argument("--ablate-transpose", action="store_true", help="also train without transposition")
     args = ap.parse_args()

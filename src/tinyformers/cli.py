@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--top-k", type=int, default=3, help="passages retrieved per question")
     cp.add_argument("--json", action="store_true", help="print the answer, pages and passages as JSON")
 
+    ch = sub.add_parser("challenge", help="answer the Challenge: every task's minimal recipe vs its baselines")
+    ch.add_argument("--tasks", help="comma-separated tasks (default: every task with a scorecard)")
+    ch.add_argument("--budget-minutes", type=float, help="training budget per task (default: each recipe's own)")
+    ch.add_argument("--out", type=Path, default=Path("challenge"), help="directory for runs, plots and REPORT.md")
+    ch.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the pipeline only")
+    ch.add_argument("--force", action="store_true", help="retrain tasks that already finished in --out")
+    ch.add_argument("--search", action="store_true", help="also sweep depth x width for the minimal model")
+    ch.add_argument("--tolerance", type=float, default=0.01, help="'minimal' = within this fraction of the best")
+
     x = sub.add_parser("export", help="export a trained decoder LM in Hugging Face GPT-2 format")
     x.add_argument("run", type=Path)
     x.add_argument("--out", required=True, type=Path, help="directory for config.json + model.safetensors")
@@ -230,6 +239,23 @@ def cmd_chat_pdf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_challenge(args: argparse.Namespace) -> int:
+    from tinyformers.challenge import run_challenge
+
+    if args.budget_minutes is not None and args.budget_minutes <= 0:
+        raise UserError("--budget-minutes must be > 0")
+    if not 0 < args.tolerance < 1:
+        raise UserError("--tolerance must be between 0 and 1")
+    command = (
+        "tinyformers " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("tinyformers") else "tinyformers challenge"
+    )
+    report = run_challenge(
+        args.tasks, args.out, args.budget_minutes, args.quick, args.force, args.search, args.tolerance, command
+    )
+    print(f"wrote {report}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tinyformers.interop import export_gpt2
     from tinyformers.models import DecoderLM
@@ -339,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": lambda: cmd_export(args),
         "serve": lambda: cmd_serve(args),
         "chat-pdf": lambda: cmd_chat_pdf(args),
+        "challenge": lambda: cmd_challenge(args),
     }
     try:
         return commands[args.command]()

@@ -94,6 +94,26 @@ class TrainConfig:
             raise ValueError(", ".join(f"{k}={getattr(self, k)!r} is out of range" for k in bad))
 
 
+@dataclass(frozen=True)
+class Scorecard:
+    """How ``tinyformers challenge`` judges a task (keys of its metrics.json).
+
+    Attributes:
+        metric: the held-out metric, e.g. 'test_accuracy'. higher_is_better: its direction.
+        baselines: keys of the baselines measured on the same split (persistence, n-gram, lookup...).
+        limit: key of a known limit (e.g. the Bayes-optimal accuracy), if the task computes one.
+        quick: ``--set`` overrides for ``--quick`` (a tiny model and data; the run only checks the pipeline).
+        summary: one sentence for the report: what the task asks and what to look at.
+    """
+
+    metric: str
+    higher_is_better: bool = True
+    baselines: tuple[str, ...] = ()
+    limit: str | None = None
+    quick: tuple[str, ...] = ()
+    summary: str = ""
+
+
 @dataclass
 class TaskData:
     """Fixed, seeded splits plus ``meta`` (JSON-able; saved in the run to rebuild model and tokenizer)."""
@@ -111,7 +131,10 @@ class Task:
     metric: ClassVar[str] = "loss"  # selects the best checkpoint: evaluate(...)["val_" + metric]
     maximize: ClassVar[bool] = False
     final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
-    head_modules: ClassVar[tuple[str, ...]] = ()  # trained in full when finetune=lora (e.g. "classifier")
+    head_modules: ClassVar[tuple[str, ...]] = ()
+    scorecard: ClassVar[Scorecard | None] = (
+        None  # how `tinyformers challenge` reports the task  # trained in full when finetune=lora (e.g. "classifier")
+    )
     generates_text: ClassVar[bool] = True  # `generate` prints prompt + text; False: the task writes files
 
     def data_status(self, cfg: TrainConfig) -> str | None:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from tinyformers.data import music
 from tinyformers.errors import UserError
 from tinyformers.models import DecoderConfig, DecoderLM
-from tinyformers.tasks.base import Task, TaskData, TrainConfig
+from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 LOW, HIGH = 36, 96  # MIDI pitch range of the vocabulary
@@ -101,12 +101,12 @@ class ChoralesConfig(TrainConfig):
     dropout: float = 0.2
     ngram_max: int = 5
     prompt_notes: int = 8
-    max_steps: int = 1500
-    batch_size: int = 32
+    max_steps: int = 1200
+    batch_size: int = 16
     lr: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
-    eval_every: int = 250
+    eval_every: int = 200
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -164,6 +164,14 @@ class ChoralesTask(Task):
     Config: ClassVar[type[TrainConfig]] = ChoralesConfig
     metric: ClassVar[str] = "nll_per_note"
     generates_text: ClassVar[bool] = False
+    scorecard: ClassVar[Scorecard | None] = Scorecard(
+        "test_nll_per_note",
+        higher_is_better=False,
+        baselines=("ngram_nll_per_note", "uniform_nll_per_note"),
+        quick=("n_layers=1", "d_model=32", "n_heads=2", "batch_size=4", "ngram_max=2"),
+        summary="Held-out nats per note of Bach chorale melodies (soprano), against an n-gram model fitted on "
+        "the same transposed training melodies.",
+    )
 
     def data_status(self, cfg: ChoralesConfig) -> str | None:  # type: ignore[override]
         return None if cfg.source or music.music21_available() else music.INSTALL_HINT

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from tinyformers.errors import UserError
 from tinyformers.models import DecoderConfig, DecoderLM, EncoderDecoder, Seq2SeqConfig
-from tinyformers.tasks.base import Task, TaskData, TrainConfig
+from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.tokenizers import CharTokenizer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<sep>"]
@@ -75,6 +75,13 @@ class SequenceTask(Task):
     Config: ClassVar[type[TrainConfig]] = SanityConfig
     metric: ClassVar[str] = "exact_match"
     maximize: ClassVar[bool] = True
+    scorecard: ClassVar[Scorecard | None] = Scorecard(
+        "test_exact_match",
+        baselines=("baseline_exact_match",),
+        quick=("n_val=20", "n_test=20", "d_model=32", "n_heads=2", "n_layers=1", "d_ff=64"),
+        summary="A toy with a known answer proves the model family works before real data (exact match of "
+        "the whole output sequence on held-out sequences; the baseline answers with the input unchanged).",
+    )
 
     @staticmethod
     def transform(digits: list[int]) -> list[int]:
@@ -206,6 +213,53 @@ class SequenceTask(Task):
                 raise UserError(f"{text!r}: at most {cfg.max_digits * 2} digits (trained on up to {cfg.max_digits})")
             sources.append([int(c) for c in text])
         return ["".join(str(d) if d >= 0 else "?" for d in a) for a in self.solve(model, cfg, sources)]
+
+    def attention(
+        self, model: nn.Module, cfg: SanityConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
+    ) -> list[str]:  # type: ignore[override]
+        """Answer the digit sequence ``text`` greedily, then draw the attention of the pass that reads the answer.
+
+        Decoder-only: one view of ``<bos> source <sep> answer <eos>``. Encoder-decoder: three views, named
+        after ``out`` (``a.png`` -> ``a-encoder.png``, ``a-decoder.png``, ``a-cross.png``, the same for ``html``):
+        the encoder's self-attention over the source, the decoder's causal self-attention over
+        ``<bos> answer``, and the cross-attention from those decoder positions to the source.
+        """
+        from tinyformers.views import part_paths, save_attention_views
+
+        text = text.strip()
+        self.predict(model, cfg, meta, [text])  # checks the input as predict does (a one-line error if bad)
+        tok, off = _tokenizer(), len(SPECIALS)
+        digits = torch.tensor([[off + int(c) for c in text]], device=next(model.parameters()).device)  # (1, S)
+        with torch.no_grad():
+            if cfg.arch == "decoder":
+                bos, sep = torch.full_like(digits[:, :1], BOS), torch.full_like(digits[:, :1], SEP)
+                prompt = torch.cat([bos, digits, sep], dim=1)
+                ids = model.generate(prompt, max_new_tokens=len(text) + 1, eos_token_id=EOS)[0].tolist()
+                ids = ids[: ids.index(EOS, prompt.size(1)) + 1] if EOS in ids[prompt.size(1) :] else ids
+                output = model(torch.tensor([ids], device=digits.device), output_attentions=True)
+                pieces = [tok.itos[i] for i in ids]
+                title = f"{self.name}: decoder-only causal self-attention"
+                return save_attention_views(pieces, [w[0] for w in output.attentions], out, html, title=title)
+            answer = model.generate(digits, max_new_tokens=len(text) + 1)[0].tolist()  # ends with <eos> if done
+            answer = answer[: answer.index(EOS) + 1] if EOS in answer else answer
+            labels = torch.tensor([answer], device=digits.device)
+            output = model(digits, labels, output_attentions=True)  # decoder inputs: <bos> + answer[:-1]
+        source = [tok.itos[i] for i in digits[0].tolist()]
+        decoder_inputs = [tok.itos[i] for i in [BOS, *answer[:-1]]]
+        n = len(output.cross_attentions)
+        encoder, decoder = output.attentions[:n], output.attentions[n:]  # n_layers x (1, H, T, S) each
+        views = [
+            ("encoder", source, encoder, None, "encoder self-attention over the source"),
+            ("decoder", decoder_inputs, decoder, None, "decoder causal self-attention"),
+            ("cross", source, output.cross_attentions, decoder_inputs, "cross-attention, decoder -> source"),
+        ]
+        written = []
+        for part, keys, weights, queries, what in views:
+            png, page = part_paths(out, html, part)
+            written += save_attention_views(
+                keys, [w[0] for w in weights], png, page, query_tokens=queries, title=f"{self.name}: {what}"
+            )
+        return written
 
 
 def _pad(rows: list[list[int]]) -> Tensor:

@@ -1,0 +1,280 @@
+"""``tinyformers challenge``: the "Pytorch Transformer Minimal Examples" Challenge, answered by measurement.
+
+*For each example, what is the minimal transformer — no pre-trained or rule-based parts — that trains in
+reasonable time on a consumer laptop CPU and achieves good performance? If there is none, why?*
+
+For every task with a :class:`~tinyformers.tasks.base.Scorecard`, this trains the task's recommended recipe
+(its config defaults) within the CPU budget, reads its held-out metrics, puts them next to the baselines and
+known limits the task measures on the same split, and writes ``REPORT.md`` (a table and a verdict per task)
+with the task's plots. Each finished task is kept: a rerun skips it (``--force`` redoes it) and Ctrl-C keeps
+every task that finished. ``--search`` sweeps depth and width and names the smallest model within a
+tolerance of the best — the "minimal" answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tinyformers import runs
+from tinyformers.errors import Interrupted, UserError
+from tinyformers.tasks import TASKS, get_task
+from tinyformers.tasks.base import Scorecard, Task, apply_overrides
+
+QUICK_STEPS = 20
+SEARCH_GRID = [(n_layers, d_model) for n_layers in (1, 2, 4) for d_model in (32, 64, 128)]
+
+
+def challenge_tasks(names: str | None) -> list[str]:
+    """The tasks asked for (comma-separated), or every task with a scorecard."""
+    if not names:
+        return sorted(n for n, cls in TASKS.items() if cls.scorecard is not None)
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    for n in chosen:
+        if get_task(n).scorecard is None:
+            raise UserError(f"task {n!r} has no challenge scorecard (nothing to compare it with)")
+    return chosen
+
+
+def _recipe(task: Task, budget_minutes: float | None, quick: bool, extra: list[str]) -> Any:
+    cfg = task.Config()
+    settings = list(extra)
+    if quick:
+        settings += [*task.scorecard.quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
+        settings += [f"eval_every={QUICK_STEPS}"]
+    elif budget_minutes:
+        budget = budget_minutes * 60
+        settings.append(f"max_time={min(cfg.max_time, budget) if cfg.max_time else budget}")
+    return apply_overrides(cfg, settings)
+
+
+def run_task(
+    task: Task,
+    run_dir: Path,
+    budget_minutes: float | None,
+    quick: bool,
+    force: bool,
+    progress: bool,
+    extra: tuple[str, ...] | list[str] = (),
+) -> dict[str, Any]:
+    """Train (unless a finished run is there and not ``force``) and return its metrics."""
+    from tinyformers.training import train
+
+    metrics_file = run_dir / runs.METRICS
+    if metrics_file.exists() and not force:
+        return runs.read_json(metrics_file)
+    status = task.data_status(task.Config())
+    if status:
+        raise UserError(status)
+    cfg = _recipe(task, budget_minutes, quick, list(extra))
+    return train(task, cfg, run_dir, overwrite=True, progress=progress)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "—" if v is None else str(v)
+
+
+def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The task's row: its metric, the best baseline on the same split, the limit, and a one-line verdict."""
+    value = metrics.get(card.metric)
+    better = (lambda a, b: a > b) if card.higher_is_better else (lambda a, b: a < b)
+    measured = {b: metrics[b] for b in card.baselines if isinstance(metrics.get(b), int | float)}
+    best_name = None
+    if measured:
+        best_name = (max if card.higher_is_better else min)(measured, key=measured.get)
+    best = measured.get(best_name) if best_name else None
+    limit = metrics.get(card.limit) if card.limit else None
+    if value is None:
+        text = f"no {card.metric} in metrics.json"
+    elif best is None:
+        text = "no baseline measured"
+    elif better(value, best):
+        text = f"beats every baseline (best: {best_name} {_fmt(best)})"
+    else:
+        text = f"does NOT beat {best_name} ({_fmt(best)})"
+    if value is not None and limit is not None:
+        text += f"; {_fmt(abs(limit - value))} from the limit {card.limit} ({_fmt(limit)})"
+    return {
+        "metric": card.metric,
+        "value": value,
+        "best_baseline": best_name,
+        "baseline_value": best,
+        "limit": card.limit,
+        "limit_value": limit,
+        "params": metrics.get("params"),
+        "train_seconds": metrics.get("train_seconds"),
+        "verdict": text,
+    }
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> Path:
+    """``REPORT.md`` (and ``report.json``) for the finished tasks, plots linked from ``DIR/<task>/``."""
+    lines = [
+        "# The Challenge, answered by measurement",
+        "",
+        "> For each example, what is the minimal transformer — no pre-trained or rule-based parts — that trains",
+        "> in reasonable time on a consumer laptop CPU and achieves good performance? If there is none, why?",
+        "",
+        f"Command: `{header['command']}`  ",
+        f"Date: {header['date']}; machine: {header['machine']}",
+        "",
+        "| task | metric | transformer | best baseline | limit | params | train s | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        baseline = f"{r['best_baseline']} {_fmt(r['baseline_value'])}" if r["best_baseline"] else "—"
+        limit = f"{r['limit']} {_fmt(r['limit_value'])}" if r["limit_value"] is not None else "—"
+        lines.append(
+            f"| {r['task']} | {r['metric']} | {_fmt(r['value'])} | {baseline} | {limit} | {_fmt(r['params'])} "
+            f"| {_fmt(r['train_seconds'])} | {r['verdict']} |"
+        )
+    for r in rows:
+        lines += ["", f"## {r['task']}", "", r["summary"], ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in r["plots"]]
+        if r.get("search"):
+            lines += ["", "Minimal-architecture search:", "", r["search"]]
+    report = out / "REPORT.md"
+    runs.atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    runs.write_json(out / "report.json", {"header": header, "rows": rows})
+    return report
+
+
+def _copy_plots(run_dir: Path, dest: Path, out: Path) -> list[str]:
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for png in sorted(run_dir.glob("*.png")):
+        shutil.copy(png, dest / png.name)
+        paths.append(str((dest / png.name).relative_to(out)))
+    return paths
+
+
+def search(
+    task: Task, out: Path, budget_minutes: float | None, quick: bool, force: bool, tolerance: float
+) -> tuple[str, list[dict[str, Any]]]:
+    """Sweep depth x width (heads: d_model / 16) with the task's recipe; plot metric vs parameters and vs
+    time; name the smallest model within ``tolerance`` (relative) of the best."""
+    card = task.scorecard
+    fields = {f.name for f in dataclasses.fields(task.Config)}
+    if not {"n_layers", "d_model", "n_heads"} <= fields:
+        return "(this task's model has no n_layers / d_model / n_heads settings to sweep)", []
+    points = []
+    for n_layers, d_model in SEARCH_GRID:
+        extra = [f"n_layers={n_layers}", f"d_model={d_model}", f"n_heads={max(1, d_model // 16)}"]
+        if "d_ff" in fields:
+            extra.append(f"d_ff={4 * d_model}")
+        run_dir = out / "runs" / f"{task.name}-search-L{n_layers}-d{d_model}"
+        m = run_task(task, run_dir, budget_minutes, quick, force, progress=False, extra=extra)
+        points.append({"n_layers": n_layers, "d_model": d_model, "value": m.get(card.metric), **m})
+    values = [p["value"] for p in points if p["value"] is not None]
+    best = max(values) if card.higher_is_better else min(values)
+    ok = [p for p in points if p["value"] is not None and abs(p["value"] - best) <= tolerance * abs(best)]
+    smallest = min(ok, key=lambda p: p["params"])
+    _plot_search(points, card, out / task.name / "search.png")
+    rows = [
+        f"| {p['n_layers']} | {p['d_model']} | {_fmt(p['value'])} | {p['params']} | {_fmt(p['train_seconds'])} |"
+        for p in points
+    ]
+    text = "\n".join(
+        [
+            "| layers | d_model | " + card.metric + " | params | train s |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Smallest within {tolerance:.0%} of the best ({_fmt(best)}): {smallest['n_layers']} layers x "
+            f"{smallest['d_model']} dims, {smallest['params']} parameters, {_fmt(smallest['train_seconds'])} s.",
+            "",
+            f"![search]({task.name}/search.png)",
+        ]
+    )
+    return text, points
+
+
+def _plot_search(points: list[dict[str, Any]], card: Scorecard, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "params", "parameters"), (axes[1], "train_seconds", "training seconds")):
+        for p in points:
+            ax.scatter(p[key], p["value"], color=f"C{[1, 2, 4].index(p['n_layers'])}")
+            ax.annotate(f"{p['n_layers']}x{p['d_model']}", (p[key], p["value"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(card.metric)
+        ax.grid(alpha=0.3)
+    fig.suptitle("minimal-architecture search (label: layers x d_model)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def machine_description() -> str:
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def run_challenge(
+    names: str | None,
+    out: Path,
+    budget_minutes: float | None = None,
+    quick: bool = False,
+    force: bool = False,
+    do_search: bool = False,
+    tolerance: float = 0.01,
+    command: str = "tinyformers challenge",
+) -> Path:
+    """Run the challenge over the tasks and write ``out/REPORT.md`` (after every task, so an interrupted
+    run still reports what finished); return its path."""
+    chosen = challenge_tasks(names)
+    out.mkdir(parents=True, exist_ok=True)
+    header = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine_description(),
+        "budget_minutes": budget_minutes,
+        "quick": quick,
+    }
+    rows: list[dict[str, Any]] = []
+    try:
+        for i, name in enumerate(chosen, start=1):
+            task = get_task(name)
+            print(f"[{i}/{len(chosen)}] {name}: {task.summary}", file=sys.stderr, flush=True)
+            run_dir = out / "runs" / name
+            try:
+                metrics = run_task(task, run_dir, budget_minutes, quick, force, progress=True)
+            except UserError as e:  # e.g. its data is not installed: report it, go on with the others
+                print(f"[{i}/{len(chosen)}] {name}: skipped ({e})", file=sys.stderr)
+                continue
+            row = {"task": name, **verdict(task.scorecard, metrics)}
+            row["summary"] = task.scorecard.summary or task.summary
+            row["plots"] = _copy_plots(run_dir, out / name, out)
+            if do_search:
+                row["search"], row["search_points"] = search(task, out, budget_minutes, quick, force, tolerance)
+            rows.append(row)
+            write_report(out, rows, header)
+            print(f"[{i}/{len(chosen)}] {name}: {row['verdict']}", file=sys.stderr, flush=True)
+    except Interrupted:
+        write_report(out, rows, header)  # finished tasks are kept; rerunning skips them
+        raise
+    return write_report(out, rows, header)
