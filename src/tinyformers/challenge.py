@@ -124,6 +124,11 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         f"Command: `{header['command']}`  ",
         f"Date: {header['date']}; machine: {header['machine']}",
         "",
+        *(
+            ["**Quick mode**: tiny models trained for a few steps. This checks the pipeline; it answers nothing.", ""]
+            if header.get("quick")
+            else []
+        ),
         "| task | metric | transformer | best baseline | limit | params | train s | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
