@@ -48,8 +48,13 @@ def _scalars(values: dict[str, Any]) -> dict[str, float]:
 
 
 def hyperparameters(task_name: str, cfg: Any) -> dict[str, Any]:
-    """The config's fields (numbers, strings, booleans) and the task name: what a dashboard filters runs by."""
-    return {"task": task_name, **dataclasses.asdict(cfg)}
+    """The task name and the config's fields, what a dashboard filters runs by; values that are not a number,
+    string or boolean (None, lists) as text, the types TensorBoard's HParams accept."""
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return {
+        "task": task_name,
+        **{k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in fields.items()},
+    }
 
 
 class TensorBoardLogger(Logger):
@@ -101,14 +106,18 @@ class WandbLogger(Logger):
         except ImportError:
             raise UserError("--logger wandb: the wandb package is not installed (pip install wandb)") from None
         self.wandb = wandb
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "tinyformers"),
-            name=run_dir.resolve().name,
-            dir=str(run_dir),
-            config=params,
-            mode=os.environ.get("WANDB_MODE", "offline"),
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False),
-        )
+        try:
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "tinyformers"),
+                name=run_dir.resolve().name,
+                dir=str(run_dir),
+                config=params,
+                mode=os.environ.get("WANDB_MODE", "offline"),
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False),
+            )
+        except wandb.errors.Error as e:  # e.g. WANDB_MODE=online without `wandb login`
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"--logger wandb: could not start a run ({reason})") from None
 
     def log(self, step: int, values: dict[str, float]) -> None:
         self.run.log(_scalars(values), step=step)

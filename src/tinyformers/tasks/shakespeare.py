@@ -157,5 +157,24 @@ class ShakespeareTask(Task):
         out = model.generate(ids, **kwargs)
         return [tok.decode(row[ids.size(1) :].tolist()) for row in out]
 
+    def attention(
+        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
+    ) -> list[str]:  # type: ignore[override]
+        """The causal self-attention of every layer and head on ``text`` (at most ``block_size`` tokens)."""
+        from tinyformers.views import save_attention_views
+
+        tok = tokenizer_from_dict(meta["tokenizer"])
+        if not text:
+            raise UserError("the text is empty; give some text to look at, e.g. 'ROMEO: But soft!'")
+        ids = tok.encode(text)
+        if len(ids) > cfg.block_size:
+            raise UserError(f"the text is {len(ids)} tokens; this model reads at most block_size={cfg.block_size}")
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            output = model(torch.tensor([ids], device=device), output_attentions=True)
+        pieces = [tok.decode([i], skip_specials=False) for i in ids]
+        attentions = [w[0] for w in output.attentions]  # n_layers x (H, T, T)
+        return save_attention_views(pieces, attentions, out, html, title=f"{self.name}: causal self-attention")
+
 
 TASKS = (ShakespeareTask,)

