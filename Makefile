@@ -43,7 +43,7 @@ format: install-dev
 
 test: install-dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q -n 2
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
