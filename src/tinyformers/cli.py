@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-time", type=float, help="training budget in seconds")
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
-    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any task setting")
+    t.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override any task setting"
+    )
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
