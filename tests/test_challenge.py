@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from tinyformers.challenge import verdict
 from tinyformers.cli import main
-from tinyformers.tasks.base import Scorecard
+from tinyformers.tasks import TASKS, get_task
+from tinyformers.tasks.base import Scorecard, apply_overrides
 
 
 def test_verdicts_in_both_directions_and_with_a_limit():
@@ -46,3 +50,34 @@ def test_bad_options(tmp_path, capsys, argv, match):
     assert main(["challenge", "--out", str(tmp_path / "c"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_baseline_runs_are_trained_with_their_settings_and_judged(tmp_path, monkeypatch, capsys):
+    """A scorecard's baseline_runs train the task again with other settings; their metric is a baseline."""
+    from tinyformers.tasks import get_task
+
+    task = type(get_task("copy"))
+    card = dataclasses.replace(
+        task.scorecard, baselines=(), baseline_runs=(("narrow_exact_match", ("d_model=16", "n_heads=2")),)
+    )
+    monkeypatch.setattr(task, "scorecard", card)
+    out = tmp_path / "ch"
+    assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out)]) == 0
+    baseline = json.loads((out / "runs" / "copy" / "baselines" / "narrow_exact_match" / "config.json").read_text())
+    assert baseline["config"]["d_model"] == 16
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert row["best_baseline"] == "narrow_exact_match" and isinstance(row["baseline_value"], float)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in TASKS.items() if cls.scorecard is not None))
+def test_every_scorecard_is_well_formed(name):
+    """Quick and baseline settings parse for the task; the metric is a held-out key; names do not collide."""
+    task = get_task(name)
+    card = task.scorecard
+    apply_overrides(task.Config(), list(card.quick))
+    for _, overrides in card.baseline_runs:
+        apply_overrides(task.Config(), [*overrides, *card.quick])
+    assert card.metric.startswith(task.final_split + "_")
+    names = [*card.baselines, *(n for n, _ in card.baseline_runs)]
+    assert len(set(names)) == len(names) and card.metric not in names
+    assert card.summary

@@ -41,15 +41,16 @@ def challenge_tasks(names: str | None) -> list[str]:
 
 
 def _recipe(task: Task, budget_minutes: float | None, quick: bool, extra: list[str]) -> Any:
+    """The task's defaults, then the quick or budget settings, then ``extra`` (a baseline's or the search's)."""
     cfg = task.Config()
-    settings = list(extra)
+    settings = []
     if quick:
         settings += [*task.scorecard.quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
         settings += [f"eval_every={QUICK_STEPS}"]
     elif budget_minutes:
         budget = budget_minutes * 60
         settings.append(f"max_time={min(cfg.max_time, budget) if cfg.max_time else budget}")
-    return apply_overrides(cfg, settings)
+    return apply_overrides(cfg, [*settings, *extra])
 
 
 def run_task(
@@ -74,6 +75,18 @@ def run_task(
     return train(task, cfg, run_dir, overwrite=True, progress=progress)
 
 
+def run_baselines(
+    task: Task, run_dir: Path, budget_minutes: float | None, quick: bool, force: bool, progress: bool
+) -> dict[str, Any]:
+    """Train the scorecard's ``baseline_runs`` (the task with other settings, e.g. ``model=cnn``) next to the
+    transformer, each in ``run_dir/baselines/<name>`` with the same budget; ``{name: its metric}``."""
+    found = {}
+    for name, overrides in task.scorecard.baseline_runs:
+        m = run_task(task, run_dir / "baselines" / name, budget_minutes, quick, force, progress, extra=overrides)
+        found[name] = m.get(task.scorecard.metric)
+    return found
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -84,7 +97,8 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     """The task's row: its metric, the best baseline on the same split, the limit, and a one-line verdict."""
     value = metrics.get(card.metric)
     better = (lambda a, b: a > b) if card.higher_is_better else (lambda a, b: a < b)
-    measured = {b: metrics[b] for b in card.baselines if isinstance(metrics.get(b), int | float)}
+    names = (*card.baselines, *(name for name, _ in card.baseline_runs))
+    measured = {b: metrics[b] for b in names if isinstance(metrics.get(b), int | float)}
     best_name = None
     if measured:
         best_name = (max if card.higher_is_better else min)(measured, key=measured.get)
@@ -268,6 +282,7 @@ def run_challenge(
             run_dir = out / "runs" / name
             try:
                 metrics = run_task(task, run_dir, budget_minutes, quick, force, progress=True)
+                metrics = {**metrics, **run_baselines(task, run_dir, budget_minutes, quick, force, progress=True)}
             except UserError as e:  # e.g. its data is not installed: report it, go on with the others
                 print(f"[{i}/{len(chosen)}] {name}: skipped ({e})", file=sys.stderr)
                 continue

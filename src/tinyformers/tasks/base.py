@@ -102,6 +102,9 @@ class Scorecard:
         metric: the held-out metric, e.g. 'test_accuracy'. higher_is_better: its direction.
         baselines: keys of the baselines measured on the same split (persistence, n-gram, lookup...).
         limit: key of a known limit (e.g. the Bayes-optimal accuracy), if the task computes one.
+        baseline_runs: baselines that must be trained, as (name, ``--set`` overrides) pairs: the challenge trains
+            the task again with the overrides (e.g. ``("cnn_accuracy", ("model=cnn",))``) within the same budget,
+            and the run's ``metric`` becomes baseline ``name``.
         quick: ``--set`` overrides for ``--quick`` (a tiny model and data; the run only checks the pipeline).
         summary: one sentence for the report: what the task asks and what to look at.
     """
@@ -110,6 +113,7 @@ class Scorecard:
     higher_is_better: bool = True
     baselines: tuple[str, ...] = ()
     limit: str | None = None
+    baseline_runs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     quick: tuple[str, ...] = ()
     summary: str = ""
 
@@ -131,10 +135,8 @@ class Task:
     metric: ClassVar[str] = "loss"  # selects the best checkpoint: evaluate(...)["val_" + metric]
     maximize: ClassVar[bool] = False
     final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
-    head_modules: ClassVar[tuple[str, ...]] = ()
-    scorecard: ClassVar[Scorecard | None] = (
-        None  # how `tinyformers challenge` reports the task  # trained in full when finetune=lora (e.g. "classifier")
-    )
+    head_modules: ClassVar[tuple[str, ...]] = ()  # trained in full when finetune=lora (e.g. "classifier")
+    scorecard: ClassVar[Scorecard | None] = None  # how `tinyformers challenge` reports the task
     generates_text: ClassVar[bool] = True  # `generate` prints prompt + text; False: the task writes files
 
     def data_status(self, cfg: TrainConfig) -> str | None:
@@ -227,16 +229,22 @@ def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module
     try:
         model = task.model(cfg, meta)
         if cfg.finetune == "lora":
-            from tinyformers.lora import LoRAConfig, apply_lora
+            from tinyformers.lora import apply_lora
 
-            lora = LoRAConfig(
-                r=cfg.lora_r,
-                alpha=cfg.lora_alpha,
-                dropout=cfg.lora_dropout,
-                targets=tuple(cfg.lora_targets.split(",")),
-                train=task.head_modules,
-            )
-            apply_lora(model, lora)
+            apply_lora(model, lora_config(task, cfg))
         return model
     except ValueError as e:
         raise UserError(f"invalid model settings: {e}") from None
+
+
+def lora_config(task: Task, cfg: TrainConfig) -> Any:
+    """The :class:`~tinyformers.lora.LoRAConfig` of ``cfg``'s lora_* settings (the task's head trains in full)."""
+    from tinyformers.lora import LoRAConfig
+
+    return LoRAConfig(
+        r=cfg.lora_r,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        targets=tuple(cfg.lora_targets.split(",")),
+        train=task.head_modules,
+    )

@@ -44,7 +44,7 @@ from tinyformers.data import images
 from tinyformers.errors import UserError
 from tinyformers.models import ModelOutput, Seq2SeqConfig, VisionTransformer, ViTConfig, shift_right
 from tinyformers.models.base import Embeddings, init_gpt2
-from tinyformers.tasks.base import Task, TaskData, TrainConfig
+from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.tasks.vision import augment
 from tinyformers.tokenizers import CharTokenizer
 
@@ -216,6 +216,13 @@ class MnistWordsTask(Task):
     Config: ClassVar[type[TrainConfig]] = MnistWordsConfig
     metric: ClassVar[str] = "word_accuracy"
     maximize: ClassVar[bool] = True
+    scorecard: ClassVar[Scorecard | None] = Scorecard(
+        "test_word_accuracy",
+        baseline_runs=(("classifier_word_accuracy", ("model=classifier",)),),
+        quick=("d_model=32", "n_heads=2", "enc_layers=1", "d_ff=64"),
+        summary="Share of held-out MNIST digits whose name an image-to-text transformer writes exactly, against "
+        "the same ViT encoder classifying the digit and looking its name up.",
+    )
 
     def data_status(self, cfg: MnistWordsConfig) -> str | None:  # type: ignore[override]
         if cfg.dataset == "fashion" and not (Path(cfg.data_dir) if cfg.data_dir else images.FASHION_DIR).is_dir():

