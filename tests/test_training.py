@@ -237,3 +237,20 @@ def test_early_stopping_on_a_flat_metric(tmp_path):
     task, cfg = tiny_cfg("copy", "max_steps=100", "eval_every=5", "patience=2", "lr=1e-12", "warmup_steps=0")
     metrics = train(task, cfg, tmp_path / "run", progress=False)
     assert metrics["steps"] == 15 and metrics["best_step"] == 5
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_time_budget_counts_the_chosen_clock(tmp_path, monkeypatch, clock):
+    """clock=cpu stops on the process's CPU time, clock=wall on wall-clock time; train_seconds counts the same."""
+    ticks = {"n": 0.0}
+
+    def fake():  # one simulated second per reading
+        ticks["n"] += 1.0
+        return ticks["n"]
+
+    monkeypatch.setattr(time, "process_time" if clock == "cpu" else "perf_counter", fake)
+    task, cfg = tiny_cfg("copy", "max_steps=1000", "eval_every=1000", "max_time=5", f"clock={clock}")
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
+    assert metrics["steps"] == 5 and metrics["train_seconds"] == 5.0
+    with pytest.raises(UserError, match="clock='sundial' is out of range"):
+        apply_overrides(task.Config(), ["clock=sundial"])

@@ -40,7 +40,7 @@ def challenge_tasks(names: str | None) -> list[str]:
     return chosen
 
 
-def _recipe(task: Task, budget_minutes: float | None, quick: bool, extra: list[str]) -> Any:
+def _recipe(task: Task, budget_minutes: float | None, quick: bool, extra: list[str], clock: str = "wall") -> Any:
     """The task's defaults, then the quick or budget settings, then ``extra`` (a baseline's or the search's)."""
     cfg = task.Config()
     settings = []
@@ -49,7 +49,7 @@ def _recipe(task: Task, budget_minutes: float | None, quick: bool, extra: list[s
         settings += [f"eval_every={QUICK_STEPS}"]
     elif budget_minutes:
         budget = budget_minutes * 60
-        settings.append(f"max_time={min(cfg.max_time, budget) if cfg.max_time else budget}")
+        settings += [f"max_time={min(cfg.max_time, budget) if cfg.max_time else budget}", f"clock={clock}"]
     return apply_overrides(cfg, [*settings, *extra])
 
 
@@ -61,6 +61,7 @@ def run_task(
     force: bool,
     progress: bool,
     extra: tuple[str, ...] | list[str] = (),
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Train (unless a finished run is there and not ``force``) and return its metrics."""
     from tinyformers.training import train
@@ -71,18 +72,24 @@ def run_task(
     status = task.data_status(task.Config())
     if status:
         raise UserError(status)
-    cfg = _recipe(task, budget_minutes, quick, list(extra))
+    cfg = _recipe(task, budget_minutes, quick, list(extra), clock)
     return train(task, cfg, run_dir, overwrite=True, progress=progress)
 
 
 def run_baselines(
-    task: Task, run_dir: Path, budget_minutes: float | None, quick: bool, force: bool, progress: bool
+    task: Task,
+    run_dir: Path,
+    budget_minutes: float | None,
+    quick: bool,
+    force: bool,
+    progress: bool,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Train the scorecard's ``baseline_runs`` (the task with other settings, e.g. ``model=cnn``) next to the
     transformer, each in ``run_dir/baselines/<name>`` with the same budget; ``{name: its metric}``."""
     found = {}
     for name, overrides in task.scorecard.baseline_runs:
-        m = run_task(task, run_dir / "baselines" / name, budget_minutes, quick, force, progress, extra=overrides)
+        m = run_task(task, run_dir / "baselines" / name, budget_minutes, quick, force, progress, overrides, clock)
         found[name] = m.get(task.scorecard.metric)
     return found
 
@@ -127,6 +134,21 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def budget_text(header: dict[str, Any]) -> str:
+    """The training budget in words, for the report."""
+    if header.get("quick"):
+        return f"{QUICK_STEPS} steps (quick mode)"
+    if not header.get("budget_minutes"):
+        return "each recipe's own (its max_steps / max_time)"
+    clock = (
+        "of CPU time of the training process (what it takes on an idle core with one thread)"
+        if header.get("clock") == "cpu"
+        else "of wall-clock time"
+    )
+    minutes = _fmt(header["budget_minutes"])
+    return f"{minutes} min {clock}, or the recipe's max_steps if sooner; 'train s' counts the same clock"
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> Path:
     """``REPORT.md`` (and ``report.json``) for the finished tasks, plots linked from ``DIR/<task>/``."""
     lines = [
@@ -136,7 +158,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         "> in reasonable time on a consumer laptop CPU and achieves good performance? If there is none, why?",
         "",
         f"Command: `{header['command']}`  ",
-        f"Date: {header['date']}; machine: {header['machine']}",
+        f"Date: {header['date']}; machine: {header['machine']}  ",
+        f"Budget per training: {budget_text(header)}",
         "",
         *(
             ["**Quick mode**: tiny models trained for a few steps. This checks the pipeline; it answers nothing.", ""]
@@ -174,7 +197,13 @@ def _copy_plots(run_dir: Path, dest: Path, out: Path) -> list[str]:
 
 
 def search(
-    task: Task, out: Path, budget_minutes: float | None, quick: bool, force: bool, tolerance: float
+    task: Task,
+    out: Path,
+    budget_minutes: float | None,
+    quick: bool,
+    force: bool,
+    tolerance: float,
+    clock: str = "wall",
 ) -> tuple[str, list[dict[str, Any]]]:
     """Sweep depth x width (heads: d_model / 16) with the task's recipe; plot metric vs parameters and vs
     time; name the smallest model within ``tolerance`` (relative) of the best."""
@@ -188,7 +217,7 @@ def search(
         if "d_ff" in fields:
             extra.append(f"d_ff={4 * d_model}")
         run_dir = out / "runs" / f"{task.name}-search-L{n_layers}-d{d_model}"
-        m = run_task(task, run_dir, budget_minutes, quick, force, progress=False, extra=extra)
+        m = run_task(task, run_dir, budget_minutes, quick, force, False, extra, clock)
         points.append({"n_layers": n_layers, "d_model": d_model, "value": m.get(card.metric), **m})
     values = [p["value"] for p in points if p["value"] is not None]
     best = max(values) if card.higher_is_better else min(values)
@@ -262,6 +291,7 @@ def run_challenge(
     do_search: bool = False,
     tolerance: float = 0.01,
     command: str = "tinyformers challenge",
+    clock: str = "wall",
 ) -> Path:
     """Run the challenge over the tasks and write ``out/REPORT.md`` (after every task, so an interrupted
     run still reports what finished); return its path."""
@@ -272,6 +302,7 @@ def run_challenge(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine_description(),
         "budget_minutes": budget_minutes,
+        "clock": clock,
         "quick": quick,
     }
     rows: list[dict[str, Any]] = []
@@ -281,8 +312,8 @@ def run_challenge(
             print(f"[{i}/{len(chosen)}] {name}: {task.summary}", file=sys.stderr, flush=True)
             run_dir = out / "runs" / name
             try:
-                metrics = run_task(task, run_dir, budget_minutes, quick, force, progress=True)
-                metrics = {**metrics, **run_baselines(task, run_dir, budget_minutes, quick, force, progress=True)}
+                metrics = run_task(task, run_dir, budget_minutes, quick, force, True, (), clock)
+                metrics = {**metrics, **run_baselines(task, run_dir, budget_minutes, quick, force, True, clock)}
             except UserError as e:  # e.g. its data is not installed: report it, go on with the others
                 print(f"[{i}/{len(chosen)}] {name}: skipped ({e})", file=sys.stderr)
                 continue
@@ -290,7 +321,7 @@ def run_challenge(
             row["summary"] = task.scorecard.summary or task.summary
             row["plots"] = _copy_plots(run_dir, out / name, out)
             if do_search:
-                row["search"], row["search_points"] = search(task, out, budget_minutes, quick, force, tolerance)
+                row["search"], row["search_points"] = search(task, out, budget_minutes, quick, force, tolerance, clock)
             rows.append(row)
             write_report(out, rows, header)
             print(f"[{i}/{len(chosen)}] {name}: {row['verdict']}", file=sys.stderr, flush=True)

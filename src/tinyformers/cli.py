@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--force", action="store_true", help="retrain tasks that already finished in --out")
     ch.add_argument("--search", action="store_true", help="also sweep depth x width for the minimal model")
     ch.add_argument("--tolerance", type=float, default=0.01, help="'minimal' = within this fraction of the best")
+    ch.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what the budget counts: wall-clock, or the CPU time of each training (fair on a busy machine)",
+    )
 
     x = sub.add_parser("export", help="export a trained decoder LM in Hugging Face GPT-2 format")
     x.add_argument("run", type=Path)
@@ -252,7 +258,15 @@ def cmd_challenge(args: argparse.Namespace) -> int:
         "tinyformers " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("tinyformers") else "tinyformers challenge"
     )
     report = run_challenge(
-        args.tasks, args.out, args.budget_minutes, args.quick, args.force, args.search, args.tolerance, command
+        args.tasks,
+        args.out,
+        args.budget_minutes,
+        args.quick,
+        args.force,
+        args.search,
+        args.tolerance,
+        command,
+        args.clock,
     )
     print(f"wrote {report}")
     return 0
