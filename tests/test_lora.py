@@ -187,3 +187,49 @@ def test_finetune_lora_through_the_cli(tmp_path, capsys):
     assert main(["predict", str(out), "123"]) == 0
     assert main(["--overwrite" if a == "--no-progress" else a for a in argv] + ["lora_targets=q,x"]) == 2
     assert "lora_targets" in capsys.readouterr().err
+
+
+def test_lora_run_saves_adapters_that_rebuild_it_on_the_base(tmp_path):
+    """A finetune=lora run writes adapters.safetensors (adapters + head only); runs.load_adapted puts them on a
+    freshly built base model (here: another run, init=RUN_DIR) and gets the run's function back."""
+    from tinyformers.cli import main
+    from tinyformers.runs import load_adapted, load_run
+
+    text = tmp_path / "text.txt"
+    text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 40)
+    tiny = ["d_model=32", "n_heads=2", "n_layers=2", "block_size=16", "batch_size=8", "eval_windows=8", "max_time=0"]
+    base, adapted, scratch = tmp_path / "base", tmp_path / "adapted", tmp_path / "scratch"
+
+    def train(out, *settings):
+        argv = ["train", "shakespeare", "--out", str(out), "--max-steps", "8", "--no-progress", "--set", *tiny]
+        assert main([*argv, f"corpus={text}", *settings]) == 0
+
+    train(base)
+    lora = ["finetune=lora", "lora_r=2", "lora_targets=q,v,ffn", "lr=3e-2"]
+    train(adapted, f"init={base}", *lora)
+    assert not (base / "adapters.safetensors").exists()  # a full run has none
+
+    _, cfg, _, run_model = load_run(adapted)
+    _, _, _, rebuilt = load_adapted(adapted)
+    trainable = {k for k, p in run_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in k for k in trainable)
+    from safetensors import safe_open
+
+    with safe_open(str(adapted / "adapters.safetensors"), framework="pt") as f:
+        assert set(f.keys()) == trainable  # the adapters alone, not the frozen base
+    assert (adapted / "adapters.safetensors").stat().st_size < (adapted / "model.safetensors").stat().st_size / 5
+    ids = torch.randint(0, run_model.config.vocab_size, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(ids).logits, run_model(ids).logits)
+        _, _, _, plain_base = load_run(base)
+        assert not torch.allclose(plain_base(ids).logits, run_model(ids).logits, atol=1e-3)  # the adapters matter
+
+    # what cannot be rebuilt from adapters alone is a one-line error
+    train(scratch, *lora)
+    with pytest.raises(UserError, match="base model was random"):
+        load_adapted(scratch)
+    with pytest.raises(UserError, match="not a LoRA run"):
+        load_adapted(base)
+    (adapted / "adapters.safetensors").unlink()
+    with pytest.raises(UserError, match="adapters.safetensors: not found"):
+        load_adapted(adapted)

@@ -4,6 +4,7 @@ export to HF GPT-2, and every bad input as a one-line error."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -243,3 +244,117 @@ def test_real_corpus_shape():
     assert 4_500_000 < len(text) < 5_100_000 and 70 <= len(set(text)) <= 90
     assert text.startswith("THESEUS:\nNow, fair Hippolyta")
     assert "_" not in text and "**" not in text and "#" not in text
+
+
+# --- init=RUN_DIR: adapt a trained model to a new text (its vocabulary, architecture and weights) ---------
+
+NEW_TEXT = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\nIt is the sun, the east is Juliet.\n\n" * 30
+
+
+@pytest.fixture(scope="module")
+def new_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("new") / "new.txt"
+    path.write_text(NEW_TEXT)
+    return path
+
+
+def test_init_starts_from_the_run_with_its_vocabulary(run_dir, new_corpus):
+    from tinyformers.runs import load_run
+    from tinyformers.tasks import get_task
+    from tinyformers.tasks.base import apply_overrides
+
+    task, base_cfg, base_meta, base = load_run(run_dir)
+    # a different architecture asked for: the run's wins (its weights only fit its own shapes)
+    cfg = apply_overrides(task.Config(), [f"corpus={new_corpus}", f"init={run_dir}", "block_size=16", "d_model=64"])
+    data = task.data(cfg)
+    assert data.meta["tokenizer"] == base_meta["tokenizer"]  # not a vocabulary of the new text
+    tok = tokenizer_from_dict(base_meta["tokenizer"])
+    assert data.splits["train"][:20].tolist() == tok.encode(NEW_TEXT[:20])
+    model = get_task("shakespeare").model(cfg, data.meta)
+    for k, v in base.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    scratch = task.model(apply_overrides(cfg, ["init="]), {"tokenizer": data.meta["tokenizer"]})
+    assert scratch.config.d_model == 64  # without init, the settings hold
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_finetune_from_a_run_on_a_new_text(run_dir, new_corpus, tmp_path, finetune, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--set", f"corpus={new_corpus}"]) == 0
+    zero_shot = json.loads(capsys.readouterr().out)["val_loss"]  # the base run as it is, on the new text
+    out = tmp_path / finetune
+    argv = ["train", "shakespeare", "--out", str(out), "--max-steps", "20", "--no-progress", "--set", *TINY]
+    lora = ["lora_targets=q,v,ffn", "lr=3e-2"] if finetune == "lora" else ["lr=1e-2"]  # adapters need larger steps
+    assert main([*argv, f"corpus={new_corpus}", f"init={run_dir}", f"finetune={finetune}", *lora]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert m["val_loss"] < zero_shot - 0.05 and m["bigram_loss"] < m["unigram_loss"]
+    assert (out / "adapters.safetensors").exists() == (finetune == "lora")
+    # the fine-tuned run is a run like any other: eval reloads it (from its base + its own weights)
+    assert main(["eval", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["val_loss"] == pytest.approx(log[-1]["val_loss"], rel=1e-5)
+
+
+def test_init_from_a_lora_run_merges_its_adapters(run_dir, new_corpus, tmp_path):
+    from tinyformers.runs import load_run
+
+    lora = tmp_path / "lora"
+    argv = ["train", "shakespeare", "--out", str(lora), "--max-steps", "10", "--no-progress", "--set", *TINY]
+    assert main([*argv, f"corpus={new_corpus}", f"init={run_dir}", "finetune=lora", "lr=3e-2"]) == 0
+    again = tmp_path / "again"
+    assert main([*argv[:3], str(again), *argv[4:], f"corpus={new_corpus}", f"init={lora}", "max_steps=1"]) == 0
+    _, _, _, a = load_run(lora)
+    task, cfg, meta, _ = load_run(again)
+    b = task.model(cfg, meta)  # the base of `again`: the LoRA run, merged into plain layers
+    ids = torch.randint(0, len(tokenizer_from_dict(meta["tokenizer"])), (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(b(ids).logits, a(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_init_bad_inputs(run_dir, new_corpus, tmp_path, capsys):
+    argv = ["train", "shakespeare", "--out", str(tmp_path / "r"), "--max-steps", "2", "--no-progress", "--set", *TINY]
+    other = tmp_path / "copy-run"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"task": "copy", "config": {}, "meta": {}}))
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text("Zebra quartz (and more)! " * 40)
+    cases = [
+        ([f"corpus={new_corpus}", f"init={tmp_path}/nope"], "no such run directory"),
+        ([f"corpus={new_corpus}", f"init={other}"], "a 'copy' run; init needs a shakespeare run"),
+        ([f"corpus={new_corpus}", f"init={run_dir}", "block_size=32"], "use --set block_size=16"),
+        ([f"corpus={unknown}", f"init={run_dir}"], "not in the model's vocabulary: '(', ')', 'Z', 'q', 'z'"),
+        ([f"corpus={unknown}", f"init={run_dir}"], "--set unknown_chars=drop"),
+        (["unknown_chars=keep"], "unknown_chars='keep': choose error or drop"),
+    ]
+    for extra, match in cases:
+        capsys.readouterr()
+        assert main([*argv, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, err
+    # the documented mapping: drop what the vocabulary lacks
+    assert main([*argv, f"corpus={unknown}", f"init={run_dir}", "unknown_chars=drop", "eval_windows=4"]) == 0
+
+
+def test_ngram_baselines_count_the_training_split():
+    from tinyformers.tasks.base import TaskData
+    from tinyformers.tasks.shakespeare import ngram_losses
+
+    tok = CharTokenizer.from_text("abc")
+    train = torch.tensor(tok.encode("abababac"))
+    data = TaskData({"train": train}, {"tokenizer": tok.to_dict()})
+    val = torch.tensor(tok.encode("abca"))
+    unigram, bigram = ngram_losses(data, val, torch.tensor([0]), 3)  # targets b, c, a after a, b, c
+    # counts: a 4, b 3, c 1 of 8; pairs a->b 3, a->c 1, b->a 3, c->(none)
+    p_uni = {"a": 5 / 11, "b": 4 / 11, "c": 2 / 11}
+    assert unigram == pytest.approx(-sum(math.log(p_uni[c]) for c in "bca") / 3)
+    p_bi = [(3 + p_uni["b"]) / 5, (0 + p_uni["c"]) / 4, (0 + p_uni["a"]) / 1]  # b|a, c|b, a|c
+    assert bigram == pytest.approx(-sum(math.log(p) for p in p_bi) / 3)
+
+
+def test_scorecard_names_metrics_the_task_reports(run_dir):
+    from tinyformers.tasks.shakespeare import ShakespeareTask
+
+    card = ShakespeareTask.scorecard
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert not card.higher_is_better and card.metric in m and all(b in m for b in card.baselines)
+    assert m["val_loss"] < m["unigram_loss"]

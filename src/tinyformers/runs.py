@@ -7,6 +7,7 @@ RUN/
   checkpoint.safetensors  last weights + optimizer state + trainer state, for --resume
   log.jsonl            one line per evaluation
   metrics.json         final held-out metrics, a flat JSON object
+  adapters.safetensors with finetune=lora: the best adapters + task head alone (load_adapted puts them on the base)
   loss.png             training and validation loss
 ```
 
@@ -17,6 +18,7 @@ previous complete version of each file. Nothing is ever unpickled: tensors are s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -30,12 +32,13 @@ from torch import Tensor, nn
 
 from tinyformers.errors import UserError
 
-CONFIG, WEIGHTS, CHECKPOINT, LOG, METRICS = (
+CONFIG, WEIGHTS, CHECKPOINT, LOG, METRICS, ADAPTERS = (
     "config.json",
     "model.safetensors",
     "checkpoint.safetensors",
     "log.jsonl",
     "metrics.json",
+    "adapters.safetensors",
 )
 
 
@@ -113,8 +116,16 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str
         raise UserError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
 
 
-def save_weights(model: nn.Module, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: save_file(unique_tensors(model), tmp))
+def meta_fingerprint(meta: dict) -> str:
+    """SHA-256 of a run's ``meta`` (vocabulary, classes...) as JSON, stored beside the weights it was trained with:
+    a ``config.json`` whose tokenizer has the right size but other tokens would otherwise load silently."""
+    return hashlib.sha256(json.dumps(meta).encode()).hexdigest()
+
+
+def save_weights(model: nn.Module, path: str | Path, task: str = "", meta: dict | None = None) -> None:
+    """The weights alone; with ``task`` and ``meta``, also what they were trained for (checked by :func:`load_run`)."""
+    info = {"task": task, "meta_sha256": meta_fingerprint(meta)} if meta is not None else None
+    atomic_write(path, lambda tmp: save_file(unique_tensors(model), tmp, metadata=info))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -168,10 +179,18 @@ def read_run_config(run_dir: str | Path) -> tuple[Any, Any, dict]:
     unknown = sorted(set(saved["config"]) - known)
     if unknown:
         raise UserError(f"{run_dir / CONFIG}: unknown keys for task {task.name!r}: {', '.join(unknown)}")
+    defaults = dataclasses.asdict(task.Config())
+    for key, value in saved["config"].items():  # a hand-edited "d_model": "wide" fails here, not deep in the model
+        want = type(defaults[key])
+        if not (type(value) is want or (want is float and type(value) is int)):
+            kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[want]
+            raise UserError(f"{run_dir / CONFIG}: {key}={value!r} should be {kind}")
     try:
         cfg = task.Config(**saved["config"])
     except (TypeError, ValueError) as e:
         raise UserError(f"{run_dir / CONFIG}: invalid config ({e})") from None
+    if not isinstance(saved["meta"], dict):
+        raise UserError(f"{run_dir / CONFIG}: meta should be a JSON object")
     return task, cfg, saved["meta"]
 
 
@@ -181,9 +200,52 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[A
 
     task, cfg, meta = read_run_config(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
-    model = build_model(task, cfg, meta)
-    weights = Path(run_dir) / WEIGHTS
-    tensors, _ = read_safetensors(weights)
+    config, weights = Path(run_dir) / CONFIG, Path(run_dir) / WEIGHTS
+    tensors, info = read_safetensors(weights)
+    if info.get("task") and info["task"] != task.name:
+        raise UserError(
+            f"{config}: a config of task {task.name!r}, but {weights.name} holds a model of task {info['task']!r}; "
+            "put back the run's own config.json"
+        )
+    if "meta_sha256" in info and info["meta_sha256"] != meta_fingerprint(meta):
+        raise UserError(
+            f"{config}: its meta (tokenizer, classes, ...) is not the one {weights.name} was trained with; "
+            "put back the run's own config.json"
+        )
+    try:
+        model = build_model(task, cfg, meta)
+    except (KeyError, TypeError, AttributeError) as e:  # a meta entry missing or of the wrong kind
+        raise UserError(f"{config}: its meta does not fit task {task.name!r} ({type(e).__name__}: {e})") from None
     load_tensors(model, tensors, str(weights))
+    model.eval()
+    return task, cfg, meta, model
+
+
+def save_run_adapters(model: nn.Module, run_dir: str | Path, lora: Any) -> None:
+    """Write ``ADAPTERS``: the LoRA adapters and fully trained head of ``model`` (a few % of its weights)."""
+    from tinyformers.lora import save_adapters
+
+    atomic_write(Path(run_dir) / ADAPTERS, lambda tmp: save_adapters(model, tmp, lora))
+
+
+def load_adapted(run_dir: str | Path) -> tuple[Any, Any, dict, nn.Module]:
+    """Rebuild a ``finetune=lora`` run from its base model plus ``adapters.safetensors`` alone.
+
+    The base is what the task's ``model()`` builds from the run's ``init`` (the pretrained MiniLM for
+    ``init=minilm``, another run's weights for ``init=RUN_DIR``); :func:`tinyformers.lora.load_adapters` adds the
+    adapters and head on top. The result computes what :func:`load_run` gives from the full ``model.safetensors``.
+    """
+    from tinyformers.lora import load_adapters
+
+    task, cfg, meta = read_run_config(run_dir)
+    if cfg.finetune != "lora":
+        raise UserError(f"{run_dir}: not a LoRA run (finetune={cfg.finetune}); load it with its model.safetensors")
+    if getattr(cfg, "init", "") in ("", "scratch"):
+        raise UserError(f"{run_dir}: its base model was random (no init=...), so its adapters alone cannot rebuild it")
+    path = Path(run_dir) / ADAPTERS
+    if not path.exists():
+        raise UserError(f"{path}: not found")
+    model = task.model(cfg, meta)  # the base, without adapters (build_model would add fresh ones)
+    load_adapters(model, path)
     model.eval()
     return task, cfg, meta, model

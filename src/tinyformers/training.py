@@ -25,7 +25,7 @@ from tinyformers import distributed, runs
 from tinyformers.distributed import Dist
 from tinyformers.errors import Interrupted, UserError
 from tinyformers.loggers import Logger, hyperparameters, make_logger
-from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model
+from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model, lora_config
 
 
 def pick_device(name: str) -> torch.device:
@@ -124,7 +124,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if exists and not overwrite:
         raise UserError(f"{run_dir}: a run is already there; use --resume to continue it or --overwrite to replace it")
     if exists and overwrite:
-        for name in (runs.CONFIG, runs.WEIGHTS, runs.CHECKPOINT, runs.LOG, runs.METRICS, "loss.png"):
+        for name in (runs.CONFIG, runs.WEIGHTS, runs.ADAPTERS, runs.CHECKPOINT, runs.LOG, runs.METRICS, "loss.png"):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -222,12 +222,13 @@ def _train(
     bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, desc=task.name, unit="step")
     train_losses: list[float] = []
     model.train()
+    clock = time.perf_counter if cfg.clock == "wall" else time.process_time
     with stop_on_first_sigint() as stop_requested:
         # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
         done = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
         while not done:
             step = state["step"]
-            t0 = time.perf_counter()
+            t0 = clock()
             lr = learning_rate(cfg, step, state["elapsed"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -261,7 +262,7 @@ def _train(
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] = step + 1
-            state["elapsed"] += time.perf_counter() - t0
+            state["elapsed"] += clock() - t0
             train_losses.append(total)
             tracker.log(state["step"], {"train/loss": total, "train/lr": lr})
             bar.update(1)
@@ -311,7 +312,7 @@ def _eval_and_checkpoint(
     improved = best is None or (value > best if task.maximize else value < best)
     if improved:
         state.update(best=value, best_step=state["step"], stale=0)
-        runs.save_weights(model, run_dir / runs.WEIGHTS)
+        runs.save_weights(model, run_dir / runs.WEIGHTS, task.name, data.meta)  # load_run checks both
     else:
         state["stale"] += 1
     entry = {
@@ -358,6 +359,8 @@ def finish(
     if state["tokens"]:
         metrics.update(train_tokens=state["tokens"], tokens_per_s=round(state["tokens"] / max(seconds, 1e-9), 1))
     runs.write_json(run_dir / runs.METRICS, metrics)
+    if cfg.finetune == "lora":  # what training changed, alone: ships on top of the base model (runs.load_adapted)
+        runs.save_run_adapters(model, run_dir, lora_config(task, cfg))
     plot_loss(read_log(run_dir), run_dir / "loss.png", task.metric)
     plots = task.plots(model, data, cfg, str(run_dir))
     if tracker is not None:

@@ -30,6 +30,9 @@ class TrainConfig:
     Attributes:
         max_steps: optimizer steps. max_time: training budget in seconds (0 = none); with a budget the
             learning-rate schedule follows elapsed time, so such runs are not bit-reproducible.
+        clock: what max_time and ``train_seconds`` count: 'wall' (wall-clock) or 'cpu' (the CPU time of the
+            training process: with OMP_NUM_THREADS=1, what the run takes on an idle core, even on a machine
+            busy with other jobs — a fair budget there; with n threads it runs out up to n times faster).
         batch_size: examples per micro-batch. grad_accum: micro-batches per optimizer step.
         lr: peak learning rate. min_lr_ratio: final lr as a fraction of lr (cosine decay).
         warmup_steps: linear warmup. weight_decay: AdamW decay on matrices (not on biases and norms).
@@ -47,6 +50,7 @@ class TrainConfig:
 
     max_steps: int = 1000
     max_time: float = 0.0
+    clock: str = "wall"
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-3
@@ -71,6 +75,7 @@ class TrainConfig:
         checks = {
             "max_steps": self.max_steps >= 1,
             "max_time": self.max_time >= 0,
+            "clock": self.clock in ("wall", "cpu"),
             "batch_size": self.batch_size >= 1,
             "grad_accum": self.grad_accum >= 1,
             "lr": self.lr > 0,
