@@ -112,6 +112,10 @@ def _chunks(text: str, size: int = 8192) -> Iterable[str]:
 def tokenizer_from_dict(d: dict) -> CharTokenizer | BPETokenizer:
     """Rebuild the tokenizer saved in a run's ``config.json``."""
     kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
-    if d.get("kind") not in kinds:
-        raise UserError(f"unknown tokenizer kind {d.get('kind')!r} in config.json")
-    return kinds[d["kind"]].from_dict(d)
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind not in kinds:
+        raise UserError(f"unknown tokenizer kind {kind!r} in config.json")
+    try:
+        return kinds[kind].from_dict(d)
+    except Exception as e:  # a missing field (KeyError); HF tokenizers raises a bare Exception for bad JSON
+        raise UserError(f"the {kind} tokenizer in config.json is unreadable ({type(e).__name__}: {e})") from None

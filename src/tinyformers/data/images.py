@@ -228,6 +228,8 @@ def load_image_file(
             grey = im.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected an image file") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         reason = "not an image PIL can read" if isinstance(e, UnidentifiedImageError) else str(e)
         raise UserError(f"{path}: {reason}") from None

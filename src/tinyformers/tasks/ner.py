@@ -79,7 +79,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: not found")
+        raise UserError(f"{path}: {'is a directory, expected a CoNLL file' if path.is_dir() else 'not found'}")
     raw = path.read_bytes()
     if b"\x00" in raw:
         raise UserError(f"{path}: not a text CoNLL file (it contains NUL bytes)")

@@ -67,7 +67,7 @@ def read_labelled_csv(path: str | Path, text_col: str, label_col: str) -> list[t
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: not found")
+        raise UserError(f"{path}: {'is a directory, expected a CSV file' if path.is_dir() else 'not found'}")
     raw = path.read_bytes()
     if b"\x00" in raw:
         raise UserError(f"{path}: not a text CSV file (it contains NUL bytes)")

@@ -167,7 +167,7 @@ def read_pairs(path: str) -> list[Pair]:
     """``source<TAB>target`` lines of a UTF-8 file; any other line is a :class:`UserError` naming it."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{path}: {'is a directory, expected a TSV file' if p.is_dir() else 'no such file'}")
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:

@@ -135,9 +135,14 @@ def parse_quantiles(text: str) -> list[float]:
 def read_series(path: str, column: str, time_column: str = "") -> tuple[np.ndarray, list[str] | None]:
     """Values of ``column`` (and the raw strings of ``time_column``) from a CSV; errors name file, line, column."""
     try:
+        with open(path, "rb") as raw:
+            if b"\0" in raw.read():
+                raise UserError(f"{path}: not a UTF-8 text CSV file (it contains NUL bytes)")
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
+            if not header:
+                raise UserError(f"{path}: empty file; expected a header line naming the columns, then one row per time")
             for name in (column, time_column):
                 if name and name not in header:
                     raise UserError(f"{path}: no column {name!r}; columns: {', '.join(header) or '(none)'}")
