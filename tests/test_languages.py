@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tinyformers.cli import main
 from tinyformers.tasks import get_task
@@ -24,7 +25,7 @@ from tinyformers.tasks.languages import (
 )
 from tinyformers.training import train
 
-TINY = ["length=12", "n_train=600", "n_val=60", "n_test=90", "d_model=16", "n_heads=2", "n_layers=1", "d_ff=32"]
+TINY = list(get_task("languages").scorecard.quick)  # the challenge's --quick settings, tested here
 
 
 def test_up_and_sticky_share_step_frequencies_but_not_order():
@@ -78,6 +79,30 @@ def test_ties_count_as_a_coin_flip_and_the_baseline_cannot_see_order():
     assert np.array_equal(increment_counts(x, "symbols")[0], increment_counts(x, "symbols")[1])
 
 
+def test_difference_inputs_ignore_the_offset_and_values_do_not():
+    """inputs=differences sees the steps only, so shifting every symbol by the same offset changes nothing."""
+    task = get_task("languages")
+    x = torch.as_tensor(make_split(LanguagesConfig(length=12, n_test=6), "test")["x"])
+    torch.manual_seed(0)
+    for inputs, same in [("differences", True), ("values", False)]:
+        model = task.model(apply_overrides(task.Config(), [*TINY, f"inputs={inputs}"]), {}).eval()
+        with torch.no_grad():
+            shifted = model(x=(x + 3) % 10).logits
+            assert torch.allclose(model(x=x).logits, shifted, atol=1e-5) == same, inputs
+
+
+def test_float_front_end_sees_the_size_of_a_step():
+    """LayerNorm divides by the scale of its input: after a linear front end, a ramp and the same ramp x10 would
+    look alike to the first block (max difference 0.07, LayerNorm's epsilon); the MLP front end keeps them apart."""
+    task = get_task("languages")
+    torch.manual_seed(0)
+    model = task.model(apply_overrides(task.Config(), [*TINY, "variant=floats"]), {})
+    ramp = torch.linspace(0, 6, 12)[None]
+    with torch.no_grad():
+        low, high = (model.stack.layers[0].norm_attn(model.front(k * ramp)) for k in (1.0, 10.0))
+    assert (low - high).abs().max() > 0.5
+
+
 @pytest.mark.parametrize("variant", ["symbols", "floats"])
 def test_learns_up_from_down(variant, tmp_path):
     """p = 1: up and down are easy to tell apart; the metrics carry the Bayes ceiling and the baseline."""
@@ -103,10 +128,11 @@ def test_train_eval_predict_through_the_cli(run_dir, capsys):
     capsys.readouterr()
     assert main(["eval", str(run_dir)]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert {"test_accuracy", "bayes_accuracy", "baseline_accuracy"} <= set(metrics)
-    assert main(["predict", str(run_dir), "3 4 5 4 4 5", "0,9,8,8"]) == 0
+    card = get_task("languages").scorecard
+    assert {card.metric, *card.baselines, card.limit} <= set(metrics)
+    assert main(["predict", str(run_dir), "3 4 5 4 4 5", "0,9,8,8", "3 4"]) == 0  # the last: shorter than the window
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     model_part, bayes_part = lines[0].split("(")[1].rstrip(")").split("; Bayes: ")
     for part in (model_part, bayes_part):
         assert abs(sum(float(item.split()[-1]) for item in part.split(",")) - 1) < 0.01, lines[0]
