@@ -1,11 +1,12 @@
 """Arithmetic by sequence modelling: the targets, and what the formatting options change.
 
-    python benchmarks/arithmetic.py targets [--set KEY=VALUE ...]
+    python benchmarks/arithmetic.py targets [--ops add,sub,mul] [--set KEY=VALUE ...]
     python benchmarks/arithmetic.py options [--steps 1500]
 
-targets: trains the default recipe once per operation (3-digit + and -, 2-digit *), reports held-out exact
-match, the length-generalisation set, the carry-free baseline, wall-clock and CPU seconds; plots validation
-accuracy per operation against steps (docs/tasks/arithmetic_curve.png).
+targets: trains the default recipe once per operation (3-digit + and -, 2-digit *; ``--ops`` a subset, whose
+rows replace those in the results file), reports held-out exact match, the length-generalisation set, the
+carry-free baseline, wall-clock and CPU seconds; plots validation accuracy per operation against steps
+(docs/tasks/arithmetic_curve.png).
 options: the four combinations of reverse_answer x pad_operands with the same short step budget
 on 3-digit addition (docs/tasks/arithmetic_options.png). Runs one training at a time, on one thread by default
 (on the shared machine two threads mostly waited for each other); writes benchmarks/results/arithmetic*.json.
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import machine, save, table
+from common import RESULTS, machine, save, table
 
 from tinyformers.tasks import get_task
 from tinyformers.tasks.base import apply_overrides
@@ -63,19 +64,30 @@ def plot(curves: dict[str, list[dict]], keys: list[str], path: Path, title: str)
     plt.close(fig)
 
 
-def targets(settings: list[str]) -> None:
-    """One model per operation (3-digit + and -, 2-digit *), each with the default step budget."""
-    rows, curves = [], {}
-    for name, op in OPS.items():
+def targets(names: list[str], settings: list[str]) -> None:
+    """One model per operation (3-digit + and -, 2-digit *), each with the default recipe. The rows (and curves)
+    of operations not named are kept from the results file, so the three can run as parallel jobs; every row
+    records its own command, date and settings."""
+    command = " ".join(["python", *sys.argv])
+    path = RESULTS / "arithmetic.json"
+    mine, my_curves = {}, {}
+    for name in names:
+        op = OPS[name]
         m, log = run([f"ops={op}", *settings])
-        curves[name] = log
-        rows.append({"ops": op, **m, "test_acc": m[f"test_acc_{name}"], "carryfree_acc": m[f"carryfree_acc_{name}"]})
-        print(rows[-1], file=sys.stderr)
+        my_curves[name] = log
+        mine[op] = {"ops": op, "command": command, "date": machine()["date"], "settings": settings, **m}
+        mine[op].update(test_acc=m[f"test_acc_{name}"], carryfree_acc=m[f"carryfree_acc_{name}"])
+        print(mine[op], file=sys.stderr)
+        previous = json.loads(path.read_text()) if path.exists() else {}  # re-read: a parallel job may have written
+        rows = {**{r["ops"]: r for r in previous.get("rows", []) if "date" in r}, **mine}
+        curves = {**previous.get("logs", {}), **my_curves}
+        curves = {n: curves[n] for n in OPS if OPS[n] in rows}
+        ordered = [rows[o] for o in OPS.values() if o in rows]
+        save("arithmetic", command, ordered, {"logs": curves})
     plot_one(curves, DOCS / "arithmetic_curve.png")
     cols = ["ops", "test_acc", "test_acc_longer", "carryfree_acc", "params", "steps", "best_step"]
-    print(table(rows, [*cols, "train_seconds", "cpu_seconds"]))
+    print(table(ordered, [*cols, "date", "train_seconds", "cpu_seconds"]))
     print(machine())
-    save("arithmetic", " ".join(["python", *sys.argv]), rows, {"settings": settings, "logs": curves})
 
 
 def plot_one(curves: dict[str, list[dict]], path: Path) -> None:
@@ -121,13 +133,17 @@ def main() -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("targets")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override the default recipe")
+    t.add_argument("--ops", default="add,sub,mul", help="comma-separated subset of add,sub,mul")
     o = sub.add_parser("options")
     o.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (see docs/tasks/arithmetic.md)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "targets":
-        targets(args.set)
+        names = [n.strip() for n in args.ops.split(",") if n.strip()]
+        if not names or set(names) - set(OPS):
+            ap.error(f"--ops {args.ops}: choose from {','.join(OPS)}")
+        targets(names, args.set)
     else:
         options(args.steps)
 
