@@ -131,6 +131,7 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
         "params": metrics.get("params"),
         "train_seconds": metrics.get("train_seconds"),
         "verdict": text,
+        "baselines": measured,
     }
 
 
@@ -178,6 +179,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         )
     for r in rows:
         lines += ["", f"## {r['task']}", "", r["summary"], ""]
+        if r.get("baselines"):
+            measured = ", ".join(f"{k} {_fmt(v)}" for k, v in r["baselines"].items())
+            lines += [f"{r['metric']} {_fmt(r['value'])}; every baseline on the same split: {measured}.", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in r["plots"]]
         if r.get("search"):
             lines += ["", "Minimal-architecture search:", "", r["search"]]
