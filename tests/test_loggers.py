@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,12 +62,28 @@ def test_tensorboard_events_read_back(tmp_path):
     assert b"d_model" in hparams["_hparams_/session_start_info"] and b"copy" in hparams["_hparams_/session_start_info"]
 
 
-def wandb_records(path: Path) -> list:
+def finished_wandb_run(folder: Path, timeout: float = 60.0) -> tuple[Path, list]:
+    """The offline run directory and its records, once the run's exit record is in its ``.wandb`` file: W&B's
+    service process may still be writing for a moment after ``finish()`` returns on a busy machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for run_dir in folder.glob("offline-run-*"):
+            for store in run_dir.glob("run-*.wandb"):
+                records = wandb_records(store, partial_ok=True)
+                if any(r.HasField("exit") for r in records):
+                    return run_dir, records
+        assert time.monotonic() < deadline, f"no finished W&B run in {folder}"
+        time.sleep(0.5)
+
+
+def wandb_records(path: Path, partial_ok: bool = False) -> list:
     """The protobuf records of a ``.wandb`` file: a 7-byte header (``:W&B``, magic, version), then LevelDB's
     log format (32 KiB blocks of records: crc32c, length, type 1 full / 2 first / 3 middle / 4 last, data)."""
     from wandb.proto.wandb_internal_pb2 import Record
 
     data, block = path.read_bytes(), 32768
+    if partial_ok and len(data) < 7:  # still being written
+        return []
     assert data[:4] == b":W&B"
     records, pending, pos = [], b"", 7
     while pos + 7 <= len(data):
@@ -78,7 +95,12 @@ def wandb_records(path: Path) -> list:
         pos += 7 + length
         if kind in (1, 4):
             record = Record()
-            record.ParseFromString(pending)
+            try:
+                record.ParseFromString(pending)
+            except Exception:  # a record cut short by a file still being written
+                if partial_ok:
+                    break
+                raise
             records.append(record)
             pending = b""
     return records
@@ -88,9 +110,7 @@ def test_wandb_offline_run_is_written(tmp_path, offline_wandb):
     pytest.importorskip("wandb")
     run = tmp_path / "run"
     assert train(run, "--logger", "wandb") == 0
-    (run_dir,) = (run / "wandb").glob("offline-run-*")
-    (store,) = run_dir.glob("run-*.wandb")
-    records = wandb_records(store)
+    run_dir, records = finished_wandb_run(run / "wandb")
     (started,) = [r.run for r in records if r.HasField("run")]
     config = {item.key: json.loads(item.value_json) for item in started.config.update}
     assert config["task"] == "copy" and config["d_model"] == 16 and config["max_steps"] == STEPS

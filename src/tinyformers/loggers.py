@@ -119,16 +119,34 @@ class WandbLogger(Logger):
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"--logger wandb: could not start a run ({reason})") from None
 
+    # A step's values (train loss, then maybe an evaluation, then maybe the final metrics) are sent as ONE
+    # history row: W&B's merging of several log calls for the same step dropped values on a busy machine.
+    _step: int | None = None
+    _row: dict[str, Any]
+
+    def _flush(self) -> None:
+        if self._step is not None and self._row:
+            self.run.log(self._row, step=self._step)
+        self._step, self._row = None, {}
+
+    def _add(self, step: int, values: dict[str, Any]) -> None:
+        if step != self._step:
+            self._flush()
+            self._step, self._row = step, {}
+        self._row.update(values)
+
     def log(self, step: int, values: dict[str, float]) -> None:
-        self.run.log(_scalars(values), step=step)
+        self._add(step, _scalars(values))
 
     def final(self, step: int, metrics: dict[str, float], plots: list[str]) -> None:
         final = _scalars(metrics)
         images = {f"plots/{Path(p).stem}": self.wandb.Image(p) for p in plots}
-        self.run.log({**{f"final/{k}": v for k, v in final.items()}, **images}, step=step)
+        self._add(step, {**{f"final/{k}": v for k, v in final.items()}, **images})
+        self._flush()
         self.run.summary.update(final)
 
     def close(self, failed: bool = False) -> None:
+        self._flush()
         self.run.finish(exit_code=1 if failed else 0)
 
 

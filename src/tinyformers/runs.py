@@ -116,6 +116,9 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str
         raise UserError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
 
 
+RUN_INFO = "tinyformers"  # the weights' metadata key: JSON {"task", "meta_sha256"}
+
+
 def meta_fingerprint(meta: dict) -> str:
     """SHA-256 of a run's ``meta`` (vocabulary, classes...) as JSON, stored beside the weights it was trained with:
     a ``config.json`` whose tokenizer has the right size but other tokens would otherwise load silently."""
@@ -124,7 +127,8 @@ def meta_fingerprint(meta: dict) -> str:
 
 def save_weights(model: nn.Module, path: str | Path, task: str = "", meta: dict | None = None) -> None:
     """The weights alone; with ``task`` and ``meta``, also what they were trained for (checked by :func:`load_run`)."""
-    info = {"task": task, "meta_sha256": meta_fingerprint(meta)} if meta is not None else None
+    # ONE metadata key: safetensors writes several in hash-map order, and the file's bytes must be reproducible
+    info = {RUN_INFO: json.dumps({"task": task, "meta_sha256": meta_fingerprint(meta)})} if meta is not None else None
     atomic_write(path, lambda tmp: save_file(unique_tensors(model), tmp, metadata=info))
 
 
@@ -201,7 +205,12 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[A
     task, cfg, meta = read_run_config(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
     config, weights = Path(run_dir) / CONFIG, Path(run_dir) / WEIGHTS
-    tensors, info = read_safetensors(weights)
+    tensors, header = read_safetensors(weights)
+    try:
+        info = json.loads(header.get(RUN_INFO, "{}"))
+    except json.JSONDecodeError:
+        info = {}
+    info = info if isinstance(info, dict) else {}
     if info.get("task") and info["task"] != task.name:
         raise UserError(
             f"{config}: a config of task {task.name!r}, but {weights.name} holds a model of task {info['task']!r}; "
