@@ -40,56 +40,52 @@ def challenge_tasks(names: str | None) -> list[str]:
     return chosen
 
 
-def _recipe(task: Task, budget_minutes: float | None, quick: bool, extra: list[str], clock: str = "wall") -> Any:
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How every training of one challenge run is limited: ``minutes`` of ``clock`` time ('wall' or 'cpu'; None =
+    each recipe's own), or ``quick`` (a few steps of a tiny model); ``force`` retrains finished runs."""
+
+    minutes: float | None = None
+    quick: bool = False
+    clock: str = "wall"
+    force: bool = False
+
+
+def _recipe(task: Task, budget: Budget, extra: list[str]) -> Any:
     """The task's defaults, then the quick or budget settings, then ``extra`` (a baseline's or the search's)."""
     cfg = task.Config()
     settings = []
-    if quick:
+    if budget.quick:
         settings += [*task.scorecard.quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
         settings += [f"eval_every={QUICK_STEPS}"]
-    elif budget_minutes:
-        budget = budget_minutes * 60
-        settings += [f"max_time={min(cfg.max_time, budget) if cfg.max_time else budget}", f"clock={clock}"]
+    elif budget.minutes:
+        seconds = budget.minutes * 60
+        settings += [f"max_time={min(cfg.max_time, seconds) if cfg.max_time else seconds}", f"clock={budget.clock}"]
     return apply_overrides(cfg, [*settings, *extra])
 
 
 def run_task(
-    task: Task,
-    run_dir: Path,
-    budget_minutes: float | None,
-    quick: bool,
-    force: bool,
-    progress: bool,
-    extra: tuple[str, ...] | list[str] = (),
-    clock: str = "wall",
+    task: Task, run_dir: Path, budget: Budget, progress: bool, extra: tuple[str, ...] | list[str] = ()
 ) -> dict[str, Any]:
-    """Train (unless a finished run is there and not ``force``) and return its metrics."""
+    """Train (unless a finished run is there and not ``budget.force``) and return its metrics."""
     from tinyformers.training import train
 
     metrics_file = run_dir / runs.METRICS
-    if metrics_file.exists() and not force:
+    if metrics_file.exists() and not budget.force:
         return runs.read_json(metrics_file)
     status = task.data_status(task.Config())
     if status:
         raise UserError(status)
-    cfg = _recipe(task, budget_minutes, quick, list(extra), clock)
+    cfg = _recipe(task, budget, list(extra))
     return train(task, cfg, run_dir, overwrite=True, progress=progress)
 
 
-def run_baselines(
-    task: Task,
-    run_dir: Path,
-    budget_minutes: float | None,
-    quick: bool,
-    force: bool,
-    progress: bool,
-    clock: str = "wall",
-) -> dict[str, Any]:
+def run_baselines(task: Task, run_dir: Path, budget: Budget, progress: bool) -> dict[str, Any]:
     """Train the scorecard's ``baseline_runs`` (the task with other settings, e.g. ``model=cnn``) next to the
     transformer, each in ``run_dir/baselines/<name>`` with the same budget; ``{name: its metric}``."""
     found = {}
     for name, overrides in task.scorecard.baseline_runs:
-        m = run_task(task, run_dir / "baselines" / name, budget_minutes, quick, force, progress, overrides, clock)
+        m = run_task(task, run_dir / "baselines" / name, budget, progress, overrides)
         found[name] = m.get(task.scorecard.metric)
     return found
 
@@ -200,15 +196,7 @@ def _copy_plots(run_dir: Path, dest: Path, out: Path) -> list[str]:
     return paths
 
 
-def search(
-    task: Task,
-    out: Path,
-    budget_minutes: float | None,
-    quick: bool,
-    force: bool,
-    tolerance: float,
-    clock: str = "wall",
-) -> tuple[str, list[dict[str, Any]]]:
+def search(task: Task, out: Path, budget: Budget, tolerance: float) -> tuple[str, list[dict[str, Any]]]:
     """Sweep depth x width (heads: d_model / 16) with the task's recipe; plot metric vs parameters and vs
     time; name the smallest model within ``tolerance`` (relative) of the best."""
     card = task.scorecard
@@ -221,7 +209,7 @@ def search(
         if "d_ff" in fields:
             extra.append(f"d_ff={4 * d_model}")
         run_dir = out / "runs" / f"{task.name}-search-L{n_layers}-d{d_model}"
-        m = run_task(task, run_dir, budget_minutes, quick, force, False, extra, clock)
+        m = run_task(task, run_dir, budget, False, extra)
         points.append({"n_layers": n_layers, "d_model": d_model, "value": m.get(card.metric), **m})
     values = [p["value"] for p in points if p["value"] is not None]
     best = max(values) if card.higher_is_better else min(values)
@@ -300,6 +288,7 @@ def run_challenge(
     """Run the challenge over the tasks and write ``out/REPORT.md`` (after every task, so an interrupted
     run still reports what finished); return its path."""
     chosen = challenge_tasks(names)
+    budget = Budget(budget_minutes, quick, clock, force)
     out.mkdir(parents=True, exist_ok=True)
     header = {
         "command": command,
@@ -316,8 +305,8 @@ def run_challenge(
             print(f"[{i}/{len(chosen)}] {name}: {task.summary}", file=sys.stderr, flush=True)
             run_dir = out / "runs" / name
             try:
-                metrics = run_task(task, run_dir, budget_minutes, quick, force, True, (), clock)
-                metrics = {**metrics, **run_baselines(task, run_dir, budget_minutes, quick, force, True, clock)}
+                metrics = run_task(task, run_dir, budget, progress=True)
+                metrics = {**metrics, **run_baselines(task, run_dir, budget, progress=True)}
             except UserError as e:  # e.g. its data is not installed: report it, go on with the others
                 print(f"[{i}/{len(chosen)}] {name}: skipped ({e})", file=sys.stderr)
                 continue
@@ -325,7 +314,7 @@ def run_challenge(
             row["summary"] = task.scorecard.summary or task.summary
             row["plots"] = _copy_plots(run_dir, out / name, out)
             if do_search:
-                row["search"], row["search_points"] = search(task, out, budget_minutes, quick, force, tolerance, clock)
+                row["search"], row["search_points"] = search(task, out, budget, tolerance)
             rows.append(row)
             write_report(out, rows, header)
             print(f"[{i}/{len(chosen)}] {name}: {row['verdict']}", file=sys.stderr, flush=True)
