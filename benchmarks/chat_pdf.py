@@ -111,7 +111,7 @@ def screenshot(index, path: str) -> None:  # noqa: ANN001
 
     import uvicorn
 
-    from tinyformers.serve import PdfChat, create_app
+    from tinyformers.apps.serve import PdfChat, create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,7 +132,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from common import machine, save
 
-    from tinyformers.chatpdf import PdfIndex
+    from tinyformers.apps.chatpdf import PdfIndex
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--screenshot", help="also save a PNG of the web page answering a question")

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from common import machine, save, table
 
-from tinyformers.runs import load_run
+from tinyformers.engine.rundir import load_run
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import read_log, train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import read_log, train
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from common import RESULTS, machine, table
 
-from tinyformers.runs import ADAPTERS, WEIGHTS, load_run, read_run_config
+from tinyformers.core.tokenizers import tokenizer_from_dict
+from tinyformers.engine.rundir import ADAPTERS, WEIGHTS, load_run, read_run_config
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import evaluate_run, train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.tokenizers import tokenizer_from_dict
-from tinyformers.training import evaluate_run, train
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 OUT = RESULTS / "finetuning.json"

@@ -19,8 +19,8 @@ import time
 import torch
 from common import machine, save, table
 
-from tinyformers.generation import generate
-from tinyformers.models import DecoderConfig, DecoderLM
+from tinyformers.core.generation import generate
+from tinyformers.core.models import DecoderConfig, DecoderLM
 
 
 def timed(
@@ -50,7 +50,7 @@ def main() -> None:
         ),
     }
     if args.run:
-        from tinyformers.runs import load_run
+        from tinyformers.engine.rundir import load_run
 
         models[f"trained run {args.run}"] = load_run(args.run)[3]
     rows = []

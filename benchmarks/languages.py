@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from common import machine, save, table
 
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import optimizer_for, train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import optimizer_for, train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tasks"
 

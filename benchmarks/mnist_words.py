@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from common import machine, save, table
 
-from tinyformers.plots import plt
-from tinyformers.runs import load_run
+from tinyformers.engine.rundir import load_run
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import evaluate_run, read_log, train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import evaluate_run, read_log, train
+from tinyformers.viz.plots import plt
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from common import machine, save, table
 
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import train
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 

@@ -13,9 +13,9 @@ import tempfile
 
 from common import machine, save, table
 
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import train
 
 
 def main() -> None:

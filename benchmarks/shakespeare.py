@@ -26,9 +26,9 @@ from pathlib import Path
 from common import machine, save, table
 from nanogpt_ref import train_reference
 
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tasks"
 NANOGPT = [

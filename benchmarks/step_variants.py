@@ -18,7 +18,7 @@ import time
 import torch
 from common import machine, save, table
 
-from tinyformers.models import DecoderConfig, DecoderLM
+from tinyformers.core.models import DecoderConfig, DecoderLM
 
 VARIANTS = {
     "gelu_tanh, AdamW loop": dict(activation="gelu_tanh", fused=False),

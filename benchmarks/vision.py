@@ -26,10 +26,10 @@ import torch
 from common import machine, save, table
 from PIL import Image
 
-from tinyformers.cli import main as cli
+from tinyformers.apps.cli import main as cli
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.training import train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tasks"
 MODELS = {"vit": [], "cnn": [], "mlp": []}  # the task's default sizes

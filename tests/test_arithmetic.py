@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
+from tinyformers.core.tokenizers import tokenizer_from_dict
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
 from tinyformers.tasks.arithmetic import EOS, carry_free, solve_exactly
-from tinyformers.tasks.base import apply_overrides
-from tinyformers.tokenizers import tokenizer_from_dict
-from tinyformers.training import train
 
 TINY_MODEL = ["d_model=32", "n_heads=2", "n_layers=2", "d_ff=64"]
 SMALL_DATA = ["digits=2", "mul_digits=1", "n_val=5", "n_test=10", "n_longer=10"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyformers.attention import (
+from tinyformers.core.attention import (
     KVCache,
     MultiHeadAttention,
     causal_mask,
@@ -17,7 +17,7 @@ from tinyformers.attention import (
     merge_masks,
     scaled_dot_product_attention,
 )
-from tinyformers.positions import RotaryEmbedding
+from tinyformers.core.positions import RotaryEmbedding
 
 B, H, T, S, DK = 2, 3, 5, 7, 8
 

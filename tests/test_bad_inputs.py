@@ -26,10 +26,10 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from tinyformers import runs
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
+from tinyformers.engine import rundir as runs
+from tinyformers.engine.task import apply_overrides, build_model
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides, build_model
 
 TINY = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32"]
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyformers.attention import KVCache
-from tinyformers.blocks import (
+from tinyformers.core.attention import KVCache
+from tinyformers.core.blocks import (
     CoreConfig,
     DecoderBlock,
     DecoderStack,
@@ -20,7 +20,7 @@ from tinyformers.blocks import (
     RMSNorm,
     make_norm,
 )
-from tinyformers.positions import (
+from tinyformers.core.positions import (
     LearnedPositions,
     RotaryEmbedding,
     SinusoidalPositions,

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from tinyformers.challenge import verdict
-from tinyformers.cli import main
+from tinyformers.apps.challenge import verdict
+from tinyformers.apps.cli import main
+from tinyformers.engine.task import Scorecard, apply_overrides
 from tinyformers.tasks import TASKS, get_task
-from tinyformers.tasks.base import Scorecard, apply_overrides
 
 
 def test_verdicts_in_both_directions_and_with_a_limit():

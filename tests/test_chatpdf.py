@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
 from chat_pdf import PAGES, QUESTIONS, make_pdf, recall  # noqa: E402
 
-from tinyformers.chatpdf import Embedder, PdfIndex, chunk_pages  # noqa: E402
-from tinyformers.cli import main  # noqa: E402
-from tinyformers.serve import PdfChat, create_app, load_model  # noqa: E402
+from tinyformers.apps.chatpdf import Embedder, PdfIndex, chunk_pages  # noqa: E402
+from tinyformers.apps.cli import main  # noqa: E402
+from tinyformers.apps.serve import PdfChat, create_app, load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

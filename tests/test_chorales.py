@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("music21")
 
-from tinyformers.cli import main  # noqa: E402
+from tinyformers.apps.cli import main  # noqa: E402
 from tinyformers.data import music  # noqa: E402
 from tinyformers.tasks.chorales import (  # noqa: E402
     EOS,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 
 TINY = [
     "d_model=16",

@@ -14,8 +14,8 @@ from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.generation import logits_process as hf
 from transformers.modeling_outputs import CausalLMOutput
 
-from tinyformers.attention import KVCache
-from tinyformers.generation import (
+from tinyformers.core.attention import KVCache
+from tinyformers.core.generation import (
     GenerationConfig,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
@@ -25,7 +25,7 @@ from tinyformers.generation import (
     generate,
     generate_seq2seq,
 )
-from tinyformers.models import DecoderConfig, DecoderLM, EncoderDecoder, ModelOutput, Seq2SeqConfig
+from tinyformers.core.models import DecoderConfig, DecoderLM, EncoderDecoder, ModelOutput, Seq2SeqConfig
 
 INF = float("-inf")
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
 from tinyformers.tasks.languages import (
     LanguagesConfig,
     expected_accuracy,
@@ -23,7 +24,6 @@ from tinyformers.tasks.languages import (
     steps_from_symbols,
     symbol_log_likelihoods,
 )
-from tinyformers.training import train
 
 TINY = list(get_task("languages").scorecard.quick)  # the challenge's --quick settings, tested here
 

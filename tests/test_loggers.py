@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 
 TINY = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=8", "n_test=8", "batch_size=8"]
 STEPS = 6

@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 from tinyformers.data import images
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
 from tinyformers.tasks.mnist_words import EOS, PAD, ImageClassifier, ImageToWord, edit_distance, word_metrics
-from tinyformers.training import train
 
 TINY = ["patch_size=7", "d_model=32", "n_heads=4", "d_ff=64", "enc_layers=1", "dec_layers=1", "shift=0"]
 RECIPE = ["batch_size=32", "lr=3e-3", "warmup_steps=10", "max_steps=200", "eval_every=200"]

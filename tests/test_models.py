@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tinyformers.models import (
+from tinyformers.core.models import (
     DecoderConfig,
     DecoderLM,
     Encoder,

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 from tinyformers.tasks._text import IGNORE
 from tinyformers.tasks.ner import NERConfig, NERTask, align_labels, read_conll
 
@@ -79,7 +79,7 @@ def test_predict_prints_entities(run, capsys):
 
 
 def test_attention_views_through_cli(run, tmp_path):
-    pytest.importorskip("tinyformers.views")
+    pytest.importorskip("tinyformers.viz.views")
     png, page = tmp_path / "a.png", tmp_path / "a.html"
     assert main(["attention", str(run), "Bob Smith lives in Rome", "--out", str(png), "--html", str(page)]) == 0
     assert png.stat().st_size > 0 and "Rome" in page.read_text()

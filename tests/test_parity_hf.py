@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from tinyformers import interop
-from tinyformers.models import DecoderConfig, DecoderLM, Encoder, EncoderConfig, VisionTransformer, ViTConfig
+from tinyformers.core import interop
+from tinyformers.core.models import DecoderConfig, DecoderLM, Encoder, EncoderConfig, VisionTransformer, ViTConfig
 
 transformers = pytest.importorskip("transformers")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tinyformers.cli import main
-from tinyformers.tasks.base import TaskData
+from tinyformers.apps.cli import main
+from tinyformers.engine.task import TaskData
 from tinyformers.tasks.pixels import PixelsConfig, PixelsTask, dequantise, quantise
 
 TINY = [

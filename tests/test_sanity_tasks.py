@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
 from tinyformers.tasks.sanity import EOS, SEP, SPECIALS
-from tinyformers.training import train
 
 TINY = ["max_digits=4", "n_val=64", "n_test=64", "batch_size=32", "d_model=32", "n_heads=2", "d_ff=64"]
 

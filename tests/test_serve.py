@@ -14,8 +14,8 @@ uvicorn = pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from tinyformers.cli import main  # noqa: E402
-from tinyformers.serve import create_app, load_model  # noqa: E402
+from tinyformers.apps.cli import main  # noqa: E402
+from tinyformers.apps.serve import create_app, load_model  # noqa: E402
 
 TEXT = (
     "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
+from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from tinyformers.data import shakespeare as data_mod
 from tinyformers.data.shakespeare import clean_play
-from tinyformers.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 
 PLAY = """# A Play
 
@@ -193,7 +193,7 @@ def test_generate_bad_input(run_dir, extra, match, capsys):
 
 def test_export_loads_in_transformers_with_equal_logits(corpus, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     rotary = tmp_path / "rotary"
     argv = ["train", "shakespeare", "--max-steps", "5", "--no-progress", "--set", *TINY, f"corpus={corpus}"]
@@ -259,9 +259,9 @@ def new_corpus(tmp_path_factory):
 
 
 def test_init_starts_from_the_run_with_its_vocabulary(run_dir, new_corpus):
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
+    from tinyformers.engine.task import apply_overrides
     from tinyformers.tasks import get_task
-    from tinyformers.tasks.base import apply_overrides
 
     task, base_cfg, base_meta, base = load_run(run_dir)
     # a different architecture asked for: the run's wins (its weights only fit its own shapes)
@@ -296,7 +296,7 @@ def test_finetune_from_a_run_on_a_new_text(run_dir, new_corpus, tmp_path, finetu
 
 
 def test_init_from_a_lora_run_merges_its_adapters(run_dir, new_corpus, tmp_path):
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     lora = tmp_path / "lora"
     argv = ["train", "shakespeare", "--out", str(lora), "--max-steps", "10", "--no-progress", "--set", *TINY]
@@ -336,7 +336,7 @@ def test_init_bad_inputs(run_dir, new_corpus, tmp_path, capsys):
 
 
 def test_ngram_baselines_count_the_training_split():
-    from tinyformers.tasks.base import TaskData
+    from tinyformers.engine.task import TaskData
     from tinyformers.tasks.shakespeare import ngram_losses
 
     tok = CharTokenizer.from_text("abc")

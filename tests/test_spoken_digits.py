@@ -12,11 +12,11 @@ import pytest
 import torch
 from test_cli import one_line_error
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 from tinyformers.data import audio
+from tinyformers.engine.task import apply_overrides
 from tinyformers.errors import UserError
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
 from tinyformers.tasks.spoken_digits import SpectrogramConfig, SpectrogramTransformer, pad_batch
 
 TINY = ["d_model=32", "n_heads=2", "n_layers=1", "d_ff=64", "batch_size=16", "eval_every=40", "warmup_steps=10"]

@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tinyformers import runs
+from tinyformers.engine import rundir as runs
+from tinyformers.engine.task import TrainConfig, apply_overrides
+from tinyformers.engine.trainer import learning_rate, optimizer_for, train
 from tinyformers.errors import UserError
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import TrainConfig, apply_overrides
-from tinyformers.training import learning_rate, optimizer_for, train
 
 TINY = [
     "d_model=16",
@@ -185,7 +185,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, referen
 
 
 def test_non_finite_loss_through_the_cli_keeps_the_last_good_checkpoint(tmp_path):
-    from tinyformers.cli import main
+    from tinyformers.apps.cli import main
 
     run = tmp_path / "run"
     args = ["train", "copy", "--out", str(run), "--no-progress", "--max-steps", "50", "--set", *TINY]
@@ -199,7 +199,7 @@ def test_non_finite_loss_through_the_cli_keeps_the_last_good_checkpoint(tmp_path
 def test_a_pickle_offered_as_weights_never_runs(tmp_path, capsys):
     import pickle
 
-    from tinyformers.cli import main
+    from tinyformers.apps.cli import main
 
     task, cfg = tiny_cfg("copy", "max_steps=2", "eval_every=2")
     train(task, cfg, tmp_path / "run", progress=False)
@@ -219,7 +219,7 @@ def test_a_pickle_offered_as_weights_never_runs(tmp_path, capsys):
 
 
 def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
-    from tinyformers.training import step_seed
+    from tinyformers.engine.trainer import step_seed
 
     task, cfg = tiny_cfg("copy", "arch=decoder", "max_steps=4", "eval_every=4", "grad_accum=3")
     metrics = train(task, cfg, tmp_path / "run", progress=False)

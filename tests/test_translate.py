@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 from tinyformers.tasks import translate as tr
 
 # A toy "language": German-like sources whose word-by-word English is the target.
@@ -114,7 +114,7 @@ def test_translate_through_the_cli(run_dir, tmp_path, capsys):
 
 
 def test_beam_search_of_one_beam_is_greedy(run_dir):
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     task, cfg, meta, model = load_run(run_dir)
     sources = [s for s, _ in PAIRS[::7]]

@@ -1,4 +1,4 @@
-"""Attention views: the PNG grid and the HTML page of tinyformers.views, the `attention` command of the copy
+"""Attention views: the PNG grid and the HTML page of tinyformers.viz.views, the `attention` command of the copy
 (encoder-decoder and decoder-only) and shakespeare tasks, and the page driven in a real headless Chromium."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 from tinyformers.errors import UserError
-from tinyformers.views import display_token, part_paths, save_attention_views
+from tinyformers.viz.views import display_token, part_paths, save_attention_views
 
 COPY = ["d_model=16", "n_heads=2", "n_layers=2", "d_ff=32", "max_digits=5", "n_val=8", "n_test=8", "batch_size=8"]
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 30

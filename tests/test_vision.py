@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from test_images import make_folder, write_mnist_dir
 
-from tinyformers.cli import main
-from tinyformers.models import VisionTransformer
+from tinyformers.apps.cli import main
+from tinyformers.core.models import VisionTransformer
+from tinyformers.engine.task import apply_overrides
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
 from tinyformers.tasks.vision import attention_maps, augment, confusion, macro_f1
 
 TINY_VIT = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "batch_size=16", "eval_every=5"]
@@ -96,7 +96,7 @@ def test_learns_the_8x8_digits(model, tmp_path):
         "dataset=digits", f"model={model}", "patch_size=4", "d_model=32", "n_heads=2", "n_layers=1", "d_ff=64",
         "max_steps=300", "warmup_steps=20", "batch_size=64", "eval_every=300", "lr=5e-3",
     )  # fmt: skip
-    from tinyformers.training import train
+    from tinyformers.engine.trainer import train
 
     m = train(task, cfg, tmp_path, progress=False)
     assert m["test_accuracy"] > 0.8 and m["majority_accuracy"] < 0.15
@@ -190,7 +190,7 @@ def test_bad_inputs_are_one_line_errors(folder_run, tmp_path, capsys):
 
 
 def test_vit_run_loads_back_as_the_core_model(folder_run):
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     _, _, out = folder_run
     task, cfg, meta, model = load_run(out)

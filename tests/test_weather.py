@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
+from tinyformers.engine.task import apply_overrides
 from tinyformers.tasks import get_task
-from tinyformers.tasks.base import apply_overrides
 from tinyformers.tasks.weather import baseline_forecasts, fit_rlinear, pinball_loss, windows
 
 TINY = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "batch_size=32", "lookback=48", "horizon=12"]

@@ -1,5 +1,5 @@
 import sys
 
-from tinyformers.cli import main
+from tinyformers.apps.cli import main
 
 sys.exit(main())

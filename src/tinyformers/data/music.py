@@ -76,7 +76,7 @@ def bach_chorales(progress: bool = True) -> list[dict[str, Any]]:
     from music21 import corpus
     from tqdm import tqdm
 
-    from tinyformers.runs import write_json
+    from tinyformers.engine.rundir import write_json
 
     names = list(corpus.chorales.Iterator(returnType="filename"))
     scores = [parse_score(n, from_corpus=True) for n in tqdm(names, desc="parsing chorales", disable=not progress)]

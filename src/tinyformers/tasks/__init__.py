@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from tinyformers.engine.task import Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.tasks.base import Task, TaskData, TrainConfig
 
 
 def _discover() -> dict[str, type[Task]]:

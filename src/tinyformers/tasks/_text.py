@@ -4,9 +4,9 @@ builds the model (from scratch or from all-MiniLM-L6-v2), batching and the atten
 Two ways to get an encoder, compared on the same test sets:
 
 * from scratch: a BPE tokenizer (Sennrich et al. 2016) trained with HF ``tokenizers`` on the *training split
-  only*, and a small pre-norm :class:`~tinyformers.models.Encoder` with random weights;
+  only*, and a small pre-norm :class:`~tinyformers.core.models.Encoder` with random weights;
 * ``init=minilm``: the real all-MiniLM-L6-v2 weights (a 6-layer, 384-wide post-norm BERT) loaded into the same
-  :class:`~tinyformers.models.Encoder` by :func:`tinyformers.interop.load_minilm`, with its own WordPiece
+  :class:`~tinyformers.core.models.Encoder` by :func:`tinyformers.core.interop.load_minilm`, with its own WordPiece
   tokenizer, and fine-tuned with a new head (Devlin et al. 2019, §4).
 
 Both tokenizers normalise and split off punctuation the same way (BERT's normaliser and pre-tokeniser; the BPE
@@ -23,8 +23,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from torch import Tensor, nn
 
-from tinyformers.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
-from tinyformers.tasks.base import TrainConfig
+from tinyformers.core.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
+from tinyformers.engine.task import TrainConfig
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 PAD = 0  # [PAD]'s id in both vocabularies (BPE puts the specials first; MiniLM's config says pad_token_id 0)
@@ -103,7 +103,7 @@ def train_bpe(texts: list[str], vocab_size: int, lowercase: bool = True) -> Toke
 def load_tokenizer(cfg: TextConfig, meta: dict[str, Any]) -> Tokenizer:
     """The run's tokenizer, truncating at ``max_len`` and never padding (batches pad themselves)."""
     if cfg.init == "minilm":
-        from tinyformers.interop import load_minilm
+        from tinyformers.core.interop import load_minilm
 
         tk = load_minilm()[1]
     else:
@@ -121,7 +121,7 @@ def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, 
     token head (``per_token=True``). With ``init=minilm`` the encoder holds all-MiniLM-L6-v2's weights and only
     the head starts random."""
     if cfg.init == "minilm":
-        from tinyformers.interop import load_minilm
+        from tinyformers.core.interop import load_minilm
 
         pretrained, _ = load_minilm()
         enc_cfg = pretrained.config
@@ -173,8 +173,8 @@ def attention_view(
     model: nn.Module, tk: Tokenizer, text: str | list[str], out: Any, html: Any, title: str
 ) -> list[str]:
     """Run ``model`` on one text (a string, or words already split) and draw every layer's and head's
-    attention with :func:`tinyformers.views.save_attention_views`; return the files written."""
-    from tinyformers.views import save_attention_views
+    attention with :func:`tinyformers.viz.views.save_attention_views`; return the files written."""
+    from tinyformers.viz.views import save_attention_views
 
     enc = tk.encode(text, is_pretokenized=isinstance(text, list))
     batch = {k: v.to(device_of(model)) for k, v in model_inputs([enc.ids]).items()}

@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.models import DecoderConfig, DecoderLM
+from tinyformers.core.tokenizers import CharTokenizer
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import DecoderConfig, DecoderLM
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
-from tinyformers.tokenizers import CharTokenizer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
 PAD, BOS, EOS = range(3)

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.data import music
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import DecoderConfig, DecoderLM
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 LOW, HIGH = 36, 96  # MIDI pitch range of the vocabulary

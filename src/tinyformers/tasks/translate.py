@@ -14,7 +14,7 @@ time, never copied into the repository), or any ``source<TAB>target`` file via `
   example with several references.
 * **Tokens.** One byte-level BPE vocabulary shared by both languages (HF ``tokenizers``), trained on the
   training split only, with ``<pad> <bos> <eos>`` as ids 0, 1, 2.
-* **Model.** :class:`~tinyformers.models.EncoderDecoder` with shared embeddings (§3.4), trained with label
+* **Model.** :class:`~tinyformers.core.models.EncoderDecoder` with shared embeddings (§3.4), trained with label
   smoothing (§5.4, Szegedy et al. 2016) under warmup + cosine decay.
 * **Scores.** sacreBLEU BLEU and chrF of greedy and beam-search translations (§6.1 uses beam search with a
   length penalty), against two baselines on the same test sentences: copying the source, and translating
@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
+from tinyformers.core.tokenizers import BPETokenizer, tokenizer_from_dict
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import EncoderDecoder, Seq2SeqConfig
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
-from tinyformers.tokenizers import BPETokenizer, tokenizer_from_dict
 
 DING = Path("/usr/share/trans/de-en")
 INSTALL_HINT = (

@@ -6,7 +6,7 @@ cross-entropy), a validation split for choosing the checkpoint and the held-out 
 
 Models (``--set model=vit|cnn|mlp``):
 
-* ``vit``: the core :class:`~tinyformers.models.VisionTransformer` (Dosovitskiy et al. 2021): ``patch_size``
+* ``vit``: the core :class:`~tinyformers.core.models.VisionTransformer` (Dosovitskiy et al. 2021): ``patch_size``
   patches, class-token or mean pooling, pre-norm encoder, learned or sinusoidal positions.
 * ``cnn``: two conv-conv-pool stages and a linear head (LeCun et al. 1998 in modern dress: 3x3 kernels,
   batch norm, ReLU).
@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinyformers.core.models import ModelOutput, VisionTransformer, ViTConfig
 from tinyformers.data import images
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models import ModelOutput, VisionTransformer, ViTConfig
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 DATASETS = ("fashion", "mnist5k", "digits", "mnist", "folder")
 
@@ -451,7 +451,7 @@ def _image(ax: Any, pixels: Tensor) -> None:
 
 def draw_attention(pixels: Tensor, maps: Tensor, rollout: Tensor, title: str, pooling: str, out: str | Path) -> None:
     """A grid: the image and its rollout on top, then one row per layer with one overlay per head."""
-    from tinyformers.plots import plt
+    from tinyformers.viz.plots import plt
 
     n_layers, n_heads, n = maps.shape
     side, (h, w) = int(math.isqrt(n)), pixels.shape[1:]
@@ -480,7 +480,7 @@ def draw_attention(pixels: Tensor, maps: Tensor, rollout: Tensor, title: str, po
 
 def plot_confusion(cm: Tensor, classes: list[str], path: str | Path) -> None:
     """Row-normalised confusion matrix with the counts written in each cell."""
-    from tinyformers.plots import plt
+    from tinyformers.viz.plots import plt
 
     rates = cm.double() / cm.sum(1, keepdim=True).clamp(min=1)
     n = len(classes)
@@ -503,7 +503,7 @@ def plot_confusion(cm: Tensor, classes: list[str], path: str | Path) -> None:
 
 def plot_misclassified(x: Tensor, y: Tensor, pred: Tensor, classes: list[str], path: str | Path, k: int = 36) -> None:
     """The first ``k`` misclassified test images, titled ``true -> predicted``."""
-    from tinyformers.plots import plt
+    from tinyformers.viz.plots import plt
 
     wrong = torch.nonzero(pred != y).flatten()[:k]
     cols = 6

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tinyformers.blocks import CoreConfig, EncoderStack
+from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.models.base import ModelOutput, init_gpt2
+from tinyformers.core.positions import make_positions
+from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-from tinyformers.models.base import ModelOutput, init_gpt2
-from tinyformers.positions import make_positions
-from tinyformers.tasks.base import Scorecard, Task, TaskData, TrainConfig
 
 # name -> (file in vega_datasets/_data, time column, default value column, values in °F)
 DATASETS = {

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from tinyformers.attention import KVCache
-from tinyformers.blocks import CoreConfig, make_norm
-from tinyformers.positions import RotaryEmbedding, make_positions
+from tinyformers.core.attention import KVCache
+from tinyformers.core.blocks import CoreConfig, make_norm
+from tinyformers.core.positions import RotaryEmbedding, make_positions
 
 
 @dataclass

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.attention import KVCache
-from tinyformers.blocks import CoreConfig, DecoderStack, EncoderStack
-from tinyformers.models.base import (
+from tinyformers.core.attention import KVCache
+from tinyformers.core.blocks import CoreConfig, DecoderStack, EncoderStack
+from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
     init_gpt2,
@@ -133,6 +133,6 @@ class EncoderDecoder(nn.Module):
     @torch.no_grad()
     def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, **kwargs: object) -> Tensor:
         """Translate ``src_ids`` (B, S); HF's decoding arguments (max_new_tokens, num_beams, ...)."""
-        from tinyformers.generation import generate_seq2seq
+        from tinyformers.core.generation import generate_seq2seq
 
         return generate_seq2seq(self, src_ids, src_mask, **kwargs)

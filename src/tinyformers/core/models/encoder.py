@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.blocks import CoreConfig, EncoderStack
-from tinyformers.models.base import (
+from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
     init_gpt2,

@@ -148,7 +148,7 @@ class MultiHeadAttention(nn.Module):
         n_heads: number of heads.
         dropout: dropout on attention weights.
         bias: whether projections have biases.
-        rotary: a :class:`~tinyformers.positions.RotaryEmbedding` applied to queries and keys, or None.
+        rotary: a :class:`~tinyformers.core.positions.RotaryEmbedding` applied to queries and keys, or None.
         layer_idx: this layer's slot in a :class:`KVCache`.
     """
 

@@ -1,8 +1,8 @@
-"""The model families, each built only from :mod:`tinyformers.blocks`."""
+"""The model families, each built only from :mod:`tinyformers.core.blocks`."""
 
-from tinyformers.models.base import ModelOutput
-from tinyformers.models.decoder import DecoderConfig, DecoderLM
-from tinyformers.models.encoder import (
+from tinyformers.core.models.base import ModelOutput
+from tinyformers.core.models.decoder import DecoderConfig, DecoderLM
+from tinyformers.core.models.encoder import (
     Encoder,
     EncoderClassifier,
     EncoderConfig,
@@ -10,8 +10,8 @@ from tinyformers.models.encoder import (
     mean_pool,
     sentence_embedding,
 )
-from tinyformers.models.seq2seq import EncoderDecoder, Seq2SeqConfig, shift_right
-from tinyformers.models.vit import PatchEmbedding, VisionTransformer, ViTConfig
+from tinyformers.core.models.seq2seq import EncoderDecoder, Seq2SeqConfig, shift_right
+from tinyformers.core.models.vit import PatchEmbedding, VisionTransformer, ViTConfig
 
 __all__ = [
     "DecoderConfig",

@@ -124,7 +124,7 @@ class ServedModel:
 
 
 def load_model(run_dir: str | Path, name: str | None = None) -> ServedModel:
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     task, cfg, meta, model = load_run(run_dir)
     if not hasattr(task, "generate") or not task.generates_text:
@@ -287,7 +287,7 @@ class PdfChat:
 def _add_pdf_routes(app: Any, chat: PdfChat, read_body: Any) -> None:
     from fastapi.responses import HTMLResponse
 
-    from tinyformers import chatpdf
+    from tinyformers.apps import chatpdf
 
     page = (Path(__file__).parent / "web" / "chat_pdf.html").read_text()
 
@@ -349,7 +349,7 @@ def _model_card(m: ServedModel) -> dict[str, Any]:
 
 
 def _count_tokens(served: ServedModel, text: str) -> int:
-    from tinyformers.tokenizers import tokenizer_from_dict
+    from tinyformers.core.tokenizers import tokenizer_from_dict
 
     try:
         return len(tokenizer_from_dict(served.meta["tokenizer"]).encode(text))
@@ -428,7 +428,7 @@ def serve(
         raise UserError(f"two runs have the same model id ({', '.join(ids)}); name them with --name")
     chat = None
     if pdf is not None:
-        from tinyformers.chatpdf import PdfIndex
+        from tinyformers.apps.chatpdf import PdfIndex
 
         chat = PdfChat(PdfIndex(pdf), base_url, llm_model)
     if ids:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.attention import KVCache, MultiHeadAttention
-from tinyformers.positions import RotaryEmbedding
+from tinyformers.core.attention import KVCache, MultiHeadAttention
+from tinyformers.core.positions import RotaryEmbedding
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,

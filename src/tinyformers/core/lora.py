@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.attention import MultiHeadAttention
-from tinyformers.blocks import FeedForward
+from tinyformers.core.attention import MultiHeadAttention
+from tinyformers.core.blocks import FeedForward
 from tinyformers.errors import UserError
 
 TARGETS = ("q", "k", "v", "o", "ffn")

@@ -43,7 +43,7 @@ class TrainConfig:
         amp: 'auto' (bf16/fp16 autocast on CUDA only), 'bf16' (also on CPU) or 'off'.
         compile: wrap the model in torch.compile.
         finetune: 'full' trains every weight; 'lora' freezes the model the task built (pretrained, with
-            ``init=...`` where the task has it) and trains low-rank adapters (:mod:`tinyformers.lora`) plus the
+            ``init=...`` where the task has it) and trains low-rank adapters (:mod:`tinyformers.core.lora`) plus the
             task's head. lora_r, lora_alpha, lora_dropout: the adapters. lora_targets: comma-separated
             subset of q,k,v,o,ffn.
     """
@@ -234,7 +234,7 @@ def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module
     try:
         model = task.model(cfg, meta)
         if cfg.finetune == "lora":
-            from tinyformers.lora import apply_lora
+            from tinyformers.core.lora import apply_lora
 
             apply_lora(model, lora_config(task, cfg))
         return model
@@ -243,8 +243,8 @@ def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module
 
 
 def lora_config(task: Task, cfg: TrainConfig) -> Any:
-    """The :class:`~tinyformers.lora.LoRAConfig` of ``cfg``'s lora_* settings (the task's head trains in full)."""
-    from tinyformers.lora import LoRAConfig
+    """The :class:`~tinyformers.core.lora.LoRAConfig` of ``cfg``'s lora_* settings (the task's head trains in full)."""
+    from tinyformers.core.lora import LoRAConfig
 
     return LoRAConfig(
         r=cfg.lora_r,

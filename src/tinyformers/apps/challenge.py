@@ -3,7 +3,7 @@
 *For each example, what is the minimal transformer — no pre-trained or rule-based parts — that trains in
 reasonable time on a consumer laptop CPU and achieves good performance? If there is none, why?*
 
-For every task with a :class:`~tinyformers.tasks.base.Scorecard`, this trains the task's recommended recipe
+For every task with a :class:`~tinyformers.engine.task.Scorecard`, this trains the task's recommended recipe
 (its config defaults) within the CPU budget, reads its held-out metrics, puts them next to the baselines and
 known limits the task measures on the same split, and writes ``REPORT.md`` (a table and a verdict per task)
 with the task's plots. Each finished task is kept: a rerun skips it (``--force`` redoes it) and Ctrl-C keeps
@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tinyformers import runs
+from tinyformers.engine import rundir as runs
+from tinyformers.engine.task import Scorecard, Task, apply_overrides
 from tinyformers.errors import Interrupted, UserError
 from tinyformers.tasks import TASKS, get_task
-from tinyformers.tasks.base import Scorecard, Task, apply_overrides
 
 QUICK_STEPS = 20
 SEARCH_GRID = [(n_layers, d_model) for n_layers in (1, 2, 4) for d_model in (32, 64, 128)]
@@ -68,7 +68,7 @@ def run_task(
     task: Task, run_dir: Path, budget: Budget, progress: bool, extra: tuple[str, ...] | list[str] = ()
 ) -> dict[str, Any]:
     """Train (unless a finished run is there and not ``budget.force``) and return its metrics."""
-    from tinyformers.training import train
+    from tinyformers.engine.trainer import train
 
     metrics_file = run_dir / runs.METRICS
     if metrics_file.exists() and not budget.force:

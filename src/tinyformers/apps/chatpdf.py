@@ -3,7 +3,7 @@ OpenAI-compatible LLM endpoint — or, with none, an extractive answer — alway
 
 1. Text per page with ``pypdf``; each page cut into overlapping chunks of words (chunks never cross pages,
    so every passage has one page to cite).
-2. Chunks embedded with all-MiniLM-L6-v2 loaded into :class:`tinyformers.models.Encoder` (the path the
+2. Chunks embedded with all-MiniLM-L6-v2 loaded into :class:`tinyformers.core.models.Encoder` (the path the
    parity tests prove equal to HF), mean-pooled and L2-normalised; the index is cached next to the PDF as
    ``<name>.pdf.tf-index.safetensors``, keyed by the PDF's SHA-256 (a changed PDF is re-indexed).
 3. A question is embedded the same way; the top-k chunks by cosine similarity are the evidence.
@@ -74,7 +74,7 @@ class Embedder:
     """all-MiniLM-L6-v2 in our encoder: texts -> L2-normalised sentence embeddings (N, 384)."""
 
     def __init__(self) -> None:
-        from tinyformers.interop import load_minilm
+        from tinyformers.core.interop import load_minilm
 
         try:
             self.encoder, self.tokenizer = load_minilm()
@@ -83,7 +83,7 @@ class Embedder:
 
     @torch.no_grad()
     def __call__(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
-        from tinyformers.models import sentence_embedding
+        from tinyformers.core.models import sentence_embedding
 
         parts = []
         for i in range(0, len(texts), batch_size):
@@ -136,7 +136,7 @@ class PdfIndex:
         if not passages:
             raise UserError(f"{self.pdf}: no text found (a scanned PDF needs OCR first)")
         vectors = self.embedder([p.text for p in passages])
-        from tinyformers.runs import atomic_write
+        from tinyformers.engine.rundir import atomic_write
 
         cache.parent.mkdir(parents=True, exist_ok=True)
         metadata = {

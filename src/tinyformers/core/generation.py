@@ -30,7 +30,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from tinyformers.attention import KVCache
+from tinyformers.core.attention import KVCache
 
 __all__ = [
     "GenerateOutput",
@@ -600,7 +600,7 @@ def generate(
     return_dict_in_generate: bool = False,
 ) -> Tensor | GenerateOutput:
     """Continue the prompts ``input_ids`` ``(B, T)`` with a decoder-only LM such as
-    :class:`~tinyformers.models.DecoderLM`.
+    :class:`~tinyformers.core.models.DecoderLM`.
 
     Options as HF's ``generate`` (see :class:`GenerationConfig`). Beyond them:
 
@@ -666,7 +666,7 @@ def generate_seq2seq(
     return_dict_in_generate: bool = False,
 ) -> Tensor | GenerateOutput:
     """Generate targets for ``src_ids`` ``(B, S)`` (``src_mask`` 1 = real token) with an
-    :class:`~tinyformers.models.EncoderDecoder`.
+    :class:`~tinyformers.core.models.EncoderDecoder`.
 
     The source is encoded once; the decoder starts from ``decoder_start_token_id`` (default
     ``config.bos_id``) and runs incrementally with a self-attention cache and a cross-attention cache

@@ -200,7 +200,7 @@ def read_run_config(run_dir: str | Path) -> tuple[Any, Any, dict]:
 
 def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Any, Any, dict, nn.Module]:
     """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory."""
-    from tinyformers.tasks.base import apply_overrides, build_model
+    from tinyformers.engine.task import apply_overrides, build_model
 
     task, cfg, meta = read_run_config(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
@@ -232,7 +232,7 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[A
 
 def save_run_adapters(model: nn.Module, run_dir: str | Path, lora: Any) -> None:
     """Write ``ADAPTERS``: the LoRA adapters and fully trained head of ``model`` (a few % of its weights)."""
-    from tinyformers.lora import save_adapters
+    from tinyformers.core.lora import save_adapters
 
     atomic_write(Path(run_dir) / ADAPTERS, lambda tmp: save_adapters(model, tmp, lora))
 
@@ -241,10 +241,10 @@ def load_adapted(run_dir: str | Path) -> tuple[Any, Any, dict, nn.Module]:
     """Rebuild a ``finetune=lora`` run from its base model plus ``adapters.safetensors`` alone.
 
     The base is what the task's ``model()`` builds from the run's ``init`` (the pretrained MiniLM for
-    ``init=minilm``, another run's weights for ``init=RUN_DIR``); :func:`tinyformers.lora.load_adapters` adds the
+    ``init=minilm``, another run's weights for ``init=RUN_DIR``); :func:`tinyformers.core.lora.load_adapters` adds the
     adapters and head on top. The result computes what :func:`load_run` gives from the full ``model.safetensors``.
     """
-    from tinyformers.lora import load_adapters
+    from tinyformers.core.lora import load_adapters
 
     task, cfg, meta = read_run_config(run_dir)
     if cfg.finetune != "lora":

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.attention import KVCache
-from tinyformers.blocks import CoreConfig, EncoderStack
-from tinyformers.models.base import (
+from tinyformers.core.attention import KVCache
+from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
     init_gpt2,
@@ -83,6 +83,6 @@ class DecoderLM(nn.Module):
 
     def generate(self, input_ids: Tensor, **kwargs: object) -> Tensor:
         """Continue ``input_ids`` (B, T); HF's arguments (max_new_tokens, do_sample, top_k, top_p, num_beams...)."""
-        from tinyformers.generation import generate
+        from tinyformers.core.generation import generate
 
         return generate(self, input_ids, **kwargs)

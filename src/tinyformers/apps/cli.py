@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tinyformers.engine.loggers import LOGGERS
 from tinyformers.errors import UserError
-from tinyformers.loggers import LOGGERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,7 +157,7 @@ def _call_task(method: Any, name: str, *args: Any, explicit: tuple[str, ...] = (
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     task, cfg, meta, model = load_run(args.run)
     if not hasattr(task, "generate"):
@@ -204,7 +204,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tinyformers.serve import serve
+    from tinyformers.apps.serve import serve
 
     if args.name and len(args.name) != len(args.runs):
         raise UserError(f"give one --name per run ({len(args.runs)} runs, {len(args.name)} names)")
@@ -215,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_chat_pdf(args: argparse.Namespace) -> int:
-    from tinyformers import chatpdf
+    from tinyformers.apps import chatpdf
 
     if args.top_k < 1:
         raise UserError("--top-k must be >= 1")
@@ -248,7 +248,7 @@ def cmd_chat_pdf(args: argparse.Namespace) -> int:
 
 
 def cmd_challenge(args: argparse.Namespace) -> int:
-    from tinyformers.challenge import run_challenge
+    from tinyformers.apps.challenge import run_challenge
 
     if args.budget_minutes is not None and args.budget_minutes <= 0:
         raise UserError("--budget-minutes must be > 0")
@@ -273,9 +273,9 @@ def cmd_challenge(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tinyformers.interop import export_gpt2
-    from tinyformers.models import DecoderLM
-    from tinyformers.runs import load_run
+    from tinyformers.core.interop import export_gpt2
+    from tinyformers.core.models import DecoderLM
+    from tinyformers.engine.rundir import load_run
 
     _, _, _, model = load_run(args.run)
     if not isinstance(model, DecoderLM):
@@ -307,11 +307,11 @@ def cmd_list() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinyformers import runs
-    from tinyformers.distributed import is_main_process
+    from tinyformers.engine import rundir as runs
+    from tinyformers.engine.distributed import is_main_process
+    from tinyformers.engine.task import apply_overrides
+    from tinyformers.engine.trainer import train
     from tinyformers.tasks import get_task
-    from tinyformers.tasks.base import apply_overrides
-    from tinyformers.training import train
 
     task = get_task(args.task)
     base = task.Config()
@@ -338,14 +338,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tinyformers.training import evaluate_run
+    from tinyformers.engine.trainer import evaluate_run
 
     print(json.dumps(evaluate_run(args.run, args.set), indent=2))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     task, cfg, meta, model = load_run(args.run)
     options = {
@@ -360,7 +360,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    from tinyformers.runs import load_run
+    from tinyformers.engine.rundir import load_run
 
     task, cfg, meta, model = load_run(args.run)
     for path in _call_task(task.attention, task.name, model, cfg, meta, args.input, out=args.out, html=args.html):

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.blocks import CoreConfig, EncoderStack
-from tinyformers.models.base import ModelOutput, init_gpt2
-from tinyformers.positions import make_positions
+from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.models.base import ModelOutput, init_gpt2
+from tinyformers.core.positions import make_positions
 
 
 @dataclass
