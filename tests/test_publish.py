@@ -53,3 +53,21 @@ def test_a_page_without_its_block_is_an_error(publish, tmp_path):
     page.write_text("# A page\n\nno block here\n")
     with pytest.raises(KeyError, match="generated:headline"):
         publish.render(page, {"headline": "x"})
+
+
+def test_a_calibrated_result_names_its_machine_and_load(publish, monkeypatch):
+    """JSON written since the calibration: the headline quotes the matmul rate and the load verdict."""
+    from tinyformers.engine.calibration import cpu_info
+
+    original = publish.load
+    cal = {**cpu_info(), "fp32_gflops": 59.0, "fp32_gflops_1t": 35.0, "bf16_gflops": None}
+    load = {"verdict": "LOADED", "others_cpu_share": 0.3, "host_steal_share": 0.0, "cpus": 2, "wall_s": 60.0}
+
+    def calibrated(name: str) -> dict:
+        data = copy.deepcopy(original(name))
+        data["machine"].update(calibration=cal, load=load)
+        return data
+
+    monkeypatch.setattr(publish, "load", calibrated)
+    text = publish.provenance("pixels")
+    assert "matmul fp32 59.0 GFLOP/s" in text and "load: LOADED | others used 30% of 2 CPUs" in text
