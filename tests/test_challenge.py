@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from tinyformers.apps.challenge import verdict
 from tinyformers.apps.cli import main
@@ -29,6 +30,12 @@ def test_quick_report_skip_and_force(tmp_path, capsys):
     assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out)]) == 0
     report = (out / "REPORT.md").read_text()
     assert "| copy | test_exact_match |" in report and "Quick mode" in report
+    header = report.split("| task |")[0]  # the calibration and the load verdict come before the table
+    assert torch.backends.cpu.get_cpu_capability() in header and "matmul not measured" in header
+    assert "Load: quiet | others used" in header or "Load: LOADED | others used" in header
+    saved = json.loads((out / "report.json").read_text())["header"]
+    assert saved["calibration"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert saved["load"]["verdict"] in ("quiet", "LOADED")
     assert (out / "copy" / "loss.png").exists()
     metrics = out / "runs" / "copy" / "metrics.json"
     first = metrics.stat().st_mtime_ns
@@ -44,6 +51,8 @@ def test_quick_report_skip_and_force(tmp_path, capsys):
         (["--tasks", "nope"], "unknown task"),
         (["--budget-minutes", "0"], "--budget-minutes"),
         (["--tolerance", "2"], "--tolerance"),
+        (["--budget-ref-minutes", "-1"], "--budget-ref-minutes"),
+        (["--budget-ref-minutes", "1", "--budget-minutes", "1"], "not both"),
     ],
 )
 def test_bad_options(tmp_path, capsys, argv, match):
@@ -81,3 +90,35 @@ def test_every_scorecard_is_well_formed(name):
     names = [*card.baselines, *(n for n, _ in card.baseline_runs)]
     assert len(set(names)) == len(names) and card.metric not in names
     assert card.summary
+
+
+def test_loaded_run_says_so_in_the_header(tmp_path, monkeypatch, capsys):
+    from tinyformers.engine import calibration
+
+    busy = {"verdict": "LOADED", "others_cpu_share": 0.35, "host_steal_share": 0.0, "cpus": 2, "wall_s": 9.0}
+    monkeypatch.setattr(calibration.LoadMeter, "read", lambda self: busy)
+    out = tmp_path / "ch"
+    assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out)]) == 0
+    header = (out / "REPORT.md").read_text().split("| task |")[0]
+    assert "**LOADED**: other processes used 35% of the CPUs" in header and "others used 35% of 2 CPUs" in header
+
+
+def test_reference_minutes_are_scaled_by_the_measured_rate(tmp_path, monkeypatch, capsys):
+    """On a machine measuring 4x the reference fp32 rate, 0.02 reference minutes are 0.005 actual (0.3 s)."""
+    from tinyformers.apps import challenge
+
+    fast = {**challenge.calibration.cpu_info(), "fp32_gflops": 4 * challenge.calibration.REFERENCE_FP32_GFLOPS}
+    monkeypatch.setattr(
+        challenge.calibration, "calibrate", lambda: {**fast, "fp32_gflops_1t": 1.0, "bf16_gflops": None}
+    )
+    out = tmp_path / "ch"
+    assert main(["challenge", "--tasks", "copy", "--budget-ref-minutes", "0.02", "--out", str(out)]) == 0
+    config = json.loads((out / "runs" / "copy" / "config.json").read_text())["config"]
+    assert config["max_time"] == pytest.approx(0.3)
+    report = (out / "REPORT.md").read_text()
+    assert "0.02 reference min (at 100 fp32 GFLOP/s) = 0.005 min actual here (measured fp32 400 GFLOP/s)" in report
+
+
+def test_reference_minutes_need_the_calibration(tmp_path, capsys):
+    assert main(["challenge", "--tasks", "copy", "--budget-ref-minutes", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "TINYFORMERS_CALIBRATION" in capsys.readouterr().err

@@ -9,6 +9,10 @@ known limits the task measures on the same split, and writes ``REPORT.md`` (a ta
 with the task's plots. Each finished task is kept: a rerun skips it (``--force`` redoes it) and Ctrl-C keeps
 every task that finished. ``--search`` sweeps depth and width and names the smallest model within a
 tolerance of the best — the "minimal" answer.
+
+The report's header carries the machine's calibration (CPU kind, measured matmul GFLOP/s) and how much of the
+CPUs other processes used during the run (:mod:`tinyformers.engine.calibration`); ``--budget-ref-minutes``
+states the budget in reference minutes, scaled by the measured fp32 rate so it means the same compute anywhere.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tinyformers.engine import calibration
 from tinyformers.engine import rundir as runs
 from tinyformers.engine.task import Scorecard, Task, apply_overrides
 from tinyformers.errors import Interrupted, UserError
@@ -142,12 +147,18 @@ def budget_text(header: dict[str, Any]) -> str:
         if header.get("clock") == "cpu"
         else "of wall-clock time"
     )
-    minutes = _fmt(header["budget_minutes"])
-    return f"{minutes} min {clock}, or the recipe's max_steps if sooner; 'train s' counts the same clock"
+    minutes = f"{_fmt(header['budget_minutes'])} min"
+    if header.get("budget_ref_minutes"):
+        minutes = (
+            f"{_fmt(header['budget_ref_minutes'])} reference min (at {_fmt(header['reference_fp32_gflops'])} fp32 "
+            f"GFLOP/s) = {minutes} actual here (measured fp32 {_fmt(header['calibration']['fp32_gflops'])} GFLOP/s)"
+        )
+    return f"{minutes} {clock}, or the recipe's max_steps if sooner; 'train s' counts the same clock"
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> Path:
     """``REPORT.md`` (and ``report.json``) for the finished tasks, plots linked from ``DIR/<task>/``."""
+    load = header.get("load") or {}
     lines = [
         "# The Challenge, answered by measurement",
         "",
@@ -156,8 +167,18 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         "",
         f"Command: `{header['command']}`  ",
         f"Date: {header['date']}; machine: {header['machine']}  ",
+        f"Load: {calibration.load_text(load)}  " if load else "Load: not measured  ",
         f"Budget per training: {budget_text(header)}",
         "",
+        *(
+            [
+                f"**LOADED**: other processes used {100 * load['others_cpu_share']:.0f}% of the CPUs during this run "
+                "(>= 10%): every time below is an upper bound; do not publish it as a speed.",
+                "",
+            ]
+            if load.get("verdict") == "LOADED"
+            else []
+        ),
         *(
             ["**Quick mode**: tiny models trained for a few steps. This checks the pipeline; it answers nothing.", ""]
             if header.get("quick")
@@ -257,23 +278,6 @@ def _plot_search(points: list[dict[str, Any]], card: Scorecard, path: Path) -> N
     plt.close(fig)
 
 
-def machine_description() -> str:
-    import os
-    import platform
-
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
-
-
 def run_challenge(
     names: str | None,
     out: Path,
@@ -284,17 +288,30 @@ def run_challenge(
     tolerance: float = 0.01,
     command: str = "tinyformers challenge",
     clock: str = "wall",
+    budget_ref_minutes: float | None = None,
 ) -> Path:
     """Run the challenge over the tasks and write ``out/REPORT.md`` (after every task, so an interrupted
-    run still reports what finished); return its path."""
+    run still reports what finished); return its path. ``budget_ref_minutes`` (instead of ``budget_minutes``)
+    is a budget on a :data:`~tinyformers.engine.calibration.REFERENCE_FP32_GFLOPS` machine, scaled here by
+    the measured fp32 matmul rate."""
     chosen = challenge_tasks(names)
+    meter = calibration.LoadMeter()
+    cal = calibration.calibrate()
+    if budget_ref_minutes is not None:
+        if cal["fp32_gflops"] is None:
+            raise UserError("--budget-ref-minutes needs the matmul calibration: unset TINYFORMERS_CALIBRATION")
+        budget_minutes = calibration.scaled_minutes(budget_ref_minutes, cal["fp32_gflops"])
     budget = Budget(budget_minutes, quick, clock, force)
     out.mkdir(parents=True, exist_ok=True)
     header = {
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine_description(),
+        "machine": calibration.calibration_text(cal),
+        "calibration": cal,
+        "load": meter.read(),
         "budget_minutes": budget_minutes,
+        "budget_ref_minutes": budget_ref_minutes,
+        "reference_fp32_gflops": calibration.REFERENCE_FP32_GFLOPS,
         "clock": clock,
         "quick": quick,
     }
@@ -316,9 +333,12 @@ def run_challenge(
             if do_search:
                 row["search"], row["search_points"] = search(task, out, budget, tolerance)
             rows.append(row)
+            header["load"] = meter.read()
             write_report(out, rows, header)
             print(f"[{i}/{len(chosen)}] {name}: {row['verdict']}", file=sys.stderr, flush=True)
     except Interrupted:
+        header["load"] = meter.read()
         write_report(out, rows, header)  # finished tasks are kept; rerunning skips them
         raise
+    header["load"] = meter.read()
     return write_report(out, rows, header)

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("challenge", help="answer the Challenge: every task's minimal recipe vs its baselines")
     ch.add_argument("--tasks", help="comma-separated tasks (default: every task with a scorecard)")
     ch.add_argument("--budget-minutes", type=float, help="training budget per task (default: each recipe's own)")
+    ch.add_argument(
+        "--budget-ref-minutes",
+        type=float,
+        help="budget in reference minutes (on a machine with the stated fp32 matmul GFLOP/s, docs/challenge.md), "
+        "scaled by this machine's measured rate: the same compute on a slow and a fast machine",
+    )
     ch.add_argument("--out", type=Path, default=Path("challenge"), help="directory for runs, plots and REPORT.md")
     ch.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the pipeline only")
     ch.add_argument("--force", action="store_true", help="retrain tasks that already finished in --out")
@@ -252,6 +258,10 @@ def cmd_challenge(args: argparse.Namespace) -> int:
 
     if args.budget_minutes is not None and args.budget_minutes <= 0:
         raise UserError("--budget-minutes must be > 0")
+    if args.budget_ref_minutes is not None and args.budget_ref_minutes <= 0:
+        raise UserError("--budget-ref-minutes must be > 0")
+    if args.budget_ref_minutes is not None and args.budget_minutes is not None:
+        raise UserError("give --budget-minutes or --budget-ref-minutes, not both")
     if not 0 < args.tolerance < 1:
         raise UserError("--tolerance must be between 0 and 1")
     command = (
@@ -267,6 +277,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
         args.tolerance,
         command,
         args.clock,
+        args.budget_ref_minutes,
     )
     print(f"wrote {report}")
     return 0

@@ -1,0 +1,307 @@
+"""One source for published numbers: the README's task table and each task page's headline, generated from the
+benchmarks' JSON in benchmarks/results/.
+
+    python scripts/publish.py write   # rewrite the generated blocks from the JSON
+    python scripts/publish.py check   # exit 1 (and show the difference) if a committed block differs
+
+A generated block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated -->``; the text around it is
+hand-written and never touched. To change a number, re-run its benchmark (which rewrites its JSON), then
+``write``. tests/test_publish.py runs ``check`` on every ``make test``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def row(data: dict, **match: object) -> dict:
+    """The one row of ``data`` whose fields equal ``match``."""
+    found = [r for r in data["rows"] if all(r.get(k) == v for k, v in match.items())]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} rows match {match} in {data['command']!r}")
+    return found[0]
+
+
+def sanity() -> str:
+    d = load("sanity")
+    tasks = ("copy", "reverse", "sort")
+    enc = " / ".join(pct(row(d, task=t, arch="seq2seq")["test_exact_match"]) for t in tasks)
+    dec = " / ".join(pct(row(d, task=t, arch="decoder")["test_exact_match"]) for t in tasks)
+    longest = max(r["train_seconds"] for r in d["rows"])
+    return f"exact match (copy / reverse / sort): encoder-decoder {enc}; decoder-only {dec}; each run ≤ {longest:.0f} s"
+
+
+def shakespeare() -> str:
+    d = load("shakespeare_quality")
+    ours, nano = row(d, recipe="tinyformers default"), row(d, recipe="nanoGPT CPU config")
+    return (
+        f"{ours['val_loss']:.2f} nats/char in {ours['train_seconds']:.0f} s (nanoGPT's CPU config, same trainer "
+        f"and time: {nano['val_loss']:.2f})"
+    )
+
+
+def languages() -> str:
+    d = load("languages")
+    s, f = (row(d, variant=v, p=0.1, setting="recipe") for v in ("symbols", "floats"))
+    return (
+        f"symbols {pct(s['test_accuracy'])} vs Bayes-optimal {pct(s['bayes_accuracy'])}; "
+        f"floats {pct(f['test_accuracy'])} vs {pct(f['bayes_accuracy'])}"
+    )
+
+
+def weather() -> str:
+    d = load("weather")
+    sf, sea = row(d, dataset="sf-hourly", skip="rlinear"), row(d, dataset="seattle-hourly", skip="rlinear")
+    return (
+        f"SF hourly MAE {sf['test_mae'] / sf['linear_mae']:.2f}x the linear model's; Seattle hourly "
+        f"{sea['test_mae'] / sea['linear_mae']:.2f}x: does not beat it"
+    )
+
+
+def mnist_words() -> str:
+    d = load("mnist_words")
+    ed = row(d, model="encoder-decoder", decoding="greedy")
+    cl = row(d, model="ViT classifier + lookup")
+    return f"{pct(ed['test_word_accuracy'])} words exact (classifier + lookup: {pct(cl['test_word_accuracy'])})"
+
+
+def vision() -> str:
+    d = load("vision")
+    acc = {m: pct(row(d, dataset="fashion", model=m)["test_accuracy"]) for m in ("vit", "cnn", "mlp")}
+    return f"Fashion: ViT {acc['vit']}, CNN {acc['cnn']}, MLP {acc['mlp']}"
+
+
+def translate() -> str:
+    r = row(load("translate"), budget_s=1800)
+    return (
+        f"BLEU {r['test_bleu_beam']:.2f} (beam) after {r['budget_s'] // 60} min: below the dictionary-lookup "
+        f"baseline ({r['lookup_bleu']:.2f})"
+    )
+
+
+def arithmetic() -> str:
+    d = load("arithmetic")
+    add, sub, mul = (row(d, ops=o) for o in "+-*")
+    return (
+        f"one model per operation: + {pct(add['test_acc'], 0)}, − {pct(sub['test_acc'], 0)} (3 digits), "
+        f"× {pct(mul['test_acc'])} (2 digits)"
+    )
+
+
+def pixels() -> str:
+    r = row(load("pixels"), dataset="mnist5k")
+    return f"{r['test_bits_per_token']:.3f} bits/pixel vs {r['baseline_bits_per_token']:.3f} independent pixels"
+
+
+def spoken_digits() -> str:
+    r = row(load("spoken_digits"), settings="defaults")
+    return (
+        f"{pct(r['test_accuracy'], 2)} on held-out espeak-ng voices vs {pct(r['baseline_accuracy'])} pooled-log-mel "
+        f"LR; flite voices {pct(r['test_accuracy_flite'])}"
+    )
+
+
+def chorales() -> str:
+    r = row(load("chorales"), voice="soprano", transpose=6)
+    return f"{r['test_nll_per_note']:.3f} nats/note vs {r['ngram_nll_per_note']:.3f} n-gram"
+
+
+def sentiment() -> str:
+    r = row(load("sentiment_minilm250"), model="minilm-250")
+    return f"macro F1 {r['test_macro_f1']:.2f} (MiniLM, {r['steps']} steps) vs TF-IDF {r['baseline_macro_f1']:.3f}"
+
+
+def ner() -> str:
+    d = load("ner")
+    return (
+        f"entity F1 {row(d, model='minilm')['test_entity_f1']:.2f} (MiniLM) vs per-token LR "
+        f"{row(d, model='baseline')['test_entity_f1']:.2f}"
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One README row and one task page's headline: tasks as shown, the page, what it is, its JSON and result."""
+
+    tasks: str
+    page: str
+    what: str
+    sources: tuple[str, ...]
+    result: Callable[[], str]
+
+
+ENTRIES = (
+    Entry(
+        "`copy`, `reverse`, `sort`", "sanity.md", "digit strings; encoder-decoder or decoder-only", ("sanity",), sanity
+    ),
+    Entry(
+        "`shakespeare`",
+        "shakespeare.md",
+        "character-level GPT on the 38 plays, or `--set corpus=FILE`",
+        ("shakespeare_quality",),
+        shakespeare,
+    ),
+    Entry(
+        "`languages`",
+        "languages.md",
+        "which of 3 artificial languages made a sequence (symbols or floats)",
+        ("languages",),
+        languages,
+    ),
+    Entry("`weather`", "weather.md", "24-hour temperature forecasts (vega_datasets)", ("weather",), weather),
+    Entry(
+        "`mnist-words`", "mnist-words.md", "a handwritten digit in, its name written out", ("mnist_words",), mnist_words
+    ),
+    Entry(
+        "`vision`", "vision.md", "ViT vs CNN vs MLP on Fashion-MNIST / MNIST / your image folder", ("vision",), vision
+    ),
+    Entry(
+        "`translate`", "translate.md", "German -> English encoder-decoder, beam search, BLEU", ("translate",), translate
+    ),
+    Entry("`arithmetic`", "arithmetic.md", "`123+456=` -> `579` with a decoder LM", ("arithmetic",), arithmetic),
+    Entry("`pixels`", "pixels.md", "class-conditional digit images, pixel by pixel", ("pixels",), pixels),
+    Entry(
+        "`spoken-digits`",
+        "spoken-digits.md",
+        "synthesised spoken digits, log-mel + encoder, unseen voices",
+        ("spoken_digits",),
+        spoken_digits,
+    ),
+    Entry("`chorales`", "chorales.md", "Bach chorale melodies as tokens; MIDI out", ("chorales",), chorales),
+    Entry(
+        "`sentiment`",
+        "sentiment.md",
+        "tweet sentiment, from scratch or from pretrained MiniLM",
+        ("sentiment_minilm250",),
+        sentiment,
+    ),
+    Entry("`ner`", "ner.md", "named entities in tweets (WNUT-16)", ("ner",), ner),
+)
+
+
+def command(cmd: str) -> str:
+    """A benchmark's command as run from the repository root (scripts named bare ran in benchmarks/)."""
+    parts = cmd.split()
+    if len(parts) > 1 and parts[0] == "python" and "/" not in parts[1]:
+        return f"cd benchmarks && {cmd}"
+    return cmd
+
+
+def provenance(name: str) -> str:
+    """Where a JSON's numbers come from: command, date, machine, calibration and load as recorded."""
+    from tinyformers.engine.calibration import calibration_text, load_text
+
+    d = load(name)
+    m = d.get("machine", {})
+    text = f"`benchmarks/results/{name}.json`: `{command(d['command'])}`, {m.get('date', 'date not recorded')}"
+    if "calibration" in m:
+        text += f"; {calibration_text(m['calibration'])}; load: {load_text(m['load'])}"
+    else:
+        text += (
+            f"; {m.get('cpu', 'CPU not recorded')}, {m.get('torch_threads', '?')} torch threads, torch "
+            f"{m.get('torch', '?')}; no calibration or load recorded (measured before they were)"
+        )
+    return text
+
+
+def readme_table() -> str:
+    lines = ["| task | what | held-out result |", "|---|---|---|"]
+    for e in ENTRIES:
+        lines.append(f"| [{e.tasks}](docs/tasks/{e.page}) | {e.what} | {e.result()} |")
+    return "\n".join(lines) + "\n"
+
+
+def headline(e: Entry) -> str:
+    sources = "; ".join(provenance(s) for s in e.sources)
+    return f"**Headline:** {e.result()}.\n\n<sub>Generated by `scripts/publish.py` from {sources}.</sub>\n"
+
+
+def generated() -> dict[Path, dict[str, str]]:
+    """file -> {block name -> its text}."""
+    out: dict[Path, dict[str, str]] = {README: {"tasks": readme_table()}}
+    for e in ENTRIES:
+        out[ROOT / "docs" / "tasks" / e.page] = {"headline": headline(e)}
+    return out
+
+
+def render(path: Path, blocks: dict[str, str]) -> str:
+    """The file's text with its generated blocks replaced; every expected block must be there."""
+    text = path.read_text()
+    seen = set()
+
+    def replace(m: re.Match) -> str:
+        name = m["name"]
+        if name not in blocks:
+            raise KeyError(f"{path}: unknown generated block {name!r}")
+        seen.add(name)
+        return m.group(1) + blocks[name] + m.group(4)
+
+    new = BLOCK.sub(replace, text)
+    missing = set(blocks) - seen
+    if missing:
+        raise KeyError(f"{path}: no <!-- generated:{sorted(missing)[0]} --> block")
+    return new
+
+
+def check() -> list[str]:
+    """The differences between the committed files and what the JSON generates (empty: all up to date)."""
+    diffs = []
+    for path, blocks in generated().items():
+        old, new = path.read_text(), render(path, blocks)
+        if old != new:
+            rel = str(path.relative_to(ROOT))
+            diffs.append(
+                "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), rel, rel + " (generated)"))
+            )
+    return diffs
+
+
+def write() -> list[Path]:
+    changed = []
+    for path, blocks in generated().items():
+        new = render(path, blocks)
+        if new != path.read_text():
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    if argv not in (["write"], ["check"]):
+        print("usage: python scripts/publish.py write|check", file=sys.stderr)
+        return 2
+    if argv == ["write"]:
+        for path in write():
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    diffs = check()
+    for d in diffs:
+        print(d)
+    if diffs:
+        print(
+            "published numbers differ from benchmarks/results: run `python scripts/publish.py write`", file=sys.stderr
+        )
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,73 @@
+"""One source for published numbers: the README table and the task pages' headlines are what
+``scripts/publish.py`` generates from benchmarks/results/*.json (run ``python scripts/publish.py write``)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "publish.py"
+
+
+@pytest.fixture(scope="module")
+def publish():
+    spec = importlib.util.spec_from_file_location("publish", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["publish"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_numbers_are_what_the_json_generates(publish):
+    diffs = publish.check()
+    assert not diffs, "run `python scripts/publish.py write`:\n" + "\n".join(diffs)
+
+
+def test_a_changed_result_is_caught(publish, monkeypatch):
+    original = publish.load
+
+    def edited(name: str) -> dict:
+        data = copy.deepcopy(original(name))
+        if name == "pixels":
+            data["rows"][0]["test_bits_per_token"] = 0.5
+        return data
+
+    monkeypatch.setattr(publish, "load", edited)
+    diffs = publish.check()
+    assert len(diffs) == 2  # the README row and the pixels page
+    assert all("0.500 bits/pixel" in d for d in diffs)
+
+
+def test_every_page_block_names_its_source(publish):
+    for path, blocks in publish.generated().items():
+        for text in blocks.values():
+            assert "benchmarks/results/" in text or path == publish.README
+
+
+def test_a_page_without_its_block_is_an_error(publish, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# A page\n\nno block here\n")
+    with pytest.raises(KeyError, match="generated:headline"):
+        publish.render(page, {"headline": "x"})
+
+
+def test_a_calibrated_result_names_its_machine_and_load(publish, monkeypatch):
+    """JSON written since the calibration: the headline quotes the matmul rate and the load verdict."""
+    from tinyformers.engine.calibration import cpu_info
+
+    original = publish.load
+    cal = {**cpu_info(), "fp32_gflops": 59.0, "fp32_gflops_1t": 35.0, "bf16_gflops": None}
+    load = {"verdict": "LOADED", "others_cpu_share": 0.3, "host_steal_share": 0.0, "cpus": 2, "wall_s": 60.0}
+
+    def calibrated(name: str) -> dict:
+        data = copy.deepcopy(original(name))
+        data["machine"].update(calibration=cal, load=load)
+        return data
+
+    monkeypatch.setattr(publish, "load", calibrated)
+    text = publish.provenance("pixels")
+    assert "matmul fp32 59.0 GFLOP/s" in text and "load: LOADED | others used 30% of 2 CPUs" in text
