@@ -590,7 +590,7 @@ BAD_ARGS = [
     dict(do_sample=True, temperature=-1.0),
     dict(top_p=0.0),
     dict(top_p=1.5),
-    dict(top_k=0),
+    dict(top_k=1.5),
     dict(top_k=-3),
     dict(num_beams=0),
     dict(num_beams=2, num_return_sequences=3),
