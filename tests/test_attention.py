@@ -287,3 +287,104 @@ def test_kv_cache_reorder_and_crop() -> None:
     assert torch.equal(cache.layers[1][0], k[[2, 0]])
     cache.crop(3)
     assert cache.seq_len == 3 and torch.equal(cache.layers[1][1], -k[[2, 0]][:, :, :3])
+
+
+# --- float key_padding_mask and keys/values of other widths, against torch.nn.MultiheadAttention ------------
+
+
+def test_mha_float_key_padding_mask_is_added_as_torch_nn() -> None:
+    ours, ref = pair()
+    x, mem = torch.randn(2, 5, D_MODEL), torch.randn(2, 8, D_MODEL)
+    kpm = torch.randn(2, 8)  # an additive bias per key, -inf = padding
+    kpm[0, 6:] = float("-inf")
+    for need_weights in (False, True):
+        out, w = ours(x, mem, key_padding_mask=kpm, need_weights=need_weights)
+        expected, ref_w = ref(x, mem, mem, key_padding_mask=kpm, need_weights=True, average_attn_weights=False)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+        if need_weights:
+            torch.testing.assert_close(w, ref_w, atol=1e-5, rtol=0)
+    # with the causal mask (torch.nn: a float attn_mask, -inf above the diagonal) on self-attention
+    kpm = torch.randn(2, 5)
+    out, _ = ours(x, key_padding_mask=kpm, is_causal=True)
+    causal = torch.zeros(5, 5).masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    expected, _ = ref(x, x, x, key_padding_mask=kpm, attn_mask=causal, need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    # 0 / -inf floats mean exactly what the boolean mask means
+    padding = torch.zeros(2, 8, dtype=torch.bool)
+    padding[1, 3:] = True
+    as_float = torch.zeros(2, 8).masked_fill(padding, float("-inf"))
+    torch.testing.assert_close(ours(x, mem, key_padding_mask=as_float)[0], ours(x, mem, key_padding_mask=padding)[0])
+
+
+def test_merge_masks_float_key_padding_and_integer_refused() -> None:
+    kpm = torch.tensor([[0.5, float("-inf"), 0.0]])
+    m = merge_masks(2, 3, key_padding_mask=kpm, attn_mask=torch.ones(2, 3))
+    assert m.dtype == torch.float32 and m.shape == (1, 1, 2, 3)
+    assert m[0, 0].tolist() == [[1.5, float("-inf"), 1.0]] * 2
+    causal = merge_masks(2, 2, key_padding_mask=torch.tensor([[0.25, 0.0]]), is_causal=True)
+    assert causal[0, 0].tolist() == [[0.25, float("-inf")], [0.25, 0.0]]
+    with pytest.raises(ValueError, match="attention_mask == 0"):
+        merge_masks(2, 3, key_padding_mask=torch.tensor([[1, 1, 0]]))
+
+
+def pair_kv(kdim: int, vdim: int, bias: bool = True) -> tuple[MultiHeadAttention, nn.MultiheadAttention]:
+    ours = MultiHeadAttention(D_MODEL, N_HEADS, bias=bias, kdim=kdim, vdim=vdim).eval()
+    ref = nn.MultiheadAttention(D_MODEL, N_HEADS, bias=bias, kdim=kdim, vdim=vdim, batch_first=True).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.3)
+        ours.in_proj.weight.copy_(ref.q_proj_weight)
+        ours.k_proj.weight.copy_(ref.k_proj_weight)
+        ours.v_proj.weight.copy_(ref.v_proj_weight)
+        ours.out_proj.weight.copy_(ref.out_proj.weight)
+        if bias:
+            q_b, k_b, v_b = ref.in_proj_bias.split(D_MODEL)
+            ours.in_proj.bias.copy_(q_b)
+            ours.k_proj.bias.copy_(k_b)
+            ours.v_proj.bias.copy_(v_b)
+            ours.out_proj.bias.copy_(ref.out_proj.bias)
+    return ours, ref
+
+
+@pytest.mark.parametrize(("kdim", "vdim"), [(10, 14), (16, 16), (D_MODEL, 9)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_mha_kdim_vdim_match_torch_nn(kdim: int, vdim: int, bias: bool) -> None:
+    ours, ref = pair_kv(kdim, vdim, bias)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+    x, key, value = torch.randn(2, 4, D_MODEL), torch.randn(2, 7, kdim), torch.randn(2, 7, vdim)
+    kpm = torch.zeros(2, 7, dtype=torch.bool)
+    kpm[1, 4:] = True
+    out, w = ours(x, key, key_padding_mask=kpm, need_weights=True, value=value)
+    expected, ref_w = ref(x, key, value, key_padding_mask=kpm, need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(w, ref_w, atol=1e-5, rtol=0)
+    cache = KVCache(1)  # the memory's keys/values are projected once, then reused
+    steps = [ours(x[:, i : i + 1], key, key_padding_mask=kpm, cache=cache, value=value)[0] for i in range(4)]
+    torch.testing.assert_close(torch.cat(steps, 1), out, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="memory"):
+        ours(x)
+
+
+def test_mha_separate_value_of_model_width_matches_torch_nn() -> None:
+    ours, ref = pair()
+    x, key, value = torch.randn(2, 4, D_MODEL), torch.randn(2, 6, D_MODEL), torch.randn(2, 6, D_MODEL)
+    out, _ = ours(x, key, value=value)
+    expected, _ = ref(x, key, value, need_weights=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_decoder_stack_with_a_memory_of_another_width() -> None:
+    from tinyformers.core.blocks import CoreConfig, DecoderStack
+
+    cfg = CoreConfig(d_model=16, n_heads=2, n_layers=2, d_ff=32)
+    stack = DecoderStack(cfg, memory_dim=12).eval()
+    assert all(layer.cross_attn.k_proj.in_features == 12 for layer in stack.layers)
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 9, 12)
+    mask = torch.zeros(2, 9, dtype=torch.bool)
+    mask[0, 7:] = True
+    full, _, cross = stack(x, memory, memory_key_padding_mask=mask, output_attentions=True)
+    assert full.shape == (2, 5, 16) and cross[0].shape == (2, 2, 5, 9)
+    assert (cross[0][0, :, :, 7:] == 0).all()  # padded memory positions get no weight
+    cache, cross_cache = KVCache(2), KVCache(2)
+    steps = [stack(x[:, i : i + 1], memory, None, mask, cache, cross_cache)[0] for i in range(5)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)

@@ -174,3 +174,37 @@ def test_tasks_are_discovered_from_their_modules():
     for name, cls in TASKS.items():
         assert cls.name == name and cls.summary, name
     assert {"copy", "reverse", "sort", "shakespeare"} <= set(TASKS)
+
+
+def test_generate_flags_come_from_generation_config():
+    """Every GenerationConfig field with a Flag is a `generate` flag of its type, default and help; the
+    existing flags keep their names, defaults and help lines."""
+    from dataclasses import fields
+
+    from tinyformers.apps.cli import build_parser
+    from tinyformers.core.generation import GenerationConfig
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    actions = {a.dest: a for a in sub.choices["generate"]._actions}
+    declared = [f for f in fields(GenerationConfig) if f.metadata["flag"] is not None]
+    assert {"max_new_tokens", "top_k", "top_p", "min_p", "typical_p", "num_beams"} <= {f.name for f in declared}
+    for f in declared:
+        action = actions[f.name]
+        assert action.option_strings == ["--" + f.name.replace("_", "-")]
+        assert action.help == f.metadata["flag"].help
+    pinned = {  # dest: (default, type, help) as before the flags were derived
+        "max_new_tokens": (200, int, None),
+        "do_sample": (False, None, "sample instead of greedy / beam search"),
+        "temperature": (1.0, float, None),
+        "top_k": (None, int, "sample among the k most likely tokens"),
+        "top_p": (None, float, "sample among the smallest set of tokens with probability >= p"),
+        "repetition_penalty": (1.0, float, "> 1 discourages repeated tokens"),
+        "no_repeat_ngram_size": (0, int, "never repeat an n-gram of this size"),
+        "num_beams": (1, int, "beam search with this many beams"),
+        "length_penalty": (1.0, float, "beam score = log p / length ** this"),
+        "num_return_sequences": (1, int, None),
+    }
+    for dest, expected in pinned.items():
+        assert (actions[dest].default, actions[dest].type, actions[dest].help) == expected, dest
+    order = [a.dest for a in sub.choices["generate"]._actions if a.dest in pinned]
+    assert order == list(pinned)

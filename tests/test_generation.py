@@ -17,11 +17,13 @@ from transformers.modeling_outputs import CausalLMOutput
 from tinyformers.core.attention import KVCache
 from tinyformers.core.generation import (
     GenerationConfig,
+    MinPLogitsWarper,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
+    TypicalLogitsWarper,
     generate,
     generate_seq2seq,
 )
@@ -198,6 +200,66 @@ def test_top_p_matches_hf(p: float, keep: int) -> None:
         assert torch.equal(TopPLogitsWarper(p, min_tokens_to_keep=keep)(None, scores), ref)
 
 
+def adversarial_scores(seed: int, rows: int = 48, vocab: int = 5000) -> Tensor:
+    """Large vocabularies built to break a filter: ties (quantised and constant rows), -inf entries,
+    a single finite token, probabilities that underflow (huge scales) and near-uniform rows."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([0.01, 0.3, 1.0, 3.0, 50.0]).repeat(rows)[:rows, None]
+    scores = torch.randn(rows, vocab, generator=g) * scale
+    scores[rows // 4 : rows // 2] = scores[rows // 4 : rows // 2].round()  # few distinct values: many ties
+    scores[rows // 2 : rows // 2 + 4] = 0.0  # every token tied
+    holes = torch.rand(rows, vocab, generator=g) < torch.rand(rows, 1, generator=g) * 0.9
+    holes[:, 0] = False  # every row keeps a finite score
+    scores[2 * rows // 3 :] = scores[2 * rows // 3 :].masked_fill(holes[2 * rows // 3 :], INF)
+    scores[-1, 1:] = INF  # one possible token
+    return scores
+
+
+def test_top_p_ties_keep_the_highest_indices_as_hf() -> None:
+    """The outside check's case: 8 equal scores, p = 0.5: HF keeps tokens 4-7, and so do we."""
+    scores = torch.zeros(1, 8)
+    assert kept(TopPLogitsWarper(0.5)(None, scores)) == [[4, 5, 6, 7]]
+    assert kept(hf.TopPLogitsWarper(0.5)(None, scores.clone())) == [[4, 5, 6, 7]]
+
+
+@pytest.mark.parametrize("p", [1e-6, 1e-3, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.999, 1.0])
+@pytest.mark.parametrize("keep", [1, 3])
+def test_top_p_matches_hf_bit_for_bit_on_adversarial_vocabularies(p: float, keep: int) -> None:
+    for seed in range(2):
+        scores = adversarial_scores(seed)
+        ref = hf.TopPLogitsWarper(p, min_tokens_to_keep=keep)(None, scores.clone())
+        assert torch.equal(TopPLogitsWarper(p, min_tokens_to_keep=keep)(None, scores), ref)
+
+
+@pytest.mark.parametrize("p", [0.0, 1e-6, 0.05, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("keep", [1, 3])
+def test_min_p_matches_hf_bit_for_bit_on_adversarial_vocabularies(p: float, keep: int) -> None:
+    for seed in range(2):
+        scores = adversarial_scores(seed)
+        ref = hf.MinPLogitsWarper(p, min_tokens_to_keep=keep)(None, scores.clone())
+        assert torch.equal(MinPLogitsWarper(p, min_tokens_to_keep=keep)(None, scores), ref)
+
+
+@pytest.mark.parametrize("p", [1e-6, 0.2, 0.5, 0.9, 0.95, 0.999])
+@pytest.mark.parametrize("keep", [1, 3])
+def test_typical_p_matches_hf_bit_for_bit_on_adversarial_vocabularies(p: float, keep: int) -> None:
+    for seed in range(2):
+        scores = adversarial_scores(seed)
+        ref = hf.TypicalLogitsWarper(p, min_tokens_to_keep=keep)(None, scores.clone())
+        assert torch.equal(TypicalLogitsWarper(p, min_tokens_to_keep=keep)(None, scores), ref)
+
+
+def test_min_p_and_typical_p_hand_examples() -> None:
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    assert kept(MinPLogitsWarper(0.5)(None, probs.log())) == [[0, 1]]  # p >= 0.5 * 0.5
+    assert kept(MinPLogitsWarper(0.1)(None, probs.log())) == [[0, 1, 2]]  # p >= 0.05 keeps 0.15, not 0.05
+    assert kept(MinPLogitsWarper(0.9, min_tokens_to_keep=3)(None, probs.log())) == [[0, 1, 2]]
+    # entropy H = 1.14 nats; |-log p - H|: 0.45, 0.06, 0.76, 1.86 -> typical order 1, 0, 2, 3
+    assert kept(TypicalLogitsWarper(0.2)(None, probs.log())) == [[1]]
+    assert kept(TypicalLogitsWarper(0.5)(None, probs.log())) == [[0, 1]]  # 0.3 < 0.5: token 0 crosses
+    assert kept(TypicalLogitsWarper(0.9)(None, probs.log())) == [[0, 1, 2]]
+
+
 def test_temperature_matches_hf() -> None:
     scores = torch.randn(4, 10)
     for t in (0.1, 0.7, 2.5):
@@ -206,7 +268,14 @@ def test_temperature_matches_hf() -> None:
 
 def test_processor_order_is_hf() -> None:
     cfg = GenerationConfig(
-        do_sample=True, temperature=0.7, top_k=5, top_p=0.9, repetition_penalty=1.2, no_repeat_ngram_size=2
+        do_sample=True,
+        temperature=0.7,
+        top_k=5,
+        top_p=0.9,
+        min_p=0.05,
+        typical_p=0.9,
+        repetition_penalty=1.2,
+        no_repeat_ngram_size=2,
     )
     names = [type(p).__name__ for p in cfg.logits_processors()]
     assert names == [
@@ -215,10 +284,42 @@ def test_processor_order_is_hf() -> None:
         "TemperatureLogitsWarper",
         "TopKLogitsWarper",
         "TopPLogitsWarper",
+        "MinPLogitsWarper",
+        "TypicalLogitsWarper",
     ]
+    hf_model = _Wrapped(tiny_lm())  # HF's own chain for the same settings
+    hf_cfg = hf_model.generation_config
+    for key in ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty", "no_repeat_ngram_size"):
+        setattr(hf_cfg, key, getattr(cfg, key))
+    hf_cfg.do_sample = True
+    assert [type(p).__name__ for p in hf_model._get_logits_processor(hf_cfg, input_ids_seq_length=3)] == names
     cfg.do_sample = False  # the warpers only apply to sampling
     assert len(cfg.logits_processors()) == 2
     assert GenerationConfig().logits_processors() == []  # defaults change nothing
+    default_sampling = GenerationConfig(do_sample=True).logits_processors()  # HF's default: top_k = 50
+    assert [(type(p).__name__, p.top_k) for p in default_sampling] == [("TopKLogitsWarper", 50)]
+    for off in (None, 0):
+        assert GenerationConfig(do_sample=True, top_k=off).logits_processors() == []
+
+
+def test_options_are_the_config_fields() -> None:
+    cfg = GenerationConfig(max_new_tokens=5, top_p=0.5)
+    assert GenerationConfig.from_options(cfg, top_k=None) == GenerationConfig(max_new_tokens=5, top_p=0.5, top_k=None)
+    assert cfg.top_k == 50  # the given config is not modified
+    with pytest.raises(TypeError, match="top_q"):
+        GenerationConfig.from_options(top_q=0.9)
+    model, prompts = tiny_lm(), torch.randint(0, 11, (2, 3))
+    with pytest.raises(TypeError, match="top_q"):
+        generate(model, prompts, top_q=0.9)
+    with pytest.raises(TypeError, match="GenerationConfig"):
+        generate(model, prompts, 5)  # the old positional max_new_tokens
+    via_config = generate(model, prompts, GenerationConfig(max_new_tokens=4, num_beams=2), seed=0)
+    assert torch.equal(via_config, generate(model, prompts, max_new_tokens=4, num_beams=2))
+    s2s, src = tiny_seq2seq(), torch.randint(3, 9, (2, 5))
+    assert generate_seq2seq(s2s, src).size(1) <= s2s.config.max_len - 1  # the model's length, not 20
+    assert torch.equal(
+        generate_seq2seq(s2s, src, config=GenerationConfig(max_new_tokens=3)), generate_seq2seq(s2s, src)[:, :3]
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -308,6 +409,33 @@ def test_greedy_and_sampling_match_hf(kwargs: dict) -> None:
     ref = _Wrapped(model).generate(prompts, use_cache=False, **common)
     torch.manual_seed(7)
     assert torch.equal(generate(model, prompts, use_cache=False, **common), ref)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(top_k=None), dict(top_k=0), dict(top_k=7, min_p=0.2), dict(top_k=None, typical_p=0.8, min_p=0.01)],
+    ids=str,
+)
+def test_sampling_defaults_match_hf_on_a_vocabulary_over_50(kwargs: dict) -> None:
+    """Vocabulary 80: HF samples among the top 50 unless told otherwise, and so do we."""
+    model = tiny_lm(vocab=80, seed=2)
+    prompts = torch.randint(0, 80, (3, 4))
+    common = dict(max_new_tokens=8, do_sample=True, temperature=1.5, **kwargs)
+    torch.manual_seed(5)
+    ref = _Wrapped(model).generate(prompts, use_cache=False, pad_token_id=0, **common)
+    torch.manual_seed(5)
+    assert torch.equal(generate(model, prompts, **common), ref)
+
+
+def test_sampling_uses_top_k_50_unless_disabled() -> None:
+    logits = torch.arange(100.0) / 30  # token 99 most likely; tokens 0-49 hold 16% of the mass
+    model, n = FixedLM(logits), 4000
+    prompts = torch.zeros(n, 1, dtype=torch.long)
+    drawn = generate(model, prompts, max_new_tokens=1, do_sample=True, seed=0)[:, 1]
+    assert drawn.min() == 50  # only the 50 most likely
+    for off in (None, 0):
+        drawn = generate(model, prompts, max_new_tokens=1, do_sample=True, top_k=off, seed=0)[:, 1]
+        assert (drawn < 50).float().mean().item() == pytest.approx(logits.softmax(0)[:50].sum().item(), abs=0.03)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -590,8 +718,12 @@ BAD_ARGS = [
     dict(do_sample=True, temperature=-1.0),
     dict(top_p=0.0),
     dict(top_p=1.5),
-    dict(top_k=0),
+    dict(top_k=1.5),
     dict(top_k=-3),
+    dict(min_p=-0.1),
+    dict(min_p=1.5),
+    dict(typical_p=0.0),
+    dict(typical_p=1.5),
     dict(num_beams=0),
     dict(num_beams=2, num_return_sequences=3),
     dict(num_return_sequences=2),  # greedy

@@ -97,6 +97,27 @@ def test_n_choices_use_consecutive_seeds(client, served):
     assert texts == [reference(served[1], "O", **opts, seed=100 + i) for i in range(3)]
 
 
+def test_hf_decoding_fields_are_accepted(client, served):
+    """Beyond OpenAI's fields, GenerationConfig's request fields under their HF names; without top_k the
+    whole distribution is sampled (OpenAI's meaning), not generate's default top-50."""
+    kw = {"model": "bard", "prompt": "O", "max_tokens": 15, "temperature": 1.2, "seed": 3}
+    extra = {"top_k": 4, "min_p": 0.05, "typical_p": 0.9, "repetition_penalty": 1.3}
+    text = client.completions.create(**kw, extra_body=extra).choices[0].text
+    opts = {"max_new_tokens": 15, "do_sample": True, "temperature": 1.2, "seed": 3}
+    assert text == reference(served[1], "O", **opts, **extra)
+    assert client.completions.create(**kw).choices[0].text == reference(served[1], "O", **opts, top_k=None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [({"min_p": 1.5}, "min_p"), ({"top_k": 2.5}, "top_k must be an integer"), ({"typical_p": "x"}, "typical_p")],
+)
+def test_bad_hf_decoding_fields_are_400s(client, extra, match):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="bard", prompt="O", max_tokens=5, extra_body=extra)
+    assert e.value.body["param"] == match.split()[0] and match in e.value.body["message"], e.value.body
+
+
 def test_stop_strings_cut_the_text(client, served):
     full = reference(served[1], "ROMEO:\n", max_new_tokens=60)
     stop = full[10:12]  # a string the greedy text is known to contain

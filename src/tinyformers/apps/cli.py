@@ -67,22 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, default=Path("attention.png"), help="PNG grid of layers x heads")
     a.add_argument("--html", type=Path, help="also an interactive, self-contained HTML view (hover a token)")
 
-    g = sub.add_parser("generate", help="generate with a trained model (text, images, music; HF's decoding options)")
+    g = sub.add_parser(
+        "generate",
+        help="generate with a trained model (text, images, music; HF's decoding options)",
+        epilog="Sampling draws among the 50 most likely tokens unless --top-k is given, as Hugging Face's "
+        "generate; --top-k 0 samples from the whole vocabulary.",
+    )
     g.add_argument("run", type=Path)
     g.add_argument("--prompt", help="text to continue (text tasks)")
     g.add_argument("--class", dest="class_label", help="class to generate (class-conditional tasks, e.g. pixels)")
     g.add_argument("--prompt-chorale", type=int, help="start from this held-out chorale (chorales)")
     g.add_argument("--out", type=Path, help="file to write (image grid, MIDI, ...) for tasks that make files")
-    g.add_argument("--max-new-tokens", type=int, default=200)
-    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy / beam search")
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    g.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with probability >= p")
-    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated tokens")
-    g.add_argument("--no-repeat-ngram-size", type=int, default=0, help="never repeat an n-gram of this size")
-    g.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams")
-    g.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length ** this")
-    g.add_argument("--num-return-sequences", type=int, default=1)
+    for name in _decoding_flags():  # one flag per GenerationConfig field that declares one
+        _add_decoding_flag(g, name)
     g.add_argument("--seed", type=int, help="seed for sampling")
     g.add_argument("--no-stream", action="store_true", help="print the text when done instead of as it comes")
 
@@ -131,21 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _decoding_flags() -> list[str]:
+    """The decoding options that are ``generate`` flags: the :class:`GenerationConfig` fields with a ``Flag``."""
+    from dataclasses import fields
+
+    from tinyformers.core.generation import GenerationConfig
+
+    return [f.name for f in fields(GenerationConfig) if f.metadata["flag"] is not None]
+
+
+def _add_decoding_flag(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--top-k`` for ``top_k``: type, default and help line from the field's declaration."""
+    from dataclasses import MISSING, fields
+
+    from tinyformers.core.generation import GenerationConfig
+
+    f = next(f for f in fields(GenerationConfig) if f.name == name)
+    flag, kind = f.metadata["flag"], GenerationConfig.option_type(name)
+    default = f.default if flag.default is MISSING else flag.default
+    option = "--" + name.replace("_", "-")
+    if kind is bool:  # a switch that turns the option on (its default is False)
+        parser.add_argument(option, action="store_true", help=flag.help)
+    else:
+        parser.add_argument(option, type=kind, default=default, help=flag.help)
+
+
 MAX_NEW_TOKENS = 100_000
-# `generate` flags passed to the task under HF's names
-_GENERATE_OPTIONS = (
-    "max_new_tokens",
-    "do_sample",
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "no_repeat_ngram_size",
-    "num_beams",
-    "length_penalty",
-    "num_return_sequences",
-    "seed",
-)
 
 
 def _call_task(method: Any, name: str, *args: Any, explicit: tuple[str, ...] = (), **options: Any) -> Any:
@@ -170,7 +178,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserError(f"task {task.name!r} does not generate; try `tinyformers predict`")
     if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
         raise UserError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS}")
-    options = {k: getattr(args, k) for k in _GENERATE_OPTIONS}
+    options = {k: getattr(args, k) for k in [*_decoding_flags(), "seed"]}  # passed to the task under HF's names
     extra = {"class_label": args.class_label, "prompt_chorale": args.prompt_chorale, "out": args.out}
     if not task.generates_text:  # images, music: the task writes files and returns lines to print
         try:

@@ -4,7 +4,10 @@ Endpoints (the subset every OpenAI client uses): ``GET /v1/models``, ``POST /v1/
 ``POST /v1/chat/completions``, plain or streamed as server-sent events (``stream: true``). Request fields map
 to our generator: ``max_tokens`` -> max_new_tokens, ``temperature`` (0 = greedy) and ``top_p`` -> sampling,
 ``n`` -> that many choices, ``seed`` -> reproducible sampling (choice i uses seed + i), ``stop`` -> the text is
-cut before the first stop string and decoding ends there.
+cut before the first stop string and decoding ends there. Sampling uses the whole distribution, as OpenAI's
+(no top-k); the request may also give the HF decoding options that are request fields of
+:class:`~tinyformers.core.generation.GenerationConfig` (``top_k``, ``min_p``, ``typical_p``,
+``repetition_penalty``, ``no_repeat_ngram_size``), under those names, as vLLM and llama.cpp accept them.
 
 Our models are small and not chat-tuned: a chat request's messages are joined into one prompt (each message's
 content on its own paragraph) that the model continues. That keeps every OpenAI client working against them.
@@ -18,16 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import queue
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tinyformers.core.generation import GenerationConfig
 from tinyformers.errors import UserError
 
 try:  # module level: FastAPI resolves the endpoints' type hints (``Request``) from this module's globals
@@ -37,6 +42,8 @@ try:  # module level: FastAPI resolves the endpoints' type hints (``Request``) f
 except ImportError as e:  # the CLI reports it as one line
     raise UserError("serving needs fastapi and uvicorn: pip install 'tinyformers[serve]'") from e
 
+# The decoding options a request may give: GenerationConfig's request fields (top_p, top_k, min_p...)
+_REQUEST_FIELDS = [f.name for f in fields(GenerationConfig) if f.metadata["request"]]
 MAX_PROMPT_CHARS = 100_000
 MAX_TOKENS = 4096
 
@@ -149,7 +156,6 @@ def _options(body: dict[str, Any], default_max: int) -> tuple[dict[str, Any], li
     if "max_completion_tokens" in body and "max_tokens" not in body:
         max_tokens = number("max_completion_tokens", default_max, 0, MAX_TOKENS, integer=True)
     temperature = number("temperature", 1.0, 0, 2)
-    top_p = number("top_p", 1.0, 0, 1)
     n = number("n", 1, 1, 16, integer=True)
     seed = number("seed", None, -(2**63), 2**63 - 1, integer=True)
     stop = body.get("stop") or []
@@ -158,9 +164,16 @@ def _options(body: dict[str, Any], default_max: int) -> tuple[dict[str, Any], li
         raise APIError(400, "stop must be a non-empty string or a list of up to 4 of them", "stop", "invalid_value")
     options: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": temperature > 0, "seed": seed}
     if temperature > 0:
-        options["temperature"] = temperature
-        if top_p < 1:
-            options["top_p"] = top_p
+        # OpenAI samples from the whole distribution: no top-k unless the request asks for it
+        options.update(temperature=temperature, top_k=None)
+        for key in _REQUEST_FIELDS:  # HF's decoding options beyond OpenAI's, by their names
+            value = number(key, None, -math.inf, math.inf, integer=GenerationConfig.option_type(key) is int)
+            if value is not None:
+                try:
+                    GenerationConfig(do_sample=True, **{key: value}).validate()
+                except ValueError as e:
+                    raise APIError(400, str(e), key, "invalid_value") from None
+                options[key] = value
     return options, stop, n
 
 

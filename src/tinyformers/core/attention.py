@@ -4,7 +4,8 @@ Mask conventions, chosen to match what users already know from PyTorch:
 
 * ``attn_mask`` — boolean, ``True`` = *may attend* (as ``F.scaled_dot_product_attention``), or a float
   tensor added to the scores. Broadcastable to ``(B, H, T, S)``.
-* ``key_padding_mask`` — boolean ``(B, S)``, ``True`` = *padding, ignore* (as ``nn.MultiheadAttention``).
+* ``key_padding_mask`` — ``(B, S)``: boolean, ``True`` = *padding, ignore*, or a float tensor added to the
+  scores of each key (``-inf`` = ignore), both as ``nn.MultiheadAttention``.
 * ``is_causal`` — query ``i`` may attend to key ``j`` only if ``j <= i`` *in absolute position*. With a
   KV cache holding ``P`` past positions, query ``i`` sits at position ``P + i`` (bottom-right alignment);
   getting this wrong is the classic bug of cached decoding with multi-token queries.
@@ -41,18 +42,32 @@ def merge_masks(
 
     Returns ``None`` when nothing is masked. Shape broadcastable to ``(B, H, T, S)``.
     """
-    mask: Tensor | None = None
+    parts = []
     if is_causal:
-        mask = causal_mask(t, s, device)  # (T, S)
+        parts.append(causal_mask(t, s, device))  # (T, S)
     if key_padding_mask is not None:
-        keep = ~key_padding_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
-        mask = keep if mask is None else mask & keep
+        if not (key_padding_mask.dtype == torch.bool or key_padding_mask.is_floating_point()):
+            raise ValueError(
+                f"key_padding_mask must be boolean (True = padding) or float (added to the scores), "
+                f"got {key_padding_mask.dtype}; from HF's attention_mask use attention_mask == 0"
+            )
+        kpm = key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
+        parts.append(~kpm if kpm.dtype == torch.bool else kpm)  # boolean: True = padding -> True = may attend
     if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            mask = attn_mask if mask is None else mask & attn_mask
-        else:  # additive float mask: fold the boolean part in as -inf
-            mask = attn_mask if mask is None else attn_mask.masked_fill(~mask, float("-inf"))
+        parts.append(attn_mask)
+    mask: Tensor | None = None
+    for part in parts:
+        mask = part if mask is None else _both(mask, part)
     return mask
+
+
+def _both(a: Tensor, b: Tensor) -> Tensor:
+    """Two masks at once: boolean AND, else additive float with a boolean part folded in as -inf."""
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        return a & b
+    if a.dtype == torch.bool:
+        a, b = b, a  # a is the float one
+    return torch.where(b, a, float("-inf")) if b.dtype == torch.bool else a + b  # floats add, as torch.nn
 
 
 def scaled_dot_product_attention(
@@ -142,6 +157,8 @@ class MultiHeadAttention(nn.Module):
     The three input projections live in one ``(3 d_model, d_model)`` weight, like
     ``nn.MultiheadAttention.in_proj_weight`` and GPT-2's ``c_attn``: self-attention does one matmul;
     cross-attention projects queries from ``x`` and keys/values from ``memory`` with slices of it.
+    Cross-attention to a memory of another width (``kdim``/``vdim``, as ``nn.MultiheadAttention``) keeps
+    ``W^Q`` in ``in_proj`` and has its own ``k_proj`` ``(d_model, kdim)`` and ``v_proj`` ``(d_model, vdim)``.
 
     Args:
         d_model: model width; split into ``n_heads`` heads of ``d_model // n_heads``.
@@ -150,6 +167,7 @@ class MultiHeadAttention(nn.Module):
         bias: whether projections have biases.
         rotary: a :class:`~tinyformers.core.positions.RotaryEmbedding` applied to queries and keys, or None.
         layer_idx: this layer's slot in a :class:`KVCache`.
+        kdim, vdim: widths of the keys' and values' inputs (cross-attention's memory); default ``d_model``.
     """
 
     def __init__(
@@ -160,12 +178,18 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         rotary: nn.Module | None = None,
         layer_idx: int = 0,
+        kdim: int | None = None,
+        vdim: int | None = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W^Q; W^K; W^V]
+        self.kdim, self.vdim = kdim or d_model, vdim or d_model
+        fused = self.kdim == self.vdim == d_model
+        self.in_proj = nn.Linear(d_model, (3 if fused else 1) * d_model, bias=bias)  # [W^Q; W^K; W^V], or W^Q
+        self.k_proj = None if fused else nn.Linear(self.kdim, d_model, bias=bias)  # W^K from kdim
+        self.v_proj = None if fused else nn.Linear(self.vdim, d_model, bias=bias)  # W^V from vdim
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O
         self.dropout = dropout
         self.rotary = rotary
@@ -184,15 +208,20 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         need_weights: bool = False,
         cache: KVCache | None = None,
+        value: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Attend from ``x`` ``(B, T, d_model)`` to itself, or to ``memory`` ``(B, S, d_model)`` (cross).
+        """Attend from ``x`` ``(B, T, d_model)`` to itself, or to ``memory`` ``(B, S, kdim)`` (cross).
 
+        Cross-attention's values come from ``memory`` too, or from ``value`` ``(B, S, vdim)`` if given
+        (``nn.MultiheadAttention``'s separate key and value inputs).
         With ``cache``, ``x`` holds only the new positions; keys/values of earlier positions come from
         the cache (for cross-attention the memory's keys/values are computed once and reused).
         Returns ``(output (B, T, d_model), weights (B, H, T, S) or None)``.
         """
         b, t, d = x.shape
         past = 0
+        if memory is None and self.k_proj is not None:
+            raise ValueError(f"kdim={self.kdim}, vdim={self.vdim}: this attention needs a memory to attend to")
         if memory is None:  # self-attention: one fused projection
             q, k, v = self.in_proj(x).split(d, dim=-1)  # 3 x (B, T, d)
             q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head)
@@ -207,8 +236,15 @@ class MultiHeadAttention(nn.Module):
             q = self._heads(F.linear(x, w[:d], None if bias is None else bias[:d]))
             cached = cache.layers[self.layer_idx] if cache is not None else None
             if cached is None:
-                kv = F.linear(memory, w[d:], None if bias is None else bias[d:])
-                k, v = (self._heads(z) for z in kv.split(d, dim=-1))  # (B, H, S, d_head)
+                value = memory if value is None else value
+                if self.k_proj is not None:  # memory of another width: own projections
+                    k, v = self._heads(self.k_proj(memory)), self._heads(self.v_proj(value))
+                elif value is memory:  # keys and values in one matmul
+                    kv = F.linear(memory, w[d:], None if bias is None else bias[d:])
+                    k, v = (self._heads(z) for z in kv.split(d, dim=-1))  # (B, H, S, d_head)
+                else:
+                    k = self._heads(F.linear(memory, w[d : 2 * d], None if bias is None else bias[d : 2 * d]))
+                    v = self._heads(F.linear(value, w[2 * d :], None if bias is None else bias[2 * d :]))
                 if cache is not None:
                     cache.layers[self.layer_idx] = (k, v)
             else:

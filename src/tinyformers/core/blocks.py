@@ -158,11 +158,22 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(EncoderBlock):
-    """Masked self-attention, cross-attention over the encoder's memory, feed-forward (§3.1, "Decoder")."""
+    """Masked self-attention, cross-attention over the encoder's memory, feed-forward (§3.1, "Decoder").
 
-    def __init__(self, cfg: CoreConfig, layer_idx: int = 0, rotary: RotaryEmbedding | None = None) -> None:
+    ``memory_dim``: width of the memory when it differs from ``d_model`` (e.g. an encoder of another width).
+    """
+
+    def __init__(
+        self,
+        cfg: CoreConfig,
+        layer_idx: int = 0,
+        rotary: RotaryEmbedding | None = None,
+        memory_dim: int | None = None,
+    ) -> None:
         super().__init__(cfg, layer_idx, rotary)
-        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout, cfg.bias, None, layer_idx)
+        self.cross_attn = MultiHeadAttention(
+            cfg.d_model, cfg.n_heads, cfg.attn_dropout, cfg.bias, None, layer_idx, kdim=memory_dim, vdim=memory_dim
+        )
         self.norm_cross = make_norm(cfg)
 
     def forward(  # type: ignore[override]
@@ -234,11 +245,20 @@ class EncoderStack(nn.Module):
 
 
 class DecoderStack(nn.Module):
-    """``n_layers`` decoder blocks with cross-attention, plus a final norm for pre-norm stacks."""
+    """``n_layers`` decoder blocks with cross-attention, plus a final norm for pre-norm stacks.
 
-    def __init__(self, cfg: CoreConfig, final_norm: bool | None = None, rotary: RotaryEmbedding | None = None) -> None:
+    ``memory_dim``: width of the memory when it differs from ``d_model``.
+    """
+
+    def __init__(
+        self,
+        cfg: CoreConfig,
+        final_norm: bool | None = None,
+        rotary: RotaryEmbedding | None = None,
+        memory_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(DecoderBlock(cfg, i, rotary) for i in range(cfg.n_layers))
+        self.layers = nn.ModuleList(DecoderBlock(cfg, i, rotary, memory_dim) for i in range(cfg.n_layers))
         self.norm = make_norm(cfg) if (cfg.norm_first if final_norm is None else final_norm) else None
 
     def forward(

@@ -5,15 +5,16 @@ written for HF works here unchanged:
 
 * **greedy** (``do_sample=False, num_beams=1``): append ``argmax_v score(v)``.
 * **multinomial sampling** (``do_sample=True``): append a draw from ``softmax(score)``, after the
-  warpers temperature -> top-k -> top-p.
+  warpers temperature -> top-k -> top-p -> min-p -> typical-p. As in HF, ``top_k`` is 50 unless given
+  (``top_k=None`` or 0 samples from the whole vocabulary).
 * **beam search** (``num_beams > 1``): keep the ``num_beams`` most probable partial sequences; a finished
   hypothesis with ``L`` new tokens (its eos included) scores ``sum(log p) / L ** length_penalty``.
 * **beam sampling** (``do_sample=True, num_beams > 1``): beam search whose candidates are drawn, not
   the most probable.
 
 The logits processors run in HF's order: ``repetition_penalty``, ``no_repeat_ngram_size``, then for
-sampling only ``temperature``, ``top_k``, ``top_p``. Greedy and sampling process the raw logits, beam
-search the log-probabilities (as HF).
+sampling only ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``typical_p``. Greedy and sampling process
+the raw logits, beam search the log-probabilities (as HF).
 
 One loop per algorithm serves both model families: a :class:`NextTokenLogits` object maps "all tokens so
 far" to "logits of the next token" and hides the model family, the KV cache and the sliding window.
@@ -22,10 +23,11 @@ far" to "logits of the next token" and hides the model family, the KV cache and 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, NamedTuple, Protocol, get_args, get_type_hints
 
 import torch
 from torch import Tensor, nn
@@ -34,15 +36,18 @@ from tinyformers.core.attention import KVCache
 
 __all__ = [
     "GenerateOutput",
+    "Flag",
     "GenerationConfig",
     "LogitsProcessor",
     "LogitsProcessorList",
+    "MinPLogitsWarper",
     "NextTokenLogits",
     "NoRepeatNGramLogitsProcessor",
     "RepetitionPenaltyLogitsProcessor",
     "TemperatureLogitsWarper",
     "TopKLogitsWarper",
     "TopPLogitsWarper",
+    "TypicalLogitsWarper",
     "generate",
     "generate_seq2seq",
 ]
@@ -145,11 +150,13 @@ class TopKLogitsWarper:
 
 
 class TopPLogitsWarper:
-    """Nucleus filtering (Holtzman et al. 2020), HF's meaning: keep the smallest set of most probable
-    tokens whose total probability reaches ``top_p`` (``>= top_p``); always at least ``min_tokens_to_keep``.
+    """Nucleus filtering (Holtzman et al. 2020), HF's formulation bit for bit: keep the smallest set of most
+    probable tokens whose total probability reaches ``top_p``; always at least ``min_tokens_to_keep``.
 
-    A token is kept iff the probability of the tokens ranked strictly above it is ``< top_p``. Tokens tied
-    at the boundary are ranked by ``torch.sort``'s order. ``top_p = 1`` keeps everything.
+    Computed from the bottom, as HF: sort ascending and remove every token whose cumulative probability
+    (itself and all less probable tokens) is ``<= 1 - top_p``. Tokens tied at the cut-off are ordered by
+    ``torch.sort``, so a tie keeps the *highest*-index tokens (HF's choice; ``TopPLogitsWarper(0.5)`` on 8
+    equal scores keeps tokens 4-7).
     """
 
     def __init__(self, top_p: float, min_tokens_to_keep: int = 1) -> None:
@@ -158,14 +165,56 @@ class TopPLogitsWarper:
         self.top_p, self.min_tokens_to_keep = float(top_p), min_tokens_to_keep
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if self.top_p >= 1.0:
-            return scores
-        sorted_scores, order = scores.sort(dim=-1, descending=True)
-        probs = sorted_scores.softmax(dim=-1)
-        mass_above = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each one
-        remove_sorted = mass_above >= self.top_p
-        remove_sorted[:, : self.min_tokens_to_keep] = False
+        sorted_scores, order = scores.sort(dim=-1)  # ascending: least probable first
+        mass_below = sorted_scores.softmax(dim=-1).cumsum(dim=-1)  # each token and every less probable one
+        remove_sorted = mass_below <= 1 - self.top_p
+        remove_sorted[:, -self.min_tokens_to_keep :] = False
         remove = remove_sorted.scatter(1, order, remove_sorted)  # back to vocabulary order
+        return scores.masked_fill(remove, float("-inf"))
+
+
+class MinPLogitsWarper:
+    """Min-p sampling (Nguyen et al. 2024), HF's meaning: keep the tokens whose probability is at least
+    ``min_p`` times the most probable token's, ``p(v) >= min_p * max_u p(u)``; always the
+    ``min_tokens_to_keep`` most probable. The cut-off follows the model's confidence: strict when one token
+    dominates, loose when many are plausible.
+    """
+
+    def __init__(self, min_p: float, min_tokens_to_keep: int = 1) -> None:
+        if not 0 <= min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+        self.min_p, self.min_tokens_to_keep = float(min_p), min_tokens_to_keep
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        probs = scores.softmax(dim=-1)
+        remove = probs < self.min_p * probs.amax(dim=-1, keepdim=True)
+        best = probs.topk(min(self.min_tokens_to_keep, probs.size(-1)), dim=-1).indices
+        remove.scatter_(1, best, False)
+        return scores.masked_fill(remove, float("-inf"))
+
+
+class TypicalLogitsWarper:
+    """Locally typical sampling (Meister et al. 2023), HF's meaning: rank tokens by how close their
+    information ``-log p(v)`` is to the distribution's entropy ``H = -sum p log p``, and keep the closest
+    ones until their total probability reaches ``typical_p`` (the token that crosses it is kept, with every
+    token as close as it); always at least ``min_tokens_to_keep``.
+    """
+
+    def __init__(self, typical_p: float, min_tokens_to_keep: int = 1) -> None:
+        if not 0 < typical_p < 1:
+            raise ValueError(f"typical_p must be in (0, 1) here (1 disables it in GenerationConfig), got {typical_p}")
+        self.typical_p, self.min_tokens_to_keep = float(typical_p), min_tokens_to_keep
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        log_p = scores.log_softmax(dim=-1)
+        entropy = -(log_p * log_p.exp()).nansum(dim=-1, keepdim=True)  # 0 * -inf = nan counts as 0
+        distance = (-log_p - entropy).abs()  # |information - entropy|
+        sorted_distance, order = distance.sort(dim=-1)  # most typical first
+        mass = scores.gather(1, order).softmax(dim=-1).cumsum(dim=-1)
+        last = (mass < self.typical_p).sum(dim=1, keepdim=True).clamp(max=scores.size(-1) - 1)  # crosses p
+        remove_sorted = sorted_distance > sorted_distance.gather(1, last)
+        remove_sorted[:, : self.min_tokens_to_keep] = False
+        remove = remove_sorted.scatter(1, order, remove_sorted)
         return scores.masked_fill(remove, float("-inf"))
 
 
@@ -174,53 +223,140 @@ class TopPLogitsWarper:
 # --------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class GenerationConfig:
-    """Decoding settings, HF's names and meanings. :meth:`validate` raises ``ValueError`` on a bad value.
+class Flag(NamedTuple):
+    """How a decoding option appears on the ``tinyformers generate`` command line (``--top-k`` for ``top_k``).
 
-    Attributes:
-        max_new_tokens: tokens to generate at most (0 returns the prompt unchanged).
-        do_sample: sample instead of taking the most probable token.
-        temperature: divide the logits by this before sampling; must be > 0 when sampling. Ignored
-            (as top_k and top_p) without sampling, so ``temperature=0`` with greedy is fine.
-        top_k: sample only among the ``top_k`` most probable tokens (ties kept); None disables.
-        top_p: sample only from the nucleus of probability ``top_p``, in (0, 1]; None or 1 disables.
-        repetition_penalty: > 0; 1 disables. See :class:`RepetitionPenaltyLogitsProcessor`.
-        no_repeat_ngram_size: >= 0; 0 disables. See :class:`NoRepeatNGramLogitsProcessor`.
-        num_beams: 1 = greedy/sampling, more = beam search.
-        length_penalty: beam search scores a finished hypothesis ``sum(log p) / L ** length_penalty``
-            (``L`` = new tokens including eos); > 0 favours longer sequences, < 0 shorter ones.
-        early_stopping: beam search's stop rule for a prompt, as HF. True: stop as soon as ``num_beams``
-            hypotheses are finished. False (default): once ``num_beams`` are finished, stop when the best
-            running beam, scored at its current length, cannot beat the worst of them (a heuristic when
-            length_penalty > 0, as scores can still grow). "never": as False, but with
-            length_penalty > 0 the running beam is scored at the maximum length, an upper bound.
-            With length_penalty = 0 the rule is exact (log-probabilities only decrease).
-        num_return_sequences: sequences per prompt: independent samples when sampling, the best
-            hypotheses with beam search (<= num_beams); must be 1 for greedy.
-        eos_token_id: token id(s) that end a sequence; None = generate exactly ``max_new_tokens``.
-        pad_token_id: fills a finished sequence's remaining positions; defaults to the first eos id.
-        use_cache: decode incrementally with a KV cache (same tokens as without, faster).
+    ``help`` is its ``--help`` line (None: listed without one); ``default`` the command's default when it
+    differs from the library's (``MISSING``: the library's).
     """
 
-    max_new_tokens: int = 20
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    early_stopping: bool | str = False
-    num_return_sequences: int = 1
-    eos_token_id: int | Sequence[int] | None = None
-    pad_token_id: int | None = None
-    use_cache: bool = True
+    help: str | None = None
+    default: Any = MISSING
+
+
+def _option(default: Any, help: str, flag: Flag | None = None, request: bool = False) -> Any:
+    """A :class:`GenerationConfig` field. ``help`` documents it (and goes into the class docstring); with
+    ``flag`` it is a ``tinyformers generate`` flag; with ``request`` a request field of ``tinyformers serve``."""
+    return field(default=default, metadata={"help": help, "flag": flag, "request": request})
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings, HF's names, meanings and defaults. :meth:`validate` raises ``ValueError`` on a bad
+    value.
+
+    This is the one declaration of the decoding options: :func:`generate` and :func:`generate_seq2seq` take
+    them as keyword arguments, ``tinyformers generate`` makes its flags from the fields that have a
+    :class:`Flag` and ``tinyformers serve`` accepts the ``request`` ones, so a new option is one new field.
+
+    Attributes:
+    """
+
+    max_new_tokens: int = _option(20, "tokens to generate at most (0 returns the prompt unchanged).", Flag(default=200))
+    do_sample: bool = _option(
+        False, "sample instead of taking the most probable token.", Flag("sample instead of greedy / beam search")
+    )
+    temperature: float = _option(
+        1.0,
+        "divide the logits by this before sampling; must be > 0 when sampling. Ignored (as every sampling "
+        "option: top_k, top_p, min_p, typical_p) without sampling, so ``temperature=0`` with greedy is fine.",
+        Flag(),
+    )
+    top_k: int | None = _option(
+        50,
+        "sample only among the ``top_k`` most probable tokens (ties at the k-th kept). 50 by default when "
+        "sampling, as HF's ``generate``, so a recipe written for HF samples the same here; ``top_k=0`` or "
+        "``None`` samples from the whole vocabulary.",
+        Flag("sample among the k most likely tokens", default=None),
+        request=True,
+    )
+    top_p: float | None = _option(
+        None,
+        "sample only from the nucleus of probability ``top_p``, in (0, 1]; None or 1 disables.",
+        Flag("sample among the smallest set of tokens with probability >= p"),
+        request=True,
+    )
+    min_p: float | None = _option(
+        None,
+        "sample only among tokens with probability >= ``min_p`` x the most probable token's, in [0, 1]; "
+        "None disables. See :class:`MinPLogitsWarper`.",
+        Flag("sample among tokens with probability >= p x the most likely token's"),
+        request=True,
+    )
+    typical_p: float | None = _option(
+        None,
+        "locally typical sampling with mass ``typical_p``, in (0, 1]; None or 1 disables. See "
+        ":class:`TypicalLogitsWarper`.",
+        Flag("sample among the most typical tokens, of total probability >= p"),
+        request=True,
+    )
+    repetition_penalty: float = _option(
+        1.0,
+        "> 0; 1 disables. See :class:`RepetitionPenaltyLogitsProcessor`.",
+        Flag("> 1 discourages repeated tokens"),
+        request=True,
+    )
+    no_repeat_ngram_size: int = _option(
+        0,
+        ">= 0; 0 disables. See :class:`NoRepeatNGramLogitsProcessor`.",
+        Flag("never repeat an n-gram of this size"),
+        request=True,
+    )
+    num_beams: int = _option(1, "1 = greedy/sampling, more = beam search.", Flag("beam search with this many beams"))
+    length_penalty: float = _option(
+        1.0,
+        "beam search scores a finished hypothesis ``sum(log p) / L ** length_penalty`` (``L`` = new tokens "
+        "including eos); > 0 favours longer sequences, < 0 shorter ones.",
+        Flag("beam score = log p / length ** this"),
+    )
+    early_stopping: bool | str = _option(
+        False,
+        "beam search's stop rule for a prompt, as HF. True: stop as soon as ``num_beams`` hypotheses are "
+        "finished. False (default): once ``num_beams`` are finished, stop when the best running beam, scored "
+        "at its current length, cannot beat the worst of them (a heuristic when length_penalty > 0, as "
+        'scores can still grow). "never": as False, but with length_penalty > 0 the running beam is scored '
+        "at the maximum length, an upper bound. With length_penalty = 0 the rule is exact (log-probabilities "
+        "only decrease).",
+    )
+    num_return_sequences: int = _option(
+        1,
+        "sequences per prompt: independent samples when sampling, the best hypotheses with beam search "
+        "(<= num_beams); must be 1 for greedy.",
+        Flag(),
+    )
+    eos_token_id: int | Sequence[int] | None = _option(
+        None, "token id(s) that end a sequence; None = generate exactly ``max_new_tokens``."
+    )
+    pad_token_id: int | None = _option(
+        None, "fills a finished sequence's remaining positions; defaults to the first eos id."
+    )
+    use_cache: bool = _option(True, "decode incrementally with a KV cache (same tokens as without, faster).")
+
+    @classmethod
+    def option_type(cls, name: str) -> type:
+        """The scalar type of option ``name``: ``bool``, ``int`` or ``float`` (the first of its annotation's)."""
+        hint = get_type_hints(cls)[name]
+        args = get_args(hint) or (hint,)
+        return next(t for t in (bool, int, float, str) if t in args)
+
+    @classmethod
+    def from_options(cls, config: GenerationConfig | None = None, **options: Any) -> GenerationConfig:
+        """``config`` (default: the defaults) with ``options`` replacing its fields; TypeError names an
+        unknown option."""
+        if config is not None and not isinstance(config, GenerationConfig):
+            raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}; pass options by name")
+        names = {f.name for f in fields(cls)}
+        for key in options:
+            if key not in names:
+                raise TypeError(f"unknown decoding option {key!r}; the options are: {', '.join(sorted(names))}")
+        return replace(config or cls(), **options)
 
     def validate(self) -> None:
         def is_int(x: object) -> bool:
             return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_number(x: object) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool)
 
         if not (is_int(self.max_new_tokens) and self.max_new_tokens >= 0):
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
@@ -232,17 +368,21 @@ class GenerationConfig:
             raise ValueError(f"num_return_sequences={self.num_return_sequences} must be <= num_beams={self.num_beams}")
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
             raise ValueError("greedy decoding returns one sequence per prompt: use do_sample=True or num_beams > 1")
-        if self.do_sample and not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+        if self.do_sample and not (is_number(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature} (use do_sample=False)")
-        if self.top_k is not None and not (is_int(self.top_k) and self.top_k >= 1):
-            raise ValueError(f"top_k must be an integer >= 1 (or None to disable), got {self.top_k}")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+        if self.top_k is not None and not (is_int(self.top_k) and self.top_k >= 0):
+            raise ValueError(f"top_k must be an integer >= 1 (0 or None disables it), got {self.top_k}")
+        if self.top_p is not None and not (is_number(self.top_p) and 0 < self.top_p <= 1):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (isinstance(self.repetition_penalty, (int, float)) and self.repetition_penalty > 0):
+        if self.min_p is not None and not (is_number(self.min_p) and 0 <= self.min_p <= 1):
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.typical_p is not None and not (is_number(self.typical_p) and 0 < self.typical_p <= 1):
+            raise ValueError(f"typical_p must be in (0, 1], got {self.typical_p}")
+        if not (is_number(self.repetition_penalty) and self.repetition_penalty > 0):
             raise ValueError(f"repetition_penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
         if not (is_int(self.no_repeat_ngram_size) and self.no_repeat_ngram_size >= 0):
             raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size}")
-        if not (isinstance(self.length_penalty, (int, float)) and math.isfinite(self.length_penalty)):
+        if not (is_number(self.length_penalty) and math.isfinite(self.length_penalty)):
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
@@ -280,11 +420,27 @@ class GenerationConfig:
             keep = len(self.eos_ids()) + 1 if self.num_beams > 1 else 1
             if self.temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(self.temperature))
-            if self.top_k is not None:
+            if self.top_k:  # None or 0: no top-k
                 processors.append(TopKLogitsWarper(self.top_k, keep))
             if self.top_p is not None and self.top_p < 1.0:
                 processors.append(TopPLogitsWarper(self.top_p, keep))
+            if self.min_p is not None:
+                processors.append(MinPLogitsWarper(self.min_p, keep))
+            if self.typical_p is not None and self.typical_p < 1.0:
+                processors.append(TypicalLogitsWarper(self.typical_p, keep))
         return processors
+
+
+def _document_options(cls: type) -> None:
+    """Append each field's help to the class docstring's ``Attributes:`` (the source keeps it by the field)."""
+    lines = [
+        textwrap.fill(f"{f.name}: {f.metadata['help']}", 104, initial_indent=" " * 8, subsequent_indent=" " * 12)
+        for f in fields(cls)
+    ]
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+
+
+_document_options(GenerationConfig)
 
 
 @dataclass
@@ -580,29 +736,21 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 def generate(
     model: nn.Module,
     input_ids: Tensor,
-    max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-    num_beams: int = 1,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = False,
-    num_return_sequences: int = 1,
-    eos_token_id: int | Sequence[int] | None = None,
-    pad_token_id: int | None = None,
-    use_cache: bool = True,
+    config: GenerationConfig | None = None,
+    *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     streamer: Streamer | None = None,
     return_dict_in_generate: bool = False,
+    **options: Any,
 ) -> Tensor | GenerateOutput:
     """Continue the prompts ``input_ids`` ``(B, T)`` with a decoder-only LM such as
     :class:`~tinyformers.core.models.DecoderLM`.
 
-    Options as HF's ``generate`` (see :class:`GenerationConfig`). Beyond them:
+    ``options``: HF's decoding options, the fields of :class:`GenerationConfig` (``max_new_tokens``,
+    ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``typical_p``, ``num_beams``...), with
+    HF's defaults: sampling uses ``top_k=50`` unless told otherwise (``top_k=None`` or 0: the whole
+    vocabulary). They replace the fields of ``config`` if one is given. Beyond them:
 
     * ``seed`` / ``generator``: randomness for sampling (a seed makes a fresh ``torch.Generator``;
       neither uses torch's global random state, like HF).
@@ -616,28 +764,13 @@ def generate(
     or a :class:`GenerateOutput` with the beam scores if ``return_dict_in_generate``. The model runs in
     eval mode under ``torch.no_grad``; its training mode is restored afterwards.
     """
-    cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        no_repeat_ngram_size=no_repeat_ngram_size,
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        early_stopping=early_stopping,
-        num_return_sequences=num_return_sequences,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        use_cache=use_cache,
-    )
+    cfg = GenerationConfig.from_options(config, **options)
     cfg.validate()
     _check_ids("input_ids", input_ids)
     _check_streamer(streamer, cfg)
     rng = _make_generator(seed, generator, input_ids.device)
     with _eval_mode(model):
-        out = _decode(lambda _: _DecoderLMLogits(model, use_cache), input_ids, cfg, rng, streamer)
+        out = _decode(lambda _: _DecoderLMLogits(model, cfg.use_cache), input_ids, cfg, rng, streamer)
     return out if return_dict_in_generate else out.sequences
 
 
@@ -645,70 +778,51 @@ def generate_seq2seq(
     model: nn.Module,
     src_ids: Tensor,
     src_mask: Tensor | None = None,
-    max_new_tokens: int | None = None,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-    num_beams: int = 1,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = False,
-    num_return_sequences: int = 1,
-    eos_token_id: int | Sequence[int] | None = None,
-    pad_token_id: int | None = None,
+    config: GenerationConfig | None = None,
+    *,
     decoder_start_token_id: int | None = None,
-    use_cache: bool = True,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     streamer: Streamer | None = None,
     return_dict_in_generate: bool = False,
+    **options: Any,
 ) -> Tensor | GenerateOutput:
     """Generate targets for ``src_ids`` ``(B, S)`` (``src_mask`` 1 = real token) with an
     :class:`~tinyformers.core.models.EncoderDecoder`.
 
     The source is encoded once; the decoder starts from ``decoder_start_token_id`` (default
     ``config.bos_id``) and runs incrementally with a self-attention cache and a cross-attention cache
-    (both reordered with the beams). Defaults from the model's config: ``eos_token_id`` = ``eos_id``,
-    ``pad_token_id`` = ``pad_id``, ``max_new_tokens`` = ``max_len - 1`` (more is allowed: the decoder then
-    slides its window). An eos id outside the vocabulary never stops decoding early. Other options as
-    :func:`generate`.
+    (both reordered with the beams). Defaults from the model's config, used when the option is not given
+    or None: ``eos_token_id`` = ``eos_id``, ``pad_token_id`` = ``pad_id``, and (unless ``config`` is given)
+    ``max_new_tokens`` = ``max_len - 1`` (more is allowed: the decoder then slides its window). An eos id
+    outside the vocabulary never stops decoding early. Other options as :func:`generate`.
 
     Returns the generated target ids *without* the start token, ``(B * num_return_sequences, L)``, each
     row padded with ``pad_token_id`` after its eos (or a :class:`GenerateOutput` if
     ``return_dict_in_generate``).
     """
-    config = model.config
-    cfg = GenerationConfig(
-        max_new_tokens=config.max_len - 1 if max_new_tokens is None else max_new_tokens,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        no_repeat_ngram_size=no_repeat_ngram_size,
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        early_stopping=early_stopping,
-        num_return_sequences=num_return_sequences,
-        eos_token_id=config.eos_id if eos_token_id is None else eos_token_id,
-        pad_token_id=config.pad_id if pad_token_id is None else pad_token_id,
-        use_cache=use_cache,
-    )
+    model_cfg = model.config
+    # max_new_tokens not given (or None), and no config giving it: as long as the model's targets
+    if options.get("max_new_tokens") is None and (config is None or "max_new_tokens" in options):
+        options["max_new_tokens"] = model_cfg.max_len - 1
+    cfg = GenerationConfig.from_options(config, **options)
+    if cfg.eos_token_id is None:
+        cfg.eos_token_id = model_cfg.eos_id
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = model_cfg.pad_id
     cfg.validate()
     _check_ids("src_ids", src_ids)
     if src_mask is not None and src_mask.shape != src_ids.shape:
         raise ValueError(f"src_mask has shape {tuple(src_mask.shape)}, expected {tuple(src_ids.shape)}")
     _check_streamer(streamer, cfg)
     rng = _make_generator(seed, generator, src_ids.device)
-    start = config.bos_id if decoder_start_token_id is None else decoder_start_token_id
+    start = model_cfg.bos_id if decoder_start_token_id is None else decoder_start_token_id
     with _eval_mode(model):
         memory, _ = model.encode(src_ids, src_mask)
 
         def make_logits(expand: int) -> NextTokenLogits:
             mask = None if src_mask is None else src_mask.repeat_interleave(expand, dim=0)
-            return _Seq2SeqLogits(model, memory.repeat_interleave(expand, dim=0), mask, use_cache)
+            return _Seq2SeqLogits(model, memory.repeat_interleave(expand, dim=0), mask, cfg.use_cache)
 
         start_ids = src_ids.new_full((src_ids.size(0), 1), start)
         out = _decode(make_logits, start_ids, cfg, rng, streamer)

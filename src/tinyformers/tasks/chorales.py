@@ -306,7 +306,8 @@ class ChoralesTask(Task):
         """Write a melody as MIDI (``out``, default ``sample.mid``) and its piano roll (same name, .png).
 
         With ``prompt_chorale=N`` it continues the first ``prompt_notes`` notes of held-out test chorale N;
-        without, it starts from nothing in 4/4. ``decoding``: HF's options (do_sample, temperature, top_p...).
+        without, it starts from nothing in 4/4. ``decoding``: HF's options (do_sample, temperature, top_p...),
+        with HF's defaults (sampling: top_k=50).
         """
         if prompt:
             raise UserError("chorales take no text prompt; use --prompt-chorale N to start from a held-out chorale")
@@ -340,7 +341,9 @@ class ChoralesTask(Task):
         """A piano roll: a held-out melody's real continuation vs the model's (sampled, seed 0)."""
         seq = data.splits["test"][0]
         given = seq[: 2 + cfg.prompt_notes]
-        ids = model.generate(torch.tensor([given]), max_new_tokens=len(seq), do_sample=True, seed=0, eos_token_id=EOS)
+        ids = model.generate(  # the model's whole distribution, not generate's default top-50
+            torch.tensor([given]), max_new_tokens=len(seq), do_sample=True, top_k=None, seed=0, eos_token_id=EOS
+        )
         path = str(Path(run_dir) / "sample_vs_real.png")
         _two_rolls(
             [token_note(t) for t in seq[2:] if t >= NOTE0],

@@ -231,7 +231,8 @@ class PixelsTask(Task):
         if prefix is not None:
             prompt = torch.cat([prompt, prefix.to(device)], dim=1)
         n = cfg.size * cfg.size
-        decoding = {"do_sample": True, **decoding, "max_new_tokens": n + 1 - prompt.size(1)}
+        # the model's whole distribution unless a top_k is given (generate's default, as HF's, is top_k=50)
+        decoding = {"do_sample": True, "top_k": None, **decoding, "max_new_tokens": n + 1 - prompt.size(1)}
         ids = model.generate(prompt, **decoding)[:, 1:]  # (B * num_return_sequences, N)
         return torch.where(ids < cfg.levels, ids, 0).cpu()
 
@@ -281,7 +282,8 @@ class PixelsTask(Task):
 
         With ``class_label``: ``num_return_sequences`` images of that class; without: one row per class.
         Images are always sampled (``do_sample`` is forced on: greedy decoding gives one image per class);
-        ``temperature``, ``top_k``, ``top_p`` and ``seed`` apply; the length is the image's pixel count.
+        ``temperature``, ``top_k``, ``top_p`` and ``seed`` apply (without ``top_k``, from every grey level, not
+        the 50 most likely tokens as ``generate``'s default); the length is the image's pixel count.
         """
         if prompt:
             raise UserError("pixels take no text prompt; use --class C to choose the class")
