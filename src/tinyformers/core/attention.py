@@ -1,4 +1,5 @@
-"""Attention: Eq. 1 of "Attention Is All You Need", multi-head attention (§3.2.2) and a KV cache.
+"""Attention: Eq. 1 of "Attention Is All You Need", multi-head attention (§3.2.2), grouped-query attention and a
+KV cache.
 
 Mask conventions, chosen to match what users already know from PyTorch:
 
@@ -101,8 +102,9 @@ def fast_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
 class KVCache:
     """Keys and values of the positions already processed, one ``(k, v)`` pair per layer.
 
-    Shapes ``(B, H, S, d_head)``. Incremental decoding feeds only new tokens; each attention layer
-    appends their keys/values here and attends over the whole history.
+    Shapes ``(B, H_kv, S, d_head)``: with grouped-query attention only the ``H_kv`` key/value heads are stored,
+    which is the point of it (a cache ``H / H_kv`` times smaller). Incremental decoding feeds only new tokens;
+    each attention layer appends their keys/values here and attends over the whole history.
     """
 
     def __init__(self, n_layers: int) -> None:
@@ -118,7 +120,7 @@ class KVCache:
         return 0 if first is None else first[0].size(2)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append new ``k, v`` ``(B, H, T, d)`` for ``layer`` and return the full ``(B, H, S, d)`` pair."""
+        """Append new ``k, v`` ``(B, H_kv, T, d)`` for ``layer`` and return the full ``(B, H_kv, S, d)`` pair."""
         past = self.layers[layer]
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
@@ -135,6 +137,12 @@ class KVCache:
         self.layers = [None if kv is None else (kv[0][:, :, :max_len], kv[1][:, :, :max_len]) for kv in self.layers]
 
 
+def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """Grouped-query attention's sharing: ``(B, H_kv, S, d)`` -> ``(B, H_kv * n_rep, S, d)``, where query head
+    ``h`` reads key/value head ``h // n_rep`` (consecutive query heads form a group, as in Llama)."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention, §3.2.2: ``MultiHead(Q, K, V) = Concat(head_1..head_h) W^O``,
     ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``.
@@ -143,13 +151,21 @@ class MultiHeadAttention(nn.Module):
     ``nn.MultiheadAttention.in_proj_weight`` and GPT-2's ``c_attn``: self-attention does one matmul;
     cross-attention projects queries from ``x`` and keys/values from ``memory`` with slices of it.
 
+    Grouped-query attention (Ainslie et al. 2023, "GQA"; Llama 2/3, Qwen2) projects keys and values to only
+    ``n_kv_heads`` heads, each shared by ``n_heads / n_kv_heads`` query heads; ``n_kv_heads=1`` is multi-query
+    attention (Shazeer 2019). The projection is then ``(d_model + 2 n_kv_heads d_head, d_model)`` and the cache
+    holds ``n_kv_heads`` heads; the shared heads are repeated (:func:`repeat_kv`) only for Eq. 1 itself.
+
     Args:
         d_model: model width; split into ``n_heads`` heads of ``d_model // n_heads``.
-        n_heads: number of heads.
+        n_heads: number of (query) heads.
         dropout: dropout on attention weights.
         bias: whether projections have biases.
         rotary: a :class:`~tinyformers.core.positions.RotaryEmbedding` applied to queries and keys, or None.
         layer_idx: this layer's slot in a :class:`KVCache`.
+        n_kv_heads: key/value heads, a divisor of ``n_heads`` (None = ``n_heads``: plain multi-head attention).
+        qkv_bias: biases on the query/key/value projection only (None = ``bias``); Qwen2 has them, its output
+            projection has none.
     """
 
     def __init__(
@@ -160,20 +176,27 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         rotary: nn.Module | None = None,
         layer_idx: int = 0,
+        n_kv_heads: int | None = None,
+        qkv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W^Q; W^K; W^V]
+        self.n_kv_heads, self.d_kv = n_kv_heads, n_kv_heads * self.d_head  # d_kv: width of the keys (and values)
+        in_bias = bias if qkv_bias is None else qkv_bias
+        self.in_proj = nn.Linear(d_model, d_model + 2 * self.d_kv, bias=in_bias)  # [W^Q; W^K; W^V]
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O
         self.dropout = dropout
         self.rotary = rotary
         self.layer_idx = layer_idx
 
     def _heads(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
+        b, t, width = x.shape
+        return x.view(b, t, width // self.d_head, self.d_head).transpose(1, 2)  # (B, H or H_kv, T, d_head)
 
     def forward(
         self,
@@ -194,25 +217,27 @@ class MultiHeadAttention(nn.Module):
         b, t, d = x.shape
         past = 0
         if memory is None:  # self-attention: one fused projection
-            q, k, v = self.in_proj(x).split(d, dim=-1)  # 3 x (B, T, d)
-            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head)
+            q, k, v = self.in_proj(x).split([d, self.d_kv, self.d_kv], dim=-1)  # (B, T, d), 2 x (B, T, d_kv)
+            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head), 2 x (B, H_kv, T, d_head)
             if cache is not None and cache.layers[self.layer_idx] is not None:
                 past = cache.layers[self.layer_idx][0].size(2)  # positions already processed
             if self.rotary is not None:
                 q, k = self.rotary(q, past), self.rotary(k, past)
             if cache is not None:
-                k, v = cache.update(self.layer_idx, k, v)  # (B, H, past + T, d_head)
+                k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, past + T, d_head)
         else:  # cross-attention: queries from x, keys and values from the encoder's memory
             w, bias = self.in_proj.weight, self.in_proj.bias
             q = self._heads(F.linear(x, w[:d], None if bias is None else bias[:d]))
             cached = cache.layers[self.layer_idx] if cache is not None else None
             if cached is None:
                 kv = F.linear(memory, w[d:], None if bias is None else bias[d:])
-                k, v = (self._heads(z) for z in kv.split(d, dim=-1))  # (B, H, S, d_head)
+                k, v = (self._heads(z) for z in kv.split(self.d_kv, dim=-1))  # (B, H_kv, S, d_head)
                 if cache is not None:
                     cache.layers[self.layer_idx] = (k, v)
             else:
                 k, v = cached
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, d_head)
         p = self.dropout if self.training else 0.0
         if is_causal and attn_mask is None and key_padding_mask is None and t == k.size(2) and not need_weights:
             # plain causal self-attention (training, prefill): the fused kernel's own causal path, no mask tensor
