@@ -137,3 +137,18 @@ def test_lora_finetune_from_the_folder(folder, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["generate", str(out), "--prompt", PROMPT, "--max-new-tokens", "4", "--no-stream"]) == 0
     assert capsys.readouterr().out.startswith(PROMPT)
+
+
+def test_generate_cli_reads_a_gpt2_folder_too(tmp_path, capsys) -> None:
+    tok = tiny_tokenizer("qwen2")  # byte-level, as GPT-2's
+    # a context (32) shorter than shakespeare's default block_size (64)
+    sizes = dict(vocab_size=tok.get_vocab_size(), n_positions=32, n_embd=32, n_layer=1, n_head=2)
+    config = transformers.GPT2Config(**sizes, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(3)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    hf.save_pretrained(tmp_path)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    expected = hf_continuation(hf, tok, PROMPT, 6)
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path), "--prompt", PROMPT, "--max-new-tokens", "6", "--no-stream"]) == 0
+    assert capsys.readouterr().out == PROMPT + expected + "\n"

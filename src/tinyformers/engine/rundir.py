@@ -209,11 +209,13 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[A
     from tinyformers.engine.task import apply_overrides, build_model
 
     if hf_model_type(run_dir) is not None:
-        from tinyformers.tasks.shakespeare import ShakespeareTask, init_meta
+        from tinyformers.core.interop import config_from_hf_causal_lm
+        from tinyformers.tasks.shakespeare import ShakespeareTask, hf_meta
 
         task = ShakespeareTask()
-        cfg = apply_overrides(task.Config(), [f"init={run_dir}", *(overrides or [])])
-        meta = init_meta(cfg)
+        meta = hf_meta(str(run_dir))
+        window = min(task.Config().block_size, config_from_hf_causal_lm(meta["hf_config"]).max_len)  # training only
+        cfg = apply_overrides(task.Config(), [f"init={run_dir}", f"block_size={window}", *(overrides or [])])
         return task, cfg, meta, build_model(task, cfg, meta).eval()
     task, cfg, meta = read_run_config(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
