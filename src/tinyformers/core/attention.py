@@ -1,4 +1,5 @@
-"""Attention: Eq. 1 of "Attention Is All You Need", multi-head attention (§3.2.2) and a KV cache.
+"""Attention: Eq. 1 of "Attention Is All You Need", multi-head attention (§3.2.2), grouped-query attention and a
+KV cache.
 
 Mask conventions, chosen to match what users already know from PyTorch:
 
@@ -116,8 +117,9 @@ def fast_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
 class KVCache:
     """Keys and values of the positions already processed, one ``(k, v)`` pair per layer.
 
-    Shapes ``(B, H, S, d_head)``. Incremental decoding feeds only new tokens; each attention layer
-    appends their keys/values here and attends over the whole history.
+    Shapes ``(B, H_kv, S, d_head)``: with grouped-query attention only the ``H_kv`` key/value heads are stored,
+    which is the point of it (a cache ``H / H_kv`` times smaller). Incremental decoding feeds only new tokens;
+    each attention layer appends their keys/values here and attends over the whole history.
     """
 
     def __init__(self, n_layers: int) -> None:
@@ -133,7 +135,7 @@ class KVCache:
         return 0 if first is None else first[0].size(2)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append new ``k, v`` ``(B, H, T, d)`` for ``layer`` and return the full ``(B, H, S, d)`` pair."""
+        """Append new ``k, v`` ``(B, H_kv, T, d)`` for ``layer`` and return the full ``(B, H_kv, S, d)`` pair."""
         past = self.layers[layer]
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
@@ -150,6 +152,12 @@ class KVCache:
         self.layers = [None if kv is None else (kv[0][:, :, :max_len], kv[1][:, :, :max_len]) for kv in self.layers]
 
 
+def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """Grouped-query attention's sharing: ``(B, H_kv, S, d)`` -> ``(B, H_kv * n_rep, S, d)``, where query head
+    ``h`` reads key/value head ``h // n_rep`` (consecutive query heads form a group, as in Llama)."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention, §3.2.2: ``MultiHead(Q, K, V) = Concat(head_1..head_h) W^O``,
     ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``.
@@ -158,16 +166,24 @@ class MultiHeadAttention(nn.Module):
     ``nn.MultiheadAttention.in_proj_weight`` and GPT-2's ``c_attn``: self-attention does one matmul;
     cross-attention projects queries from ``x`` and keys/values from ``memory`` with slices of it.
     Cross-attention to a memory of another width (``kdim``/``vdim``, as ``nn.MultiheadAttention``) keeps
-    ``W^Q`` in ``in_proj`` and has its own ``k_proj`` ``(d_model, kdim)`` and ``v_proj`` ``(d_model, vdim)``.
+    ``W^Q`` in ``in_proj`` and has its own ``k_proj`` ``(d_kv, kdim)`` and ``v_proj`` ``(d_kv, vdim)``.
+
+    Grouped-query attention (Ainslie et al. 2023, "GQA"; Llama 2/3, Qwen2) projects keys and values to only
+    ``n_kv_heads`` heads, each shared by ``n_heads / n_kv_heads`` query heads; ``n_kv_heads=1`` is multi-query
+    attention (Shazeer 2019). The projection is then ``(d_model + 2 n_kv_heads d_head, d_model)`` and the cache
+    holds ``n_kv_heads`` heads; the shared heads are repeated (:func:`repeat_kv`) only for Eq. 1 itself.
 
     Args:
         d_model: model width; split into ``n_heads`` heads of ``d_model // n_heads``.
-        n_heads: number of heads.
+        n_heads: number of (query) heads.
         dropout: dropout on attention weights.
         bias: whether projections have biases.
         rotary: a :class:`~tinyformers.core.positions.RotaryEmbedding` applied to queries and keys, or None.
         layer_idx: this layer's slot in a :class:`KVCache`.
         kdim, vdim: widths of the keys' and values' inputs (cross-attention's memory); default ``d_model``.
+        n_kv_heads: key/value heads, a divisor of ``n_heads`` (None = ``n_heads``: plain multi-head attention).
+        qkv_bias: biases on the query/key/value projection only (None = ``bias``); Qwen2 has them, its output
+            projection has none.
     """
 
     def __init__(
@@ -180,24 +196,32 @@ class MultiHeadAttention(nn.Module):
         layer_idx: int = 0,
         kdim: int | None = None,
         vdim: int | None = None,
+        n_kv_heads: int | None = None,
+        qkv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.n_kv_heads, self.d_kv = n_kv_heads, n_kv_heads * self.d_head  # d_kv: width of the keys (and values)
+        in_bias = bias if qkv_bias is None else qkv_bias
         self.kdim, self.vdim = kdim or d_model, vdim or d_model
         fused = self.kdim == self.vdim == d_model
-        self.in_proj = nn.Linear(d_model, (3 if fused else 1) * d_model, bias=bias)  # [W^Q; W^K; W^V], or W^Q
-        self.k_proj = None if fused else nn.Linear(self.kdim, d_model, bias=bias)  # W^K from kdim
-        self.v_proj = None if fused else nn.Linear(self.vdim, d_model, bias=bias)  # W^V from vdim
+        # [W^Q; W^K; W^V] in one weight, or W^Q alone when the memory has another width
+        self.in_proj = nn.Linear(d_model, d_model + 2 * self.d_kv if fused else d_model, bias=in_bias)
+        self.k_proj = None if fused else nn.Linear(self.kdim, self.d_kv, bias=in_bias)  # W^K from kdim
+        self.v_proj = None if fused else nn.Linear(self.vdim, self.d_kv, bias=in_bias)  # W^V from vdim
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O
         self.dropout = dropout
         self.rotary = rotary
         self.layer_idx = layer_idx
 
     def _heads(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
+        b, t, width = x.shape
+        return x.view(b, t, width // self.d_head, self.d_head).transpose(1, 2)  # (B, H or H_kv, T, d_head)
 
     def forward(
         self,
@@ -223,32 +247,36 @@ class MultiHeadAttention(nn.Module):
         if memory is None and self.k_proj is not None:
             raise ValueError(f"kdim={self.kdim}, vdim={self.vdim}: this attention needs a memory to attend to")
         if memory is None:  # self-attention: one fused projection
-            q, k, v = self.in_proj(x).split(d, dim=-1)  # 3 x (B, T, d)
-            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head)
+            q, k, v = self.in_proj(x).split([d, self.d_kv, self.d_kv], dim=-1)  # (B, T, d), 2 x (B, T, d_kv)
+            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head), 2 x (B, H_kv, T, d_head)
             if cache is not None and cache.layers[self.layer_idx] is not None:
                 past = cache.layers[self.layer_idx][0].size(2)  # positions already processed
             if self.rotary is not None:
                 q, k = self.rotary(q, past), self.rotary(k, past)
             if cache is not None:
-                k, v = cache.update(self.layer_idx, k, v)  # (B, H, past + T, d_head)
+                k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, past + T, d_head)
         else:  # cross-attention: queries from x, keys and values from the encoder's memory
             w, bias = self.in_proj.weight, self.in_proj.bias
             q = self._heads(F.linear(x, w[:d], None if bias is None else bias[:d]))
             cached = cache.layers[self.layer_idx] if cache is not None else None
             if cached is None:
                 value = memory if value is None else value
-                if self.k_proj is not None:  # memory of another width: own projections
+                kv_bias = None if bias is None else bias[d:]
+                if self.k_proj is not None and self.v_proj is not None:  # memory of another width
                     k, v = self._heads(self.k_proj(memory)), self._heads(self.v_proj(value))
                 elif value is memory:  # keys and values in one matmul
-                    kv = F.linear(memory, w[d:], None if bias is None else bias[d:])
-                    k, v = (self._heads(z) for z in kv.split(d, dim=-1))  # (B, H, S, d_head)
+                    kv = F.linear(memory, w[d:], kv_bias)
+                    k, v = (self._heads(z) for z in kv.split(self.d_kv, dim=-1))  # (B, H_kv, S, d_head)
                 else:
-                    k = self._heads(F.linear(memory, w[d : 2 * d], None if bias is None else bias[d : 2 * d]))
-                    v = self._heads(F.linear(value, w[2 * d :], None if bias is None else bias[2 * d :]))
+                    wk, wv = w[d:].split(self.d_kv)
+                    bk, bv = (None, None) if kv_bias is None else kv_bias.split(self.d_kv)
+                    k, v = self._heads(F.linear(memory, wk, bk)), self._heads(F.linear(value, wv, bv))
                 if cache is not None:
                     cache.layers[self.layer_idx] = (k, v)
             else:
                 k, v = cached
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, d_head)
         p = self.dropout if self.training else 0.0
         if is_causal and attn_mask is None and key_padding_mask is None and t == k.size(2) and not need_weights:
             # plain causal self-attention (training, prefill): the fused kernel's own causal path, no mask tensor

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.attention import KVCache, MultiHeadAttention
-from tinyformers.core.positions import RotaryEmbedding
+from tinyformers.core.positions import ROPE_SCALINGS, RotaryEmbedding
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -30,13 +31,18 @@ class CoreConfig:
 
     Attributes:
         d_model: width of the residual stream. n_heads: attention heads. n_layers: blocks.
+        n_kv_heads: key/value heads of self-attention, a divisor of n_heads (grouped-query attention; None =
+            n_heads, 1 = multi-query).
         d_ff: feed-forward inner width (the paper: 4 * d_model).
         dropout: residual, embedding and feed-forward dropout. attn_dropout: on attention weights.
         activation: 'relu' (paper), 'gelu' (BERT, ViT), 'gelu_tanh' (GPT-2) or 'swiglu' (LLaMA).
         norm: 'layernorm' or 'rmsnorm'. norm_eps: the norm's epsilon.
         norm_first: pre-norm (True) or post-norm as in the paper (False).
-        bias: biases in linear layers and norms.
+        bias: biases in linear layers and norms. qkv_bias: biases on the query/key/value projection alone
+            (None = bias; Qwen2: bias=False, qkv_bias=True).
         positions: 'learned', 'sinusoidal', 'rotary' or 'none'. max_len: longest sequence.
+        rope_base: rotary's base (Llama's ``rope_theta``). rope_scaling: None, or Hugging Face's ``rope_scaling``
+            dict for 'linear' or 'llama3' (see :func:`~tinyformers.core.positions.rope_frequencies`).
     """
 
     d_model: int = 128
@@ -52,10 +58,19 @@ class CoreConfig:
     bias: bool = True
     positions: str = "learned"
     max_len: int = 512
+    n_kv_heads: int | None = None
+    qkv_bias: bool | None = None
+    rope_base: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+        kind = None if self.rope_scaling is None else self.rope_scaling.get("rope_type")
+        if kind not in (None, "default", *ROPE_SCALINGS):
+            raise ValueError(f"unknown rope_scaling type {kind!r}: choose {', '.join(ROPE_SCALINGS)}")
         if self.activation not in (*ACTIVATIONS, "swiglu"):
             raise ValueError(f"unknown activation {self.activation!r}: choose {', '.join([*ACTIVATIONS, 'swiglu'])}")
         if self.norm not in ("layernorm", "rmsnorm"):
@@ -113,7 +128,16 @@ class EncoderBlock(nn.Module):
     def __init__(self, cfg: CoreConfig, layer_idx: int = 0, rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
         self.norm_first = cfg.norm_first
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout, cfg.bias, rotary, layer_idx)
+        self.self_attn = MultiHeadAttention(
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.attn_dropout,
+            cfg.bias,
+            rotary,
+            layer_idx,
+            n_kv_heads=cfg.n_kv_heads,
+            qkv_bias=cfg.qkv_bias,
+        )
         self.norm_attn = make_norm(cfg)
         self.ff = FeedForward(cfg)
         self.norm_ff = make_norm(cfg)

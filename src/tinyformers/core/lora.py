@@ -9,7 +9,8 @@ so training starts from exactly the pretrained function, and only ``r * (d_in + 
 are learned. After training, ``W = W0 + (alpha / r) B A`` can be merged into the base weight: inference then
 costs nothing extra, and un-merging restores ``W0``.
 
-Our attention projects q, k and v with one fused ``in_proj`` of shape (3d, d). Adapting "q" and "v" (the
+Our attention projects q, k and v with one fused ``in_proj`` of shape (3d, d) (smaller k and v blocks with
+grouped-query attention). Adapting "q" and "v" (the
 paper's choice) means one adapter per *row block* of that matrix, which is what :class:`LoRALinear` does
 with ``blocks``: each target block gets its own (A, B) pair, exactly like separate adapters on separate
 q/k/v matrices (HF ``peft`` on BERT's ``query``/``value``; the parity test checks this).
@@ -166,8 +167,8 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
     found = False
     for module in list(model.modules()):
         if isinstance(module, MultiHeadAttention):
-            d = module.d_model
-            rows = {"q": (0, d), "k": (d, 2 * d), "v": (2 * d, 3 * d)}
+            d, kv = module.d_model, module.d_kv  # kv < d with grouped-query attention
+            rows = {"q": (0, d), "k": (d, d + kv), "v": (d + kv, d + 2 * kv)}
             blocks = [rows[t] for t in ("q", "k", "v") if t in cfg.targets]
             if blocks:
                 _wrap(module, "in_proj", cfg, blocks)

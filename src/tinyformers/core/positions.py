@@ -9,6 +9,8 @@ relative distance between positions.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,18 +50,51 @@ class LearnedPositions(nn.Module):
         return self.embedding(positions)
 
 
+ROPE_SCALINGS = ("linear", "llama3")
+
+
+def rope_frequencies(d_head: int, base: float = 10000.0, scaling: Mapping[str, Any] | None = None) -> Tensor:
+    """RoPE's ``theta_i = base^(-2i/d)``, ``i < d/2`` (Su et al. 2021, Eq. 15), optionally rescaled for contexts
+    longer than the model was trained on. ``scaling`` takes Hugging Face's ``rope_scaling`` fields:
+
+    * ``{"rope_type": "linear", "factor": s}``: position interpolation (Chen et al. 2023), every
+      ``theta_i / s``, i.e. position ``m`` is read as ``m / s``.
+    * ``{"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
+      "original_max_position_embeddings"}`` (Llama 3.1): wavelengths longer than ``L / low_freq_factor`` are
+      divided by ``factor``, shorter than ``L / high_freq_factor`` are kept, and those between are interpolated
+      linearly in ``L / wavelength``.
+    """
+    theta = 1.0 / base ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
+    kind = None if scaling is None else scaling.get("rope_type", scaling.get("type"))
+    if kind in (None, "default"):
+        return theta
+    if kind not in ROPE_SCALINGS:
+        raise ValueError(f"rope scaling {kind!r} is not supported: choose {', '.join(ROPE_SCALINGS)}")
+    factor = float(scaling["factor"])
+    if kind == "linear":
+        return theta / factor
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    trained = float(scaling["original_max_position_embeddings"])
+    wavelength = 2 * math.pi / theta
+    smooth = ((trained / wavelength - low) / (high - low)).clamp(0.0, 1.0)  # 0: long wavelength, 1: short
+    return (1 - smooth) * theta / factor + smooth * theta
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE): rotate each pair of query/key features by an angle ``pos * theta_i``.
 
     ``q_m . k_n`` then depends on ``m - n`` only. Uses the half-split pairing of GPT-NeoX / LLaMA
-    (feature ``i`` pairs with ``i + d/2``).
+    (feature ``i`` pairs with ``i + d/2``). ``base`` is Llama's ``rope_theta``; ``scaling`` as
+    :func:`rope_frequencies`.
     """
 
-    def __init__(self, d_head: int, max_len: int = 4096, base: float = 10000.0) -> None:
+    def __init__(
+        self, d_head: int, max_len: int = 4096, base: float = 10000.0, scaling: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         if d_head % 2:
             raise ValueError(f"rotary embeddings need an even head size, got {d_head}")
-        inv_freq = 1.0 / base ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
+        inv_freq = rope_frequencies(d_head, base, scaling)  # (d/2,)
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (L, d/2)
         angles = torch.cat([angles, angles], dim=-1)  # (L, d)
         self.register_buffer("cos", angles.cos(), persistent=False)

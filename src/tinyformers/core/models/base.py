@@ -68,7 +68,9 @@ class Embeddings(nn.Module):
 
 
 def make_rotary(cfg: CoreConfig) -> RotaryEmbedding | None:
-    return RotaryEmbedding(cfg.d_model // cfg.n_heads, cfg.max_len) if cfg.positions == "rotary" else None
+    if cfg.positions != "rotary":
+        return None
+    return RotaryEmbedding(cfg.d_model // cfg.n_heads, cfg.max_len, cfg.rope_base, cfg.rope_scaling)
 
 
 def init_gpt2(model: nn.Module, n_layers: int, std: float = 0.02) -> None:
