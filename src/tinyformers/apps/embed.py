@@ -8,7 +8,7 @@ HF ``BertModel`` with the same pooling to 1e-5.
 
 What is written, chosen by the suffix of ``--out``:
 
-* ``OUT.npy``: a float32 array ``(N, 384)``, and ``OUT.ids.txt`` beside it, one id per line, row ``i`` of
+* ``OUT.npy``: a float32 array ``(N, 384)``, and ``OUT.npy.ids.txt`` beside it, one id per line, row ``i`` of
   the array is line ``i`` of the ids (``numpy.load`` reads the array; ids are not numbers in general).
 * ``OUT.safetensors``: the tensor ``embeddings`` ``(N, 384)``; the ids, in row order, are a JSON list in the
   file's metadata under ``ids`` (with ``model``, ``source`` and ``column``), so one file holds everything.
@@ -121,7 +121,7 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], batch_size: int 
 
 
 def output_paths(out: Path) -> list[Path]:
-    """The files ``out`` stands for: ``OUT.npy`` and ``OUT.ids.txt``, or the one ``OUT.safetensors``."""
+    """The files ``out`` stands for: ``OUT.npy`` and ``OUT.npy.ids.txt``, or the one ``OUT.safetensors``."""
     if out.suffix not in SUFFIXES:
         raise UserError(f"{out}: --out must end in .npy or .safetensors")
     return [out, out.with_name(out.name + ".ids.txt")] if out.suffix == ".npy" else [out]
