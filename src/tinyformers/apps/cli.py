@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--top-k", type=int, default=3, help="passages retrieved per question")
     cp.add_argument("--json", action="store_true", help="print the answer, pages and passages as JSON")
 
+    em = sub.add_parser("embed", help="sentence embeddings (all-MiniLM-L6-v2) of a text file or a CSV column")
+    em.add_argument("input", type=Path, help="a text file (one text per line), or a CSV file with --column")
+    em.add_argument("--out", required=True, type=Path, help="OUT.npy (+ OUT.npy.ids.txt) or OUT.safetensors")
+    em.add_argument("--column", help="embed this column of a CSV file")
+    em.add_argument("--id-column", help="the CSV column holding each row's id (default: its line number)")
+    em.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    em.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    em.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     ch = sub.add_parser("challenge", help="answer the Challenge: every task's minimal recipe vs its baselines")
     ch.add_argument("--tasks", help="comma-separated tasks (default: every task with a scorecard)")
     ch.add_argument("--budget-minutes", type=float, help="training budget per task (default: each recipe's own)")
@@ -261,6 +270,16 @@ def cmd_chat_pdf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from tinyformers.apps.embed import embed_file
+
+    paths, n = embed_file(
+        args.input, args.out, args.column, args.id_column, args.batch_size, args.overwrite, not args.no_progress
+    )
+    print(f"wrote {n} embeddings to {' and '.join(map(str, paths))}")
+    return 0
+
+
 def cmd_challenge(args: argparse.Namespace) -> int:
     from tinyformers.apps.challenge import run_challenge
 
@@ -400,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": lambda: cmd_export(args),
         "serve": lambda: cmd_serve(args),
         "chat-pdf": lambda: cmd_chat_pdf(args),
+        "embed": lambda: cmd_embed(args),
         "challenge": lambda: cmd_challenge(args),
     }
     try:
