@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -131,8 +132,27 @@ class TaskData:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Task:
-    """Base class of every task. Subclasses set the class attributes and implement the methods."""
+ConfigT = TypeVar("ConfigT", bound=TrainConfig)
+
+Batch = dict[str, Tensor]
+"""A training or evaluation batch: tensors by name. Conventions, stated once for every task:
+
+* ``labels`` holds the targets (class ids, next tokens, tags, values), whatever the task; positions to ignore carry
+  ``IGNORE_INDEX`` (-100, as ``F.cross_entropy`` and HF).
+* ``attention_mask`` is HF's: 1 (True) for a real token, 0 for padding, shape (N, L). Models turn it into the
+  attention's ``key_padding_mask`` (True = ignore) in one place (``core.models.base``).
+"""
+
+IGNORE_INDEX = -100
+
+
+class Task(Generic[ConfigT]):
+    """Base class of every task, generic over its config: ``class Reverse(Task[SanityConfig])``.
+
+    The required methods are below. Optional capabilities are the protocols after this class
+    (:class:`Predicts`, :class:`GeneratesText`, :class:`GeneratesFiles`, :class:`ViewsAttention`): a task that has
+    one subclasses it as well, and the apps check ``isinstance(task, Predicts)``, never ``hasattr``.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -142,44 +162,79 @@ class Task:
     final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
     head_modules: ClassVar[tuple[str, ...]] = ()  # trained in full when finetune=lora (e.g. "classifier")
     scorecard: ClassVar[Scorecard | None] = None  # how `tinyformers challenge` reports the task
-    generates_text: ClassVar[bool] = True  # `generate` prints prompt + text; False: the task writes files
 
-    def data_status(self, cfg: TrainConfig) -> str | None:
+    def data_status(self, cfg: ConfigT) -> str | None:
         """None when the data is available here, else one line saying how to get it."""
         return None
 
-    def data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None) -> TaskData:
+    def data(self, cfg: ConfigT, meta: dict[str, Any] | None = None) -> TaskData:
         """The splits. With ``meta`` (from a saved run), reuse its vocabulary/classes instead of building them."""
         raise NotImplementedError
 
-    def model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+    def model(self, cfg: ConfigT, meta: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
 
-    def batch(self, data: TaskData, cfg: TrainConfig, generator: torch.Generator) -> dict[str, Tensor]:
+    def batch(self, data: TaskData, cfg: ConfigT, generator: torch.Generator) -> Batch:
         """A random training batch of ``cfg.batch_size`` examples drawn with ``generator``."""
         raise NotImplementedError
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """A scalar; padding excluded."""
+    def loss(self, model: nn.Module, batch: Batch, cfg: ConfigT) -> Tensor:
+        """A scalar; padding (``labels == IGNORE_INDEX``, ``attention_mask == 0``) excluded."""
         return model(**batch).loss
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: TrainConfig) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ConfigT) -> dict[str, float]:
         """Flat dict of metrics on ``split``; keys carry the split (``val_loss``, ``test_accuracy``) and
         baselines/limits computed on the same split carry their own names."""
         raise NotImplementedError
 
-    def predict(self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:
-        raise UserError(f"task {self.name!r} has no predict")
-
-    def attention(
-        self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:
-        """Draw the attention of ``model`` on one input (``tinyformers attention``); return the files written."""
-        raise UserError(f"task {self.name!r} has no attention view")
-
-    def plots(self, model: nn.Module, data: TaskData, cfg: TrainConfig, run_dir: str) -> list[str]:
+    def plots(self, model: nn.Module, data: TaskData, cfg: ConfigT, run_dir: str) -> list[str]:
         """Write task-specific PNGs into ``run_dir``; return their paths."""
         return []
+
+
+@runtime_checkable
+class Predicts(Protocol):
+    """``tinyformers predict``: the model on the user's inputs (texts, or file paths), one output line per input.
+
+    ``options`` are the predict flags the task declares in ``predict_options`` (e.g. ``num_beams``); the CLI refuses
+    the others with a one-line error.
+    """
+
+    predict_options: ClassVar[tuple[str, ...]]
+
+    def predict(
+        self, model: nn.Module, cfg: Any, meta: dict[str, Any], inputs: list[str], **options: Any
+    ) -> list[str]: ...
+
+
+@runtime_checkable
+class GeneratesText(Protocol):
+    """``tinyformers generate`` / ``serve``: continue a text prompt. ``decoding`` are
+    :class:`~tinyformers.core.generation.GenerationConfig`'s fields (HF's names), plus ``seed`` and ``streamer``
+    (a callable receiving each new piece of text)."""
+
+    def generate(self, model: nn.Module, cfg: Any, meta: dict[str, Any], prompt: str, **decoding: Any) -> list[str]: ...
+
+
+@runtime_checkable
+class GeneratesFiles(Protocol):
+    """``tinyformers generate`` for tasks whose output is a file (an image grid, MIDI): writes to ``out`` and
+    returns lines to print. ``file_options`` names the extra flags the task takes (e.g. ``class_label``)."""
+
+    file_options: ClassVar[tuple[str, ...]]
+
+    def generate_file(
+        self, model: nn.Module, cfg: Any, meta: dict[str, Any], out: Path | None, **options: Any
+    ) -> list[str]: ...
+
+
+@runtime_checkable
+class ViewsAttention(Protocol):
+    """``tinyformers attention``: draw the attention of ``model`` on one input; return the files written."""
+
+    def attention(
+        self, model: nn.Module, cfg: Any, meta: dict[str, Any], text: str, out: Path, html: Path | None = None
+    ) -> list[str]: ...
 
 
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:

@@ -243,7 +243,7 @@ def _train(
                 # dropout noise of this micro-batch (and rank: shards must not share masks)
                 torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * dist.rank, step, micro))
                 with autocast:
-                    loss = task.loss(forward_model, batch) / cfg.grad_accum
+                    loss = task.loss(forward_model, batch, cfg) / cfg.grad_accum
                 value = dist.mean(loss)  # the global batch's loss, the same on every rank
                 if not math.isfinite(value):
                     raise UserError(
