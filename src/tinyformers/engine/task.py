@@ -100,6 +100,36 @@ class TrainConfig:
             raise ValueError(", ".join(f"{k}={getattr(self, k)!r} is out of range" for k in bad))
 
 
+@dataclass
+class ModelSizes:
+    """The transformer's size, shared by every task config and validated here once.
+
+    A task config extends both: ``class SanityConfig(ModelSizes, TrainConfig)`` and overrides only the defaults
+    it changes; ``--set d_model=...`` (and nanoGPT's ``n_embd``...) reach these fields like any other. A task's
+    ``model()`` passes :meth:`sizes` to the core config instead of copying the fields one by one.
+
+    Attributes:
+        d_model: residual width. n_heads: attention heads. n_layers: blocks (per stack).
+        d_ff: feed-forward inner width. dropout: residual/embedding/feed-forward dropout.
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 256
+    dropout: float = 0.0
+
+    def sizes(self) -> dict[str, Any]:
+        """The fields as keyword arguments for a core config (``CoreConfig``, ``DecoderConfig``...)."""
+        return {
+            "d_model": self.d_model,
+            "n_heads": self.n_heads,
+            "n_layers": self.n_layers,
+            "d_ff": self.d_ff,
+            "dropout": self.dropout,
+        }
+
+
 @dataclass(frozen=True)
 class Scorecard:
     """How ``tinyformers challenge`` judges a task (keys of its metrics.json).
