@@ -193,7 +193,7 @@ def test_generate_bad_input(run_dir, extra, match, capsys):
 
 def test_export_loads_in_transformers_with_equal_logits(corpus, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     rotary = tmp_path / "rotary"
     argv = ["train", "shakespeare", "--max-steps", "5", "--no-progress", "--set", *TINY, f"corpus={corpus}"]
@@ -259,9 +259,8 @@ def new_corpus(tmp_path_factory):
 
 
 def test_init_starts_from_the_run_with_its_vocabulary(run_dir, new_corpus):
-    from tinyformers.engine.rundir import load_run
     from tinyformers.engine.task import apply_overrides
-    from tinyformers.tasks import get_task
+    from tinyformers.tasks import get_task, load_run
 
     task, base_cfg, base_meta, base = load_run(run_dir)
     # a different architecture asked for: the run's wins (its weights only fit its own shapes)
@@ -296,7 +295,7 @@ def test_finetune_from_a_run_on_a_new_text(run_dir, new_corpus, tmp_path, finetu
 
 
 def test_init_from_a_lora_run_merges_its_adapters(run_dir, new_corpus, tmp_path):
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     lora = tmp_path / "lora"
     argv = ["train", "shakespeare", "--out", str(lora), "--max-steps", "10", "--no-progress", "--set", *TINY]

@@ -114,7 +114,7 @@ def test_translate_through_the_cli(run_dir, tmp_path, capsys):
 
 
 def test_beam_search_of_one_beam_is_greedy(run_dir):
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     task, cfg, meta, model = load_run(run_dir)
     sources = [s for s, _ in PAIRS[::7]]

@@ -190,7 +190,7 @@ def test_bad_inputs_are_one_line_errors(folder_run, tmp_path, capsys):
 
 
 def test_vit_run_loads_back_as_the_core_model(folder_run):
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     _, _, out = folder_run
     task, cfg, meta, model = load_run(out)

@@ -14,15 +14,21 @@ tolerance of the best — the "minimal" answer.
 from __future__ import annotations
 
 import dataclasses
+import os
+import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tinyformers.engine import rundir as runs
+import torch
+
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import Scorecard, Task, apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.errors import Interrupted, UserError
+from tinyformers.io import atomic_write, read_json, write_json
 from tinyformers.tasks import TASKS, get_task
 
 QUICK_STEPS = 20
@@ -68,11 +74,9 @@ def run_task(
     task: Task, run_dir: Path, budget: Budget, progress: bool, extra: tuple[str, ...] | list[str] = ()
 ) -> dict[str, Any]:
     """Train (unless a finished run is there and not ``budget.force``) and return its metrics."""
-    from tinyformers.engine.trainer import train
-
-    metrics_file = run_dir / runs.METRICS
+    metrics_file = RunDir(run_dir).metrics
     if metrics_file.exists() and not budget.force:
-        return runs.read_json(metrics_file)
+        return read_json(metrics_file)
     status = task.data_status(task.Config())
     if status:
         raise UserError(status)
@@ -182,8 +186,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         if r.get("search"):
             lines += ["", "Minimal-architecture search:", "", r["search"]]
     report = out / "REPORT.md"
-    runs.atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
-    runs.write_json(out / "report.json", {"header": header, "rows": rows})
+    atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_json(out / "report.json", {"header": header, "rows": rows})
     return report
 
 
@@ -258,11 +262,6 @@ def _plot_search(points: list[dict[str, Any]], card: Scorecard, path: Path) -> N
 
 
 def machine_description() -> str:
-    import os
-    import platform
-
-    import torch
-
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -23,8 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from tinyformers.core.interop import load_minilm
+from tinyformers.core.models import sentence_embedding
 from tinyformers.errors import UserError
+from tinyformers.io import atomic_write
 
 CHUNK_WORDS = 120
 OVERLAP_WORDS = 30
@@ -74,8 +79,6 @@ class Embedder:
     """all-MiniLM-L6-v2 in our encoder: texts -> L2-normalised sentence embeddings (N, 384)."""
 
     def __init__(self) -> None:
-        from tinyformers.core.interop import load_minilm
-
         try:
             self.encoder, self.tokenizer = load_minilm()
         except (FileNotFoundError, ModuleNotFoundError, ImportError) as e:
@@ -83,8 +86,6 @@ class Embedder:
 
     @torch.no_grad()
     def __call__(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
-        from tinyformers.core.models import sentence_embedding
-
         parts = []
         for i in range(0, len(texts), batch_size):
             enc = self.tokenizer.encode_batch(texts[i : i + batch_size])
@@ -118,9 +119,6 @@ class PdfIndex:
         return home / "pdf-index" / beside.name  # a read-only folder: cache in the user's cache directory
 
     def _load_or_build(self) -> tuple[list[Passage], torch.Tensor, bool]:
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import save_file
-
         digest = _sha256(self.pdf) if self.pdf.is_file() else ""
         cache = self._cache_path()
         if cache.exists():
@@ -136,8 +134,6 @@ class PdfIndex:
         if not passages:
             raise UserError(f"{self.pdf}: no text found (a scanned PDF needs OCR first)")
         vectors = self.embedder([p.text for p in passages])
-        from tinyformers.engine.rundir import atomic_write
-
         cache.parent.mkdir(parents=True, exist_ok=True)
         metadata = {
             "sha256": digest,

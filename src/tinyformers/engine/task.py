@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.lora import LoRAConfig, apply_lora
 from tinyformers.errors import UserError
 
 
@@ -319,18 +320,14 @@ def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module
     try:
         model = task.model(cfg, meta)
         if cfg.finetune == "lora":
-            from tinyformers.core.lora import apply_lora
-
             apply_lora(model, lora_config(task, cfg))
         return model
     except ValueError as e:
         raise UserError(f"invalid model settings: {e}") from None
 
 
-def lora_config(task: Task, cfg: TrainConfig) -> Any:
+def lora_config(task: Task, cfg: TrainConfig) -> LoRAConfig:
     """The :class:`~tinyformers.core.lora.LoRAConfig` of ``cfg``'s lora_* settings (the task's head trains in full)."""
-    from tinyformers.core.lora import LoRAConfig
-
     return LoRAConfig(
         r=cfg.lora_r,
         alpha=cfg.lora_alpha,

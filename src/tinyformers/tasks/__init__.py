@@ -1,5 +1,9 @@
 """The task registry: ``tinyformers list`` shows these, ``tinyformers train NAME`` runs one.
 
+The registry lives here, with the plug-ins it lists, and not in ``engine/``: the engine works on a task it is
+given and never imports a task module. Loading a saved run by its directory alone needs both (the task's name is
+in the run's ``config.json``), so :func:`load_run` is here too, on top of :class:`~tinyformers.engine.rundir.RunDir`.
+
 A task is one module in this package that lists its task classes in ``TASKS = (...)``; the registry
 finds them, so adding a task touches no shared file. Task modules import their heavy dependencies
 (scikit-learn, music21, ...) inside functions, so discovering every task stays fast.
@@ -9,7 +13,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
+from typing import Any
 
+from torch import nn
+
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
 
@@ -36,4 +45,26 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
-__all__ = ["TASKS", "Task", "TaskData", "TrainConfig", "get_task"]
+def read_run_config(run_dir: str | Path) -> tuple[Task, Any, dict]:
+    """``(task, config, meta)`` from a run's ``config.json``, validated; anything wrong is a :class:`UserError`."""
+    run = RunDir(run_dir)
+    task = get_task(run.task_name())
+    return (task, *run.read_config(task))
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Task, Any, dict, nn.Module]:
+    """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory."""
+    run = RunDir(run_dir)
+    task = get_task(run.task_name())
+    return (task, *run.load_model(task, overrides))
+
+
+def load_adapted(run_dir: str | Path) -> tuple[Task, Any, dict, nn.Module]:
+    """A ``finetune=lora`` run rebuilt from its base model plus ``adapters.safetensors`` alone
+    (:meth:`~tinyformers.engine.rundir.RunDir.load_adapted`)."""
+    run = RunDir(run_dir)
+    task = get_task(run.task_name())
+    return (task, *run.load_adapted(task))
+
+
+__all__ = ["TASKS", "Task", "TaskData", "TrainConfig", "get_task", "load_adapted", "load_run", "read_run_config"]

