@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -226,7 +226,8 @@ def _setup(task: Task, cfg: TrainConfig, run: RunDir, dist: Dist, resume: bool) 
 def _train(t: Training, progress: bool) -> dict[str, float]:
     """The loop: steps until the budget (or early stopping, or Ctrl-C), evaluating every ``eval_every`` steps."""
     cfg, state, dist = t.cfg, t.state, t.dist
-    forward_model = dist.wrap(torch.compile(t.model) if cfg.compile else t.model, t.device)
+    compiled = cast(nn.Module, torch.compile(t.model)) if cfg.compile else t.model  # compile keeps the Module API
+    forward_model = dist.wrap(compiled, t.device)
     autocast, use_scaler = autocast_for(cfg, t.device)
     scaler = torch.amp.GradScaler(t.device.type) if use_scaler else None
     bar = progress_bar(cfg, state, t.task.name, progress)
