@@ -4,6 +4,7 @@ parameters a LoRA run reports, byte-reproducible weight files, and the progress 
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -58,6 +59,40 @@ def test_a_run_failing_on_its_data_leaves_nothing_behind(tmp_path):
     with pytest.raises(UserError, match="empty file"):
         train(task, cfg, tmp_path / "old", overwrite=True, progress=False)
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == before
+
+
+def files_of(run) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_logger_that_cannot_start_leaves_nothing_behind(tmp_path, monkeypatch):
+    task, cfg = tiny()
+    train(task, cfg, tmp_path / "old", progress=False)
+    old = files_of(tmp_path / "old")
+    (tmp_path / "mine").mkdir()
+    # not installed: found before anything is written, so even the run --overwrite would replace stays whole
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    for run, kwargs in ((tmp_path / "new" / "run", {}), (tmp_path / "old", {"overwrite": True})):
+        with pytest.raises(UserError, match="tensorboard package is not installed"):
+            train(task, cfg, run, progress=False, logger="tensorboard", **kwargs)
+    assert not (tmp_path / "new").exists() and files_of(tmp_path / "old") == old
+
+    def failing_start(name, run_dir, params):  # as W&B online without a login: its folder made, then an error
+        (run_dir / "wandb").mkdir()
+        (run_dir / "wandb" / "debug.log").write_text("starting")
+        raise UserError("--logger wandb: could not start a run (no login)")
+
+    monkeypatch.setattr(trainer, "make_logger", failing_start)
+    for run, kwargs in (
+        (tmp_path / "new" / "run", {}),
+        (tmp_path / "mine", {}),
+        (tmp_path / "old", {"resume": True}),
+    ):
+        with pytest.raises(UserError, match="could not start"):
+            train(task, cfg, run, progress=False, logger="wandb", **kwargs)
+    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+    assert files_of(tmp_path / "old") == old  # the resumed run: its log and config not rewritten, no wandb/
 
 
 def test_lora_runs_report_trainable_and_total_parameters(tmp_path):

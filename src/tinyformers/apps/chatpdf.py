@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -30,6 +30,9 @@ from tinyformers.core.interop import load_minilm
 from tinyformers.core.models import sentence_embedding
 from tinyformers.errors import UserError
 from tinyformers.io import atomic_write
+
+if TYPE_CHECKING:  # openai is optional: imported only to answer with an LLM endpoint
+    from openai.types.chat import ChatCompletionMessageParam
 
 CHUNK_WORDS = 120
 OVERLAP_WORDS = 30
@@ -192,7 +195,7 @@ def _ask_llm(question: str, passages: list[Passage], base_url: str, model: str |
     except ImportError:
         raise UserError("answering with an LLM endpoint needs the openai package: pip install openai") from None
     context = "\n\n".join(f"[page {p.page}] {p.text}" for p in passages)
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {
             "role": "system",
             "content": "Answer the question using only the passages. Cite the pages you use as (page N). "

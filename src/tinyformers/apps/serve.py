@@ -214,11 +214,12 @@ def create_app(models: list[ServedModel], pdf: Any = None) -> Any:
         if chat:
             prompt = _chat_prompt(body.get("messages"))
         else:
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if not isinstance(prompt, str) or not prompt:
+            raw = body.get("prompt")
+            if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str):
+                raw = raw[0]
+            if not isinstance(raw, str) or not raw:
                 raise APIError(400, "prompt must be a non-empty string", "prompt", "invalid_value")
+            prompt = raw
         if len(prompt) > MAX_PROMPT_CHARS:
             raise APIError(413, f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}", "prompt")
         options, stop, n = _options(body, 256 if chat else 16)
@@ -418,7 +419,7 @@ def serve(
     """Load the runs (and the PDF) and serve them until Ctrl-C."""
     import uvicorn  # lazy: optional (the serve extra), needed only to listen
 
-    models = [load_model(d, (names or [None] * len(run_dirs))[i]) for i, d in enumerate(run_dirs)]
+    models = [load_model(d, names[i] if names else None) for i, d in enumerate(run_dirs)]
     ids = [m.id for m in models]
     if len(set(ids)) != len(ids):
         raise UserError(f"two runs have the same model id ({', '.join(ids)}); name them with --name")
@@ -427,7 +428,7 @@ def serve(
         chat = PdfChat(chatpdf.PdfIndex(pdf), base_url, llm_model)
     if ids:
         print(f"serving {', '.join(ids)} at http://{host}:{port}/v1 (OpenAI-compatible)")
-    if chat:
+    if pdf is not None:
         print(f"chat with {pdf.name} at http://{host}:{port}/")
     print("Ctrl-C stops")
     uvicorn.run(create_app(models, chat), host=host, port=port, log_level="warning")

@@ -187,6 +187,8 @@ class RunDir:
         self.metrics = self.path / METRICS
         self.adapters = self.path / ADAPTERS
         self.loss_plot = self.path / LOSS_PLOT
+        self._made: Path | None = None
+        self._trackers_before: set[str] = set()
 
     def __str__(self) -> str:
         return str(self.path)
@@ -208,10 +210,25 @@ class RunDir:
             )
 
     def create(self, resume: bool, overwrite: bool) -> None:
-        """Make the directory; with ``overwrite``, first delete every file and folder of the run that was there."""
+        """Make the directory; with ``overwrite``, first delete every file and folder of the run that was there.
+        Remembers what it made, for :meth:`undo_create`."""
         if overwrite and not resume and self.config.exists():
             self.clear()
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self._made = missing[-1] if missing else None  # the topmost directory mkdir creates
+        self._trackers_before = {name for name in TRACKER_DIRS if (self.path / name).exists()}
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def undo_create(self) -> None:
+        """After a failure between :meth:`create` and the run's first file (a tracker that could not start): remove
+        the directories ``create`` made, or, in a directory that was there, the tracker folders that were not.
+        A run cleared by ``overwrite`` stays cleared: :func:`~tinyformers.engine.loggers.check_logger` catches
+        what it can before that."""
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
+            return
+        for name in set(TRACKER_DIRS) - self._trackers_before:
+            shutil.rmtree(self.path / name, ignore_errors=True)
 
     def clear(self) -> None:
         """Delete the run's files: the named ones, the trackers' folders and the figures (``*.png``, drawn from

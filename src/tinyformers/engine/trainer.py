@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from tinyformers.engine import distributed
 from tinyformers.engine.distributed import Dist
-from tinyformers.engine.loggers import Logger, hyperparameters, make_logger
+from tinyformers.engine.loggers import Logger, check_logger, hyperparameters, make_logger
 from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import Batch, Task, TaskData, TrainConfig, build_model, lora_config
 from tinyformers.errors import Interrupted, UserError
@@ -177,8 +177,9 @@ def train(
 ) -> dict[str, float]:
     """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json).
 
-    The run directory is checked first and written only once the data and the model are built, so a run that
-    fails on its data leaves no directory behind (and an existing run untouched, even with ``overwrite``).
+    The run directory and the logger are checked first and the directory is written only once the data and the
+    model are built, so a run that fails on its data or its logger leaves no directory behind (and an existing run
+    untouched, even with ``overwrite``; only a tracker that fails as it starts comes after ``overwrite``'s clearing).
     Under ``torchrun`` every process calls this; see :mod:`tinyformers.engine.distributed`. Only rank 0 writes
     and returns the metrics (the others return an empty dict), and only rank 0 sends them to ``logger``
     (:mod:`tinyformers.engine.loggers`: 'none', 'tensorboard' or 'wandb').
@@ -188,13 +189,18 @@ def train(
     try:
         if dist.main:
             run.check_writable(resume, overwrite)
+            check_logger(logger)
         t = _setup(task, cfg, run, dist, resume)
         if dist.main:
             run.create(resume, overwrite)
+            try:
+                t.tracker = make_logger(logger, run.path, hyperparameters(task.name, cfg))
+            except BaseException:  # e.g. W&B online without a login: no half-made run stays behind
+                run.undo_create()
+                raise
             if resume:
                 run.trim_log(t.state.step)
             run.write_config(task.name, cfg, t.data.meta)  # on resume: records a changed budget
-            t.tracker = make_logger(logger, run.path, hyperparameters(task.name, cfg))
         dist.barrier()
         try:
             metrics = _train(t, progress and dist.main)
