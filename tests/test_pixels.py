@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from tinyformers.apps.cli import main
+from tinyformers.data.images import dequantise, quantise
 from tinyformers.engine.task import TaskData
-from tinyformers.tasks.pixels import PixelsConfig, PixelsTask, dequantise, quantise
+from tinyformers.tasks.pixels import PixelsConfig, PixelsTask
 
 TINY = [
     "size=7",
@@ -63,7 +64,7 @@ def test_learns_what_independent_pixels_cannot():
     model = task.model(cfg, data.meta)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(150):
-        loss = task.loss(model, task.batch(data, cfg, g))
+        loss = task.loss(model, task.batch(data, cfg, g), cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
