@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tinyformers.core.tokenizers import BPETokenizer
+from tinyformers.core.tokenizers import BPETokenizer, tokenizer_from_dict
 from tinyformers.errors import UserError
 
 DING = Path("/usr/share/trans/de-en")
@@ -199,7 +199,7 @@ def word_by_word(sentence: str, words: dict[str, str]) -> str:
 
     The first word is looked up in lower case first (``Ich`` is the pronoun, not the noun "ego"); the others
     as written first (nouns are capitalised in German), then in lower case."""
-    out = []
+    out: list[str] = []
     for token in sentence.split():
         m = re.fullmatch(r"(\W*)(.*?)(\W*)", token)
         lead, word, trail = m.groups()  # type: ignore[union-attr]
@@ -220,3 +220,11 @@ def pad_rows(rows: list[list[int]]) -> Tensor:
     """Token id lists -> (B, longest) long tensor, padded with ``<pad>`` on the right."""
     width = max(map(len, rows))
     return torch.tensor([r + [PAD] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def run_tokenizer(meta: dict[str, Any]) -> BPETokenizer:
+    """The shared BPE tokenizer saved in a run's ``meta`` (config.json); any other kind is a :class:`UserError`."""
+    tok = tokenizer_from_dict(meta["tokenizer"])
+    if not isinstance(tok, BPETokenizer):
+        raise UserError(f"the tokenizer in config.json is {tok.kind!r}; translation runs use 'bpe'")
+    return tok

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -192,16 +192,16 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
     ) -> list[str]:
         """The names written for uint8 images (N, 1, H, W): decoded, or looked up for the classifier."""
         device = next(model.parameters()).device
-        names, out = meta["classes"], []
+        names, tok, out = meta["classes"], self.tokenizer(meta), []
         for i in range(0, len(pixels), 500):
             chunk = pixels[i : i + 500].flatten(1).long().to(device)  # (n, H*W) grey levels
             if isinstance(model, ImageClassifier):
                 pred = model(chunk).logits.argmax(-1)
                 out += [names[c] for c in pred.tolist()]
                 continue
-            longest = max(map(len, names))
-            ids = model.generate(chunk, max_new_tokens=longest + 1, num_beams=num_beams, length_penalty=length_penalty)
-            tok = self.tokenizer(meta)
+            ids = cast(EncoderDecoder, model).generate(
+                chunk, max_new_tokens=max(map(len, names)) + 1, num_beams=num_beams, length_penalty=length_penalty
+            )
             out += [tok.decode(row[: row.index(EOS)] if EOS in row else row) for row in ids.tolist()]
         return out
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -195,7 +195,7 @@ class PixelsTask(Task[PixelsConfig], GeneratesFiles):
             prompt = torch.cat([prompt, prefix.to(device)], dim=1)
         n = cfg.size * cfg.size
         decoding = {"do_sample": True, **decoding, "max_new_tokens": n + 1 - prompt.size(1)}
-        ids = model.generate(prompt, **decoding)[:, 1:]  # (B * num_return_sequences, N)
+        ids = cast(DecoderLM, model).generate(prompt, **decoding)[:, 1:]  # (B * num_return_sequences, N)
         return torch.where(ids < cfg.levels, ids, 0).cpu()
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: PixelsConfig) -> dict[str, float]:

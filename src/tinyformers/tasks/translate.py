@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
-from tinyformers.core.tokenizers import BPETokenizer, tokenizer_from_dict
+from tinyformers.core.tokenizers import BPETokenizer
 from tinyformers.data import translation as pairs_io
-from tinyformers.data.translation import BOS, DING, EOS, INSTALL_HINT, PAD, Example, decode, pad_rows
+from tinyformers.data.translation import BOS, DING, EOS, INSTALL_HINT, PAD, Example, decode, pad_rows, run_tokenizer
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.viz.figures import draw_cross_attention
@@ -85,7 +85,9 @@ def corpus_scores(hypotheses: list[str], examples: list[Example]) -> tuple[float
 
     n_refs = max(len(refs) for _, refs in examples)
     streams = [[refs[i] if i < len(refs) else None for _, refs in examples] for i in range(n_refs)]
-    return BLEU().corpus_score(hypotheses, streams).score, CHRF().corpus_score(hypotheses, streams).score
+    # sacrebleu takes None for an example's missing reference; its annotations say str
+    refs: Any = streams
+    return BLEU().corpus_score(hypotheses, refs).score, CHRF().corpus_score(hypotheses, refs).score
 
 
 class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
@@ -117,7 +119,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError(INSTALL_HINT)
         splits = pairs_io.split_pairs(pairs, cfg.n_val, cfg.n_test, cfg.data_seed, source)
         if meta:
-            tok = tokenizer_from_dict(meta["tokenizer"])
+            tok = run_tokenizer(meta)
         else:
             tok = pairs_io.train_tokenizer([text for pair in splits["train"] for text in pair], cfg.vocab_size)
         encoded = [(tok.encode(s), tok.encode(t) + [EOS]) for s, t in splits["train"]]
@@ -129,7 +131,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         return TaskData(splits, {"tokenizer": tok.to_dict()})
 
     def model(self, cfg: TranslateConfig, meta: dict[str, Any]) -> nn.Module:
-        vocab = len(tokenizer_from_dict(meta["tokenizer"]))
+        vocab = len(run_tokenizer(meta))
         return EncoderDecoder(
             Seq2SeqConfig(
                 **cfg.sizes(),
@@ -181,7 +183,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             chunk = order[start : start + batch_size]
             src = pad_rows([ids[i] for i in chunk]).to(device)
             max_new = min(cfg.max_len - 1, 2 * src.size(1) + 10)  # a translation is rarely twice as long
-            gen = model.generate(
+            gen = cast(EncoderDecoder, model).generate(  # the model this task built (maybe compiled)
                 src, (src != PAD).long(), max_new_tokens=max_new, num_beams=num_beams, length_penalty=length_penalty
             )
             for i, row in zip(chunk, gen.tolist(), strict=True):
@@ -192,7 +194,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         """Loss (without smoothing), greedy BLEU/chrF and the baselines; beam search on the test split only
         (it is several times slower, and model selection uses greedy BLEU on validation)."""
         examples: list[Example] = data.splits[split]
-        tok = tokenizer_from_dict(data.meta["tokenizer"])
+        tok = run_tokenizer(data.meta)
         device = next(model.parameters()).device
         total, count = 0.0, 0
         pairs = [(tok.encode(s)[: cfg.max_len], (tok.encode(refs[0]) + [EOS])[: cfg.max_len]) for s, refs in examples]
@@ -241,7 +243,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         beams = cfg.num_beams if num_beams is None else num_beams
         if beams < 1:
             raise UserError(f"--num-beams {beams}: must be >= 1")
-        tok = tokenizer_from_dict(meta["tokenizer"])
+        tok = run_tokenizer(meta)
         lp = cfg.length_penalty if length_penalty is None else length_penalty
         outputs = self.translate(model, cfg, tok, [t.strip() for t in inputs], beams, lp)
         if show_attention is not None:
@@ -262,7 +264,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError(f"task {self.name!r} does not take --html")
         if not text.strip():
             raise UserError("the input is empty; give a sentence to translate")
-        tok = tokenizer_from_dict(meta["tokenizer"])
+        tok = run_tokenizer(meta)
         translation = self.translate(model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty)[0]
         return [self.draw_cross_attention(model, cfg, tok, text.strip(), translation, out)]
 
@@ -287,7 +289,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
 
     def plots(self, model: nn.Module, data: TaskData, cfg: TranslateConfig, run_dir: str) -> list[str]:
         """The cross-attention of the first test sentence, as ``run_dir/cross_attention.png``."""
-        tok = tokenizer_from_dict(data.meta["tokenizer"])
+        tok = run_tokenizer(data.meta)
         source = data.splits["test"][0][0]
         translation = self.translate(model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty)[0]
         return [self.draw_cross_attention(model, cfg, tok, source, translation, Path(run_dir) / "cross_attention.png")]

@@ -72,7 +72,7 @@ def plot_forecasts(
     axes[1, 0].set_ylabel(f"forecast - truth {unit}")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    forecast = str(Path(run_dir) / "forecast.png")
-    fig.savefig(forecast, dpi=100)
+    windows_png = str(Path(run_dir) / "forecast.png")
+    fig.savefig(windows_png, dpi=100)
     plt.close(fig)
-    return [forecast, by_step]
+    return [windows_png, by_step]

@@ -4,6 +4,7 @@ with RevIN (Kim et al. 2022), a quantile head trained with the pinball loss and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -52,11 +53,14 @@ class PatchForecaster(nn.Module):
     4. A flatten head: all ``N * d_model`` features -> ``horizon x quantiles`` in one linear map.
     """
 
+    levels: Tensor  # buffers, registered in __init__
+    rlinear: Tensor
+
     def __init__(self, cfg: PatchConfig) -> None:
         super().__init__()
         self.config = cfg
         self.patch_embed = nn.Linear(cfg.patch_len, cfg.d_model)
-        self.positions = make_positions("learned", cfg.n_patches, cfg.d_model)
+        self.positions = cast(nn.Module, make_positions("learned", cfg.n_patches, cfg.d_model))  # 'learned': never None
         self.dropout = nn.Dropout(cfg.dropout)
         self.stack = EncoderStack(cfg)
         self.head = nn.Linear(cfg.n_patches * cfg.d_model, cfg.horizon * len(cfg.quantiles))

@@ -8,7 +8,7 @@ source projects — so the shift lives in exactly one place, :func:`shift_right`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +155,7 @@ class EncoderDecoder(nn.Module):
         labels = labels.masked_fill(labels == cfg.pad_id, -100)
         memory, enc_w = self.encode(src_ids, src_mask, output_attentions)
         out = self.decode(shift_right(labels, cfg.bos_id, cfg.pad_id), memory, src_mask, None, None, output_attentions)
+        assert out.logits is not None  # decode always computes them
         out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         out.attentions = enc_w + out.attentions
         return out
@@ -164,8 +165,9 @@ class EncoderDecoder(nn.Module):
         return KVCache(self.config.n_layers), KVCache(self.config.n_layers)
 
     @torch.no_grad()
-    def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, **kwargs: object) -> Tensor:
+    def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
         """Translate ``src_ids`` (B, S); HF's decoding arguments (max_new_tokens, num_beams, ...)."""
         from tinyformers.core.generation import generate_seq2seq
 
-        return generate_seq2seq(self, src_ids, src_mask, **kwargs)
+        # the ids (B, T); a GenerateOutput only when asked with return_dict_in_generate=True
+        return cast(Tensor, generate_seq2seq(self, src_ids, src_mask, **kwargs))
