@@ -184,7 +184,7 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
             positions="learned",
             activation="gelu",
         )
-        # the encoder's weights are created (and initialised) first, then the decoder's: the order ImageToWord had
+        # the encoder is created (and initialised) first, then the decoder: runs stay bit-identical to earlier ones
         return EncoderDecoder(decoder, encoder=ImageEncoder(vit, meta["mean"], meta["std"]))
 
     def read_words(
