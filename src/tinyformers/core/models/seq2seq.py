@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.attention import KVCache
 from tinyformers.core.blocks import CoreConfig, DecoderStack, EncoderStack
+from tinyformers.core.generation import generate_seq2seq
 from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
@@ -167,7 +168,5 @@ class EncoderDecoder(nn.Module):
     @torch.no_grad()
     def generate(self, src_ids: Tensor, src_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
         """Translate ``src_ids`` (B, S); HF's decoding arguments (max_new_tokens, num_beams, ...)."""
-        from tinyformers.core.generation import generate_seq2seq
-
         # the ids (B, T); a GenerateOutput only when asked with return_dict_in_generate=True
         return cast(Tensor, generate_seq2seq(self, src_ids, src_mask, **kwargs))
