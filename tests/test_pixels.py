@@ -13,9 +13,9 @@ from PIL import Image
 
 from tinyformers.apps.cli import main
 from tinyformers.data.images import dequantise, quantise
-from tinyformers.engine.rundir import load_run
 from tinyformers.engine.task import GeneratesFiles, TaskData
 from tinyformers.errors import UserError
+from tinyformers.tasks import load_run
 from tinyformers.tasks.pixels import PixelsConfig, PixelsTask
 
 TINY = [
