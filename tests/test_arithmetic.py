@@ -113,7 +113,7 @@ def test_held_out_problems_and_swaps_never_in_training_batches():
 def test_encode_masks_the_prompt_and_padding():
     task, cfg = config("pad_operands=false", "reverse_answer=false")
     batch = task.encode(cfg, [(12, "+", 34), (5, "*", 6)])
-    ids, targets = batch["input_ids"], batch["targets"]
+    ids, targets = batch["input_ids"], batch["labels"]
     # row 0: <bos> 1 2 + 3 4 = 4 6 ; targets: only "4 6 <eos>" are predicted
     n_prompt = len("12+34=")
     assert (targets[0, :n_prompt] == -100).all()

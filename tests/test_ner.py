@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tinyformers.apps.cli import main
-from tinyformers.tasks._text import IGNORE
+from tinyformers.engine.task import IGNORE_INDEX as IGNORE
 from tinyformers.tasks.ner import NERConfig, NERTask, align_labels, read_conll
 
 CITIES = [["Paris"], ["London"], ["Tokyo"], ["New", "York"], ["Rome"]]

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.core.tokenizers import CharTokenizer
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.engine.task import IGNORE_INDEX, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
 
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
@@ -46,7 +46,7 @@ QUICK_MODEL = ("d_model=32", "n_heads=2", "n_layers=1", "d_ff=64")
 
 
 @dataclass
-class ArithmeticConfig(TrainConfig):
+class ArithmeticConfig(ModelSizes, TrainConfig):
     """Attributes:
     ops: the operations, comma-separated, from + - *. digits: operand width for + and -; mul_digits: for *.
         Operands are uniform in [0, 10^width) for training, validation and test.
@@ -58,10 +58,10 @@ class ArithmeticConfig(TrainConfig):
         and test problems stay uniform.
     n_val, n_test: held-out problems per operation. n_longer: per operation, with operands of width + 1 digits.
     data_seed: fixes the held-out sets.
-    d_model, n_heads, n_layers, d_ff, dropout: the model. positions: 'learned' (with padded operands digit i
-        of each operand has a fixed position; after 1,000 steps of 3-digit + with a 64-wide, 4-head, 2-layer model
-        the units digit was right for 100% of validation problems with learned positions and for 10.7% — chance —
-        with 'rotary'), 'rotary' or 'sinusoidal'.
+    d_model, n_heads, d_ff: the model's sizes (:class:`~tinyformers.engine.task.ModelSizes`).
+    positions: 'learned' (with padded operands digit i of each operand has a fixed position; after 1,000 steps
+        of 3-digit + with a 64-wide, 4-head, 2-layer model the units digit was right for 100% of validation
+        problems with learned positions and for 10.7% — chance — with 'rotary'), 'rotary' or 'sinusoidal'.
     """
 
     ops: str = "+,-,*"
@@ -76,9 +76,7 @@ class ArithmeticConfig(TrainConfig):
     data_seed: int = 0
     d_model: int = 128
     n_heads: int = 8
-    n_layers: int = 2
     d_ff: int = 512
-    dropout: float = 0.0
     positions: str = "learned"
     max_steps: int = 6000
     batch_size: int = 64
@@ -147,12 +145,13 @@ def carry_free(a: int, op: str, b: int) -> int:
     return sign * sum((c % 10) * 10**k for k, c in enumerate(cols))
 
 
-class ArithmeticTask(Task):
+class ArithmeticTask(Task[ArithmeticConfig], Predicts):
     name = "arithmetic"
     summary = "add, subtract and multiply digit strings with a decoder-only LM (answer reversed, operands padded)"
     Config: ClassVar[type[TrainConfig]] = ArithmeticConfig
     metric: ClassVar[str] = "selection"  # exact match, ties broken by the loss (see evaluate)
     maximize: ClassVar[bool] = True
+    predict_options: ClassVar[tuple[str, ...]] = ()
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_acc_min",
         baselines=("carryfree_acc_min",),
@@ -211,7 +210,7 @@ class ArithmeticTask(Task):
         a, op, b = problem
         return op, min(a, b), max(a, b)
 
-    def data(self, cfg: ArithmeticConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+    def data(self, cfg: ArithmeticConfig, meta: dict[str, Any] | None = None) -> TaskData:
         gen = torch.Generator().manual_seed(cfg.data_seed)
         held: dict[str, list[Problem]] = {op: [] for op in cfg.op_list()}
         seen: set[tuple[str, int, int]] = set()
@@ -250,7 +249,7 @@ class ArithmeticTask(Task):
             out.append((a, op, b))
         return out
 
-    def batch(self, data: TaskData, cfg: ArithmeticConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: ArithmeticConfig, generator: torch.Generator) -> dict[str, Tensor]:
         problems: list[Problem] = []
         while len(problems) < cfg.batch_size:  # training never sees a held-out problem or its swapped variant
             drawn = self._close(cfg, self._draw(cfg, cfg.batch_size, generator), generator)
@@ -258,7 +257,7 @@ class ArithmeticTask(Task):
         return self.encode(cfg, problems[: cfg.batch_size])
 
     def encode(self, cfg: ArithmeticConfig, problems: list[Problem]) -> dict[str, Tensor]:
-        """``input_ids`` (B, T) = ``<bos> prompt answer`` and ``targets`` (B, T) = ``prompt answer <eos>`` with the
+        """``input_ids`` (B, T) = ``<bos> prompt answer`` and ``labels`` (B, T) = ``prompt answer <eos>`` with the
         prompt and the padding set to -100: the loss grades the answer and its end only."""
         tok = _tokenizer()
         rows, prompt_lens = [], []
@@ -268,11 +267,11 @@ class ArithmeticTask(Task):
             prompt_lens.append(len(prompt))
         width = max(map(len, rows))
         ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows], dtype=torch.long)  # (B, T + 1)
-        targets = ids[:, 1:].clone()
+        labels = ids[:, 1:].clone()
         for i, n in enumerate(prompt_lens):
-            targets[i, :n] = -100  # the prompt is given; targets[i, n] is the answer's first character
-        targets[targets == PAD] = -100
-        return {"input_ids": ids[:, :-1], "targets": targets}
+            labels[i, :n] = IGNORE_INDEX  # the prompt is given; labels[i, n] is the answer's first character
+        labels[labels == PAD] = IGNORE_INDEX
+        return {"input_ids": ids[:, :-1], "labels": labels}
 
     # --- model ------------------------------------------------------------------------------------
     @staticmethod
@@ -284,14 +283,10 @@ class ArithmeticTask(Task):
             longest = max(longest, 2 * w + 2 + 1 + result_width(op, w))
         return longest + 2  # <bos>, <eos>
 
-    def model(self, cfg: ArithmeticConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: ArithmeticConfig, meta: dict[str, Any]) -> nn.Module:
         return DecoderLM(
             DecoderConfig(
-                d_model=cfg.d_model,
-                n_heads=cfg.n_heads,
-                n_layers=cfg.n_layers,
-                d_ff=cfg.d_ff,
-                dropout=cfg.dropout,
+                **cfg.sizes(),
                 positions=cfg.positions,
                 max_len=self.max_len(cfg),
                 vocab_size=len(_tokenizer()),
@@ -321,7 +316,7 @@ class ArithmeticTask(Task):
                     answers[i] = tok.decode(row)
         return answers
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ArithmeticConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ArithmeticConfig) -> dict[str, float]:
         """Exact-match accuracy per operation (``{split}_acc_add``...), their mean (``{split}_acc``) and minimum
         (``{split}_acc_min``, the hardest operation), the held-out loss, the carry-free baseline on the same
         problems (per operation and its minimum) and, on the test split, the length-generalisation accuracy
@@ -374,7 +369,9 @@ class ArithmeticTask(Task):
             raise UserError(f"{text!r}: operands of at most {w + 1} digits for {op} (trained on up to {w})")
         return int(a), op, int(b)
 
-    def predict(self, model: nn.Module, cfg: ArithmeticConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:  # type: ignore[override]
+    def predict(
+        self, model: nn.Module, cfg: ArithmeticConfig, meta: dict[str, Any], inputs: list[str], **options: Any
+    ) -> list[str]:
         """The model's answer to each problem, in the usual digit order (a reversed answer is read back)."""
         problems = [self.parse(cfg, text) for text in inputs]
         outputs = []

@@ -31,7 +31,15 @@ from torch import Tensor, nn
 
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.data import music
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.engine.task import (
+    IGNORE_INDEX,
+    GeneratesFiles,
+    ModelSizes,
+    Scorecard,
+    Task,
+    TaskData,
+    TrainConfig,
+)
 from tinyformers.errors import UserError
 
 DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
@@ -80,12 +88,12 @@ def shift_range(tokens: list[int], transpose_max: int) -> list[int]:
 
 
 @dataclass
-class ChoralesConfig(TrainConfig):
+class ChoralesConfig(ModelSizes, TrainConfig):
     """Attributes:
     voice: which part to model. source: a folder of your own scores instead of the Bach chorales.
     transpose: augmentation range in semitones (0 = off). data_seed: fixes the split.
     block_size: context; longer sequences are cropped to random windows in training and scored in
-        windows with context in evaluation. n_layers, n_heads, d_model, dropout: the model.
+        windows with context in evaluation. n_layers, d_model, dropout: the model's sizes (d_ff = 0: 4 d_model).
     ngram_max: the n-gram baseline's largest order tried. prompt_notes: notes of a held-out chorale given
         to ``generate --prompt-chorale``.
     """
@@ -96,8 +104,8 @@ class ChoralesConfig(TrainConfig):
     data_seed: int = 0
     block_size: int = 128
     n_layers: int = 3
-    n_heads: int = 4
     d_model: int = 128
+    d_ff: int = 0
     dropout: float = 0.2
     ngram_max: int = 5
     prompt_notes: int = 8
@@ -158,12 +166,12 @@ class NGram:
         return total, count
 
 
-class ChoralesTask(Task):
+class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
     name = "chorales"
     summary = "Bach chorale melodies (music21 corpus): a note-level LM vs an n-gram model; writes MIDI"
     Config: ClassVar[type[TrainConfig]] = ChoralesConfig
     metric: ClassVar[str] = "nll_per_note"
-    generates_text: ClassVar[bool] = False
+    file_options: ClassVar[tuple[str, ...]] = ("prompt_chorale",)
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_nll_per_note",
         higher_is_better=False,
@@ -173,10 +181,10 @@ class ChoralesTask(Task):
         "the same transposed training melodies.",
     )
 
-    def data_status(self, cfg: ChoralesConfig) -> str | None:  # type: ignore[override]
+    def data_status(self, cfg: ChoralesConfig) -> str | None:
         return None if cfg.source or music.music21_available() else music.INSTALL_HINT
 
-    def data(self, cfg: ChoralesConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+    def data(self, cfg: ChoralesConfig, meta: dict[str, Any] | None = None) -> TaskData:
         scores = music.folder_scores(cfg.source) if cfg.source else music.bach_chorales()
         melodies = music.melodies(scores, cfg.voice)
         if len(melodies) < 3:
@@ -225,22 +233,18 @@ class ChoralesTask(Task):
             result[split] = nats / count
         return result
 
-    def model(self, cfg: ChoralesConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: ChoralesConfig, meta: dict[str, Any]) -> nn.Module:
         return DecoderLM(
             DecoderConfig(
+                **cfg.sizes(),
                 vocab_size=meta["vocab_size"],
                 max_len=cfg.block_size,
-                d_model=cfg.d_model,
-                n_heads=cfg.n_heads,
-                n_layers=cfg.n_layers,
-                d_ff=4 * cfg.d_model,
-                dropout=cfg.dropout,
                 positions="rotary",
                 activation="gelu",
             )
         )
 
-    def batch(self, data: TaskData, cfg: ChoralesConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: ChoralesConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
         rows = []
         for i in torch.randint(len(train), (cfg.batch_size,), generator=generator).tolist():
@@ -254,10 +258,10 @@ class ChoralesTask(Task):
                 seq = seq[start : start + cfg.block_size + 1]
             rows.append(seq)
         ids = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD)
-        targets = ids[:, 1:].clone()
-        targets[targets == PAD] = -100  # padding is not predicted
-        targets[:, 0][ids[:, 0] == BOS] = -100  # the time signature is given, not predicted
-        return {"input_ids": ids[:, :-1], "targets": targets}
+        labels = ids[:, 1:].clone()
+        labels[labels == PAD] = IGNORE_INDEX  # padding is not predicted
+        labels[:, 0][ids[:, 0] == BOS] = IGNORE_INDEX  # the time signature is given, not predicted
+        return {"input_ids": ids[:, :-1], "labels": labels}
 
     @torch.no_grad()
     def sequence_nll(self, model: nn.Module, seq: list[int], block_size: int) -> tuple[float, int]:
@@ -278,7 +282,7 @@ class ChoralesTask(Task):
             start_pred = hi
         return total, count
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ChoralesConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ChoralesConfig) -> dict[str, float]:
         total, count = 0.0, 0
         for seq in data.splits[split]:
             nats, n = self.sequence_nll(model, seq, cfg.block_size)
@@ -293,20 +297,21 @@ class ChoralesTask(Task):
             "uniform_nll_per_note": math.log(VOCAB - NOTE0 + 1),
         }
 
-    def generate(  # type: ignore[override]
+    def generate_file(
         self,
         model: nn.Module,
         cfg: ChoralesConfig,
         meta: dict[str, Any],
-        prompt: str | None,
-        out: Path | None = None,
+        out: Path | None,
         prompt_chorale: int | None = None,
+        prompt: str | None = None,
         **decoding: Any,
     ) -> list[str]:
         """Write a melody as MIDI (``out``, default ``sample.mid``) and its piano roll (same name, .png).
 
         With ``prompt_chorale=N`` it continues the first ``prompt_notes`` notes of held-out test chorale N;
         without, it starts from nothing in 4/4. ``decoding``: HF's options (do_sample, temperature, top_p...).
+        A text ``prompt`` (``--prompt``) is refused: a melody does not start from text.
         """
         if prompt:
             raise UserError("chorales take no text prompt; use --prompt-chorale N to start from a held-out chorale")
@@ -328,7 +333,6 @@ class ChoralesTask(Task):
             given = test[prompt_chorale][: 2 + cfg.prompt_notes]
             ts = TIME_SIGNATURES[given[1] - TS0] if TIME_SIGNATURES[given[1] - TS0] != "other" else "4/4"
             source = f"the first {len(given) - 2} notes of held-out {names[prompt_chorale]}"
-        decoding = {k: v for k, v in decoding.items() if k != "prompt"}
         ids = model.generate(torch.tensor([given]), eos_token_id=EOS, pad_token_id=PAD, **decoding)
         notes = [token_note(t) for t in ids[0, 2:].tolist() if t >= NOTE0]
         music.write_midi(notes, out, ts)
@@ -336,7 +340,7 @@ class ChoralesTask(Task):
         new = len(notes) - (len(given) - 2)
         return [f"wrote {out} ({new} new notes after {source}) and {roll}"]
 
-    def plots(self, model: nn.Module, data: TaskData, cfg: ChoralesConfig, run_dir: str) -> list[str]:  # type: ignore[override]
+    def plots(self, model: nn.Module, data: TaskData, cfg: ChoralesConfig, run_dir: str) -> list[str]:
         """A piano roll: a held-out melody's real continuation vs the model's (sampled, seed 0)."""
         seq = data.splits["test"][0]
         given = seq[: 2 + cfg.prompt_notes]

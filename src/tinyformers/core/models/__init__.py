@@ -12,6 +12,7 @@ from tinyformers.core.models.encoder import (
 )
 from tinyformers.core.models.seq2seq import EncoderDecoder, Seq2SeqConfig, shift_right
 from tinyformers.core.models.vit import PatchEmbedding, VisionTransformer, ViTConfig
+from tinyformers.core.models.walk import WalkClassifier
 
 __all__ = [
     "DecoderConfig",
@@ -26,6 +27,7 @@ __all__ = [
     "Seq2SeqConfig",
     "ViTConfig",
     "VisionTransformer",
+    "WalkClassifier",
     "mean_pool",
     "sentence_embedding",
     "shift_right",
