@@ -129,8 +129,9 @@ def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, 
             positions=cfg.positions,
             norm_first=True,
         )
+    model: EncoderTokenClassifier | EncoderClassifier
     if per_token:
-        model: nn.Module = EncoderTokenClassifier(enc_cfg, num_labels)
+        model = EncoderTokenClassifier(enc_cfg, num_labels)
     else:
         # mean pooling: what all-MiniLM-L6-v2 was trained with (its 1_Pooling/ config), kept for both inits
         model = EncoderClassifier(enc_cfg, num_labels, pooling="mean")

@@ -1,11 +1,7 @@
 """Bach chorale melodies: a decoder-only LM over note events, measured against an n-gram model.
 
-Encoding (one token per note, so "NLL per note" is simply the per-token loss):
+Encoding: one token per note (:mod:`tinyformers.tasks._chorales`), so "NLL per note" is the per-token loss.
 
-    <bos> <time signature> note note ... note <eos>,     note = (pitch or rest, duration)
-
-* pitch: MIDI 36..96 or a rest; duration: the nearest of ``DURATIONS`` quarter notes (the chorales use
-  almost only these; the share rounded is reported by ``data()``).
 * One voice per sequence (``--set voice=soprano|alto|tenor|bass``; default the soprano, the chorale's tune).
 * Transposition augmentation: every training sequence is shifted by a random number of semitones in
   ``[-transpose + 1, transpose]`` (a shift that would leave the pitch range is replaced by 0). Keys are not
@@ -20,10 +16,10 @@ training chorales with the same transpositions, its order chosen on the validati
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,60 +27,24 @@ from torch import Tensor, nn
 
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.data import music
-from tinyformers.engine.task import (
-    IGNORE_INDEX,
-    GeneratesFiles,
-    ModelSizes,
-    Scorecard,
-    Task,
-    TaskData,
-    TrainConfig,
-)
+from tinyformers.engine.task import IGNORE_INDEX, GeneratesFiles, ModelSizes, Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-
-DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
-LOW, HIGH = 36, 96  # MIDI pitch range of the vocabulary
-PITCHES = [-1, *range(LOW, HIGH + 1)]  # -1 = rest
-TIME_SIGNATURES = ("4/4", "3/4", "3/2", "other")
-PAD, BOS, EOS = 0, 1, 2
-TS0 = 3  # first time-signature token
-NOTE0 = TS0 + len(TIME_SIGNATURES)  # first note token
-VOCAB = NOTE0 + len(PITCHES) * len(DURATIONS)
-
-
-def note_token(midi: int, quarter_length: float) -> int:
-    d = min(range(len(DURATIONS)), key=lambda i: abs(DURATIONS[i] - quarter_length))
-    return NOTE0 + PITCHES.index(midi if midi < 0 else min(max(midi, LOW), HIGH)) * len(DURATIONS) + d
-
-
-def token_note(token: int) -> tuple[int, float]:
-    p, d = divmod(token - NOTE0, len(DURATIONS))
-    return PITCHES[p], DURATIONS[d]
-
-
-def ts_token(time_signature: str) -> int:
-    return TS0 + TIME_SIGNATURES.index(time_signature if time_signature in TIME_SIGNATURES else "other")
-
-
-def encode(melody: dict[str, Any]) -> list[int]:
-    return [BOS, ts_token(melody["time_signature"])] + [note_token(int(m), q) for m, q in melody["notes"]] + [EOS]
-
-
-def transpose(tokens: Tensor, shift: int) -> Tensor:
-    """Shift every pitched note token by ``shift`` semitones (rests and specials stay)."""
-    if shift == 0:
-        return tokens
-    is_note = tokens >= NOTE0
-    p, d = torch.div(tokens - NOTE0, len(DURATIONS), rounding_mode="floor"), (tokens - NOTE0) % len(DURATIONS)
-    pitched = is_note & (p > 0)  # p = 0 is the rest
-    return torch.where(pitched, NOTE0 + (p + shift) * len(DURATIONS) + d, tokens)
-
-
-def shift_range(tokens: list[int], transpose_max: int) -> list[int]:
-    """The shifts in ``[-transpose_max + 1, transpose_max]`` that keep every pitch inside the vocabulary."""
-    pitches = [token_note(t)[0] for t in tokens if t >= NOTE0 and token_note(t)[0] >= 0]
-    lo, hi = (min(pitches), max(pitches)) if pitches else (LOW, HIGH)
-    return [s for s in range(-transpose_max + 1, transpose_max + 1) if lo + s >= LOW and hi + s <= HIGH] or [0]
+from tinyformers.tasks._chorales import (
+    BOS,
+    DURATIONS,
+    EOS,
+    NOTE0,
+    PAD,
+    TIME_SIGNATURES,
+    TS0,
+    VOCAB,
+    NGram,
+    encode,
+    shift_range,
+    token_note,
+    transpose,
+    ts_token,
+)
 
 
 @dataclass
@@ -124,46 +84,6 @@ class ChoralesConfig(ModelSizes, TrainConfig):
             raise ValueError("transpose must be between 0 and 12 semitones")
         if self.block_size < 8 or self.ngram_max < 1 or self.prompt_notes < 1:
             raise ValueError("need block_size >= 8, ngram_max >= 1, prompt_notes >= 1")
-
-
-class NGram:
-    """Interpolated absolute discounting (Ney et al., 1994) over token ids, backing off to uniform:
-
-    P(w | h) = max(c(h, w) - D, 0) / c(h) + D * N1+(h .) / c(h) * P(w | h'),   h' = h without its oldest token.
-    """
-
-    def __init__(self, order: int, vocab: list[int], discount: float = 0.75) -> None:
-        self.order, self.vocab, self.discount = order, vocab, discount
-        self.counts: list[dict[tuple[int, ...], Counter]] = [defaultdict(Counter) for _ in range(order)]
-
-    def fit(self, sequences: list[list[int]]) -> NGram:
-        for seq in sequences:
-            for i in range(2, len(seq)):  # predict from the first note on; <bos> and time signature are given
-                for n in range(self.order):
-                    if i - n >= 0:
-                        self.counts[n][tuple(seq[i - n : i])][seq[i]] += 1
-        return self
-
-    def prob(self, history: tuple[int, ...], w: int) -> float:
-        p = 1.0 / len(self.vocab)
-        for n in range(self.order):  # from the unigram up to the full order
-            if n > len(history):
-                break
-            c = self.counts[n].get(history[len(history) - n :] if n else ())
-            if not c:
-                continue
-            total = sum(c.values())
-            p = max(c[w] - self.discount, 0) / total + self.discount * len(c) / total * p
-        return p
-
-    def nll(self, sequences: list[list[int]]) -> tuple[float, int]:
-        """Total nats and number of predicted tokens (every note and the end)."""
-        total, count = 0.0, 0
-        for seq in sequences:
-            for i in range(2, len(seq)):
-                total -= math.log(self.prob(tuple(seq[max(0, i - self.order + 1) : i]), seq[i]))
-                count += 1
-        return total, count
 
 
 class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
@@ -209,7 +129,7 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
         return TaskData(splits, {"vocab_size": VOCAB, "voice": cfg.voice, "data": info})
 
     def _augmented(self, seqs: list[list[int]], cfg: ChoralesConfig) -> list[list[int]]:
-        out = []
+        out: list[list[int]] = []
         for s in seqs:
             t = torch.tensor(s)
             out += [transpose(t, k).tolist() for k in shift_range(s, cfg.transpose)] if cfg.transpose else [s]
@@ -227,7 +147,7 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
                 best = (nats / count, order, model)
         assert best is not None
         _, order, model = best
-        result = {"order": order}
+        result: dict[str, float] = {"order": order}
         for split in ("val", "test"):
             nats, count = model.nll(splits[split])
             result[split] = nats / count
@@ -333,7 +253,8 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
             given = test[prompt_chorale][: 2 + cfg.prompt_notes]
             ts = TIME_SIGNATURES[given[1] - TS0] if TIME_SIGNATURES[given[1] - TS0] != "other" else "4/4"
             source = f"the first {len(given) - 2} notes of held-out {names[prompt_chorale]}"
-        ids = model.generate(torch.tensor([given]), eos_token_id=EOS, pad_token_id=PAD, **decoding)
+        lm = cast(DecoderLM, model)  # what model() built
+        ids = lm.generate(torch.tensor([given]), eos_token_id=EOS, pad_token_id=PAD, **decoding)
         notes = [token_note(t) for t in ids[0, 2:].tolist() if t >= NOTE0]
         music.write_midi(notes, out, ts)
         music.piano_roll(notes, roll, len(given) - 2, f"{cfg.voice}, continuing {source}")
@@ -344,7 +265,8 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
         """A piano roll: a held-out melody's real continuation vs the model's (sampled, seed 0)."""
         seq = data.splits["test"][0]
         given = seq[: 2 + cfg.prompt_notes]
-        ids = model.generate(torch.tensor([given]), max_new_tokens=len(seq), do_sample=True, seed=0, eos_token_id=EOS)
+        lm = cast(DecoderLM, model)  # what model() built
+        ids = lm.generate(torch.tensor([given]), max_new_tokens=len(seq), do_sample=True, seed=0, eos_token_id=EOS)
         path = str(Path(run_dir) / "sample_vs_real.png")
         _two_rolls(
             [token_note(t) for t in seq[2:] if t >= NOTE0],

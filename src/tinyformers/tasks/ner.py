@@ -205,8 +205,9 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         tags = ["O"] * n_words
         best = logits.argmax(-1).tolist()  # (T,)
         for pos in range(len(word_ids) - 1, -1, -1):  # backwards: the first subword is written last
-            if word_ids[pos] is not None:
-                tags[word_ids[pos]] = labels[best[pos]]
+            word = word_ids[pos]
+            if word is not None:
+                tags[word] = labels[best[pos]]
         return tags
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: NERConfig) -> dict[str, float]:

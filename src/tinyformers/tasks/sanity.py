@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -168,10 +168,11 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
         for i, s in enumerate(sources):
             by_len.setdefault(len(s), []).append(i)
         device = next(model.parameters()).device
+        lm = cast(EncoderDecoder | DecoderLM, model)  # what model() built for cfg.arch
         for n, idx in by_len.items():
             digits = torch.tensor([[off + d for d in sources[i]] for i in idx], device=device)
             if cfg.arch == "seq2seq":
-                out = model.generate(digits, max_new_tokens=n + 1)
+                out = lm.generate(digits, max_new_tokens=n + 1)
             else:
                 prompt = torch.cat(
                     [
@@ -181,7 +182,7 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
                     ],
                     dim=1,
                 )
-                out = model.generate(prompt, max_new_tokens=n + 1, eos_token_id=EOS)[:, prompt.size(1) :]
+                out = lm.generate(prompt, max_new_tokens=n + 1, eos_token_id=EOS)[:, prompt.size(1) :]
             for i, row in zip(idx, out.tolist(), strict=True):
                 row = row[: row.index(EOS)] if EOS in row else row
                 answers[i] = [t - off if t >= off else -1 for t in row]
@@ -230,17 +231,18 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
         self.predict(model, cfg, meta, [text])  # checks the input as predict does (a one-line error if bad)
         tok, off = _tokenizer(), len(SPECIALS)
         digits = torch.tensor([[off + int(c) for c in text]], device=next(model.parameters()).device)  # (1, S)
+        lm = cast(EncoderDecoder | DecoderLM, model)  # what model() built for cfg.arch
         with torch.no_grad():
             if cfg.arch == "decoder":
                 bos, sep = torch.full_like(digits[:, :1], BOS), torch.full_like(digits[:, :1], SEP)
                 prompt = torch.cat([bos, digits, sep], dim=1)
-                ids = model.generate(prompt, max_new_tokens=len(text) + 1, eos_token_id=EOS)[0].tolist()
+                ids = lm.generate(prompt, max_new_tokens=len(text) + 1, eos_token_id=EOS)[0].tolist()
                 ids = ids[: ids.index(EOS, prompt.size(1)) + 1] if EOS in ids[prompt.size(1) :] else ids
                 output = model(torch.tensor([ids], device=digits.device), output_attentions=True)
                 pieces = [tok.itos[i] for i in ids]
                 title = f"{self.name}: decoder-only causal self-attention"
                 return save_attention_views(pieces, [w[0] for w in output.attentions], out, html, title=title)
-            answer = model.generate(digits, max_new_tokens=len(text) + 1)[0].tolist()  # ends with <eos> if done
+            answer = lm.generate(digits, max_new_tokens=len(text) + 1)[0].tolist()  # ends with <eos> if done
             answer = answer[: answer.index(EOS) + 1] if EOS in answer else answer
             labels = torch.tensor([answer], device=digits.device)
             output = model(digits, labels, output_attentions=True)  # decoder inputs: <bos> + answer[:-1]

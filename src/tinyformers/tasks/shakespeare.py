@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -204,7 +204,7 @@ class ShakespeareTask(Task[ShakespeareConfig], GeneratesText, ViewsAttention):
         stream = decoding.pop("streamer", None)
         if stream is not None:
             decoding["streamer"] = lambda t: stream(tok.decode(t.flatten().tolist()))
-        out = model.generate(ids, **decoding)
+        out = cast(DecoderLM, model).generate(ids, **decoding)  # what model() built
         return [tok.decode(row[ids.size(1) :].tolist()) for row in out]
 
     def attention(
