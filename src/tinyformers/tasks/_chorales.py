@@ -101,3 +101,32 @@ class NGram:
                 total -= math.log(self.prob(tuple(seq[max(0, i - self.order + 1) : i]), seq[i]))
                 count += 1
         return total, count
+
+
+def all_transpositions(seqs: list[list[int]], transpose_max: int) -> list[list[int]]:
+    """Every sequence in every shift of :func:`shift_range` (just the sequences if ``transpose_max`` is 0)."""
+    out: list[list[int]] = []
+    for s in seqs:
+        t = torch.tensor(s)
+        out += [transpose(t, k).tolist() for k in shift_range(s, transpose_max)] if transpose_max else [s]
+    return out
+
+
+def fit_ngram(splits: dict[str, Any], ngram_max: int, transpose_max: int) -> dict[str, float]:
+    """Fit orders 1..ngram_max on the (transposed) training melodies; keep the best on validation. Returns its
+    order and its nats per note on 'val' and 'test'."""
+    vocab = [EOS, *range(NOTE0, VOCAB)]
+    train = all_transpositions(splits["train"], transpose_max)
+    best: tuple[float, int, NGram] | None = None
+    for order in range(1, ngram_max + 1):
+        model = NGram(order, vocab).fit(train)
+        nats, count = model.nll(splits["val"])
+        if best is None or nats / count < best[0]:
+            best = (nats / count, order, model)
+    assert best is not None
+    _, order, model = best
+    result: dict[str, float] = {"order": order}
+    for split in ("val", "test"):
+        nats, count = model.nll(splits[split])
+        result[split] = nats / count
+    return result

@@ -38,8 +38,8 @@ from tinyformers.tasks._chorales import (
     TIME_SIGNATURES,
     TS0,
     VOCAB,
-    NGram,
     encode,
+    fit_ngram,
     shift_range,
     token_note,
     transpose,
@@ -128,31 +128,6 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
         info = {"melodies": len(melodies), "notes": total, "durations_rounded": rounded}
         return TaskData(splits, {"vocab_size": VOCAB, "voice": cfg.voice, "data": info})
 
-    def _augmented(self, seqs: list[list[int]], cfg: ChoralesConfig) -> list[list[int]]:
-        out: list[list[int]] = []
-        for s in seqs:
-            t = torch.tensor(s)
-            out += [transpose(t, k).tolist() for k in shift_range(s, cfg.transpose)] if cfg.transpose else [s]
-        return out
-
-    def _fit_ngram(self, splits: dict[str, Any], cfg: ChoralesConfig) -> dict[str, float]:
-        """Fit orders 1..ngram_max on the (transposed) training melodies; keep the best on validation."""
-        vocab = [EOS, *range(NOTE0, VOCAB)]
-        train = self._augmented(splits["train"], cfg)
-        best: tuple[float, int, NGram] | None = None
-        for order in range(1, cfg.ngram_max + 1):
-            model = NGram(order, vocab).fit(train)
-            nats, count = model.nll(splits["val"])
-            if best is None or nats / count < best[0]:
-                best = (nats / count, order, model)
-        assert best is not None
-        _, order, model = best
-        result: dict[str, float] = {"order": order}
-        for split in ("val", "test"):
-            nats, count = model.nll(splits[split])
-            result[split] = nats / count
-        return result
-
     def model(self, cfg: ChoralesConfig, meta: dict[str, Any]) -> nn.Module:
         return DecoderLM(
             DecoderConfig(
@@ -208,7 +183,7 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
             nats, n = self.sequence_nll(model, seq, cfg.block_size)
             total, count = total + nats, count + n
         if "ngram" not in data.splits:  # fitted once, on first evaluation (not needed to generate)
-            data.splits["ngram"] = self._fit_ngram(data.splits, cfg)
+            data.splits["ngram"] = fit_ngram(data.splits, cfg.ngram_max, cfg.transpose)
         ngram = data.splits["ngram"]
         return {
             f"{split}_nll_per_note": total / count,
@@ -278,6 +253,7 @@ class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
 
 
 def _two_rolls(real: list[tuple[int, float]], sampled: list[tuple[int, float]], given: int, path: str) -> None:
+    # imported here, not at the top: matplotlib is heavy and only needed now
     import matplotlib
 
     matplotlib.use("Agg")

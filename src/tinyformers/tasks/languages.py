@@ -180,6 +180,7 @@ class LanguagesTask(Task[LanguagesConfig], Predicts):
 
     def baseline_predictions(self, data: TaskData, cfg: LanguagesConfig, split: str) -> np.ndarray:
         """Logistic regression on the bag of increment counts, fitted on the training split (cached)."""
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -212,6 +213,7 @@ class LanguagesTask(Task[LanguagesConfig], Predicts):
 
     def plots(self, model: nn.Module, data: TaskData, cfg: LanguagesConfig, run_dir: str) -> list[str]:
         """The model's probability of the true language against the exact Bayes posterior, per test sequence."""
+        # imported here, not at the top: matplotlib is heavy and only needed now
         import matplotlib
 
         matplotlib.use("Agg")

@@ -211,6 +211,7 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         return tags
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: NERConfig) -> dict[str, float]:
+        # imported here, not at the top: seqeval is heavy and only needed now
         from seqeval.metrics import f1_score, precision_score, recall_score
 
         part, labels = data.splits[split], data.meta["labels"]
@@ -256,6 +257,7 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         self, model: nn.Module, cfg: NERConfig, meta: dict[str, Any], inputs: list[str], **options: Any
     ) -> list[str]:
         """The entities found in each input, e.g. ``geo-loc: new york``."""
+        # imported here, not at the top: seqeval is heavy and only needed now
         from seqeval.metrics.sequence_labeling import get_entities
 
         lines = []
@@ -277,6 +279,7 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
 def token_baseline(data: TaskData) -> Any:
     """Per-token logistic regression on :func:`word_features`, fitted once on the training split."""
     if "_baseline" not in data.splits:
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline

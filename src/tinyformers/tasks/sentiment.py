@@ -185,6 +185,7 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
         return self._batch(train, idx)
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SentimentConfig) -> dict[str, float]:
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.metrics import accuracy_score, f1_score
 
         part = data.splits[split]
@@ -240,6 +241,7 @@ def tfidf_baseline(data: TaskData) -> Any:
     """TF-IDF of word 1-2-grams + logistic regression, fitted once on the training split. C=1 was the best of
     0.25, 1 and 4 by validation macro F1 on the tweets (0.741; measured 2026-11-22)."""
     if "_baseline" not in data.splits:
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
