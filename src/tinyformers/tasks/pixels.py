@@ -149,7 +149,7 @@ class PixelsTask(Task):
     def sequences(self, tokens: Tensor, labels: Tensor, cfg: PixelsConfig) -> dict[str, Tensor]:
         """``<class> p_1 .. p_N``: inputs drop the last pixel, targets are every pixel (the class is given)."""
         seq = torch.cat([cfg.levels + labels[:, None], tokens], dim=1)  # (B, 1 + N)
-        return {"input_ids": seq[:, :-1], "targets": seq[:, 1:]}
+        return {"input_ids": seq[:, :-1], "labels": seq[:, 1:]}
 
     def batch(self, data: TaskData, cfg: PixelsConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
         tokens, labels = data.splits["train"]
@@ -180,7 +180,7 @@ class PixelsTask(Task):
         for i in range(0, len(labels), 250):
             batch = self.sequences(tokens[i : i + 250], labels[i : i + 250], cfg)
             logits = model(batch["input_ids"].to(device)).logits.float()  # (B, N, vocab)
-            nats += F.cross_entropy(logits.flatten(0, 1), batch["targets"].to(device).flatten(), reduction="sum").item()
+            nats += F.cross_entropy(logits.flatten(0, 1), batch["labels"].to(device).flatten(), reduction="sum").item()
         return nats / tokens.numel() / math.log(2)
 
     @staticmethod
