@@ -100,7 +100,7 @@ def test_starts_equal_to_base_and_trains_only_adapters():
     assert trainable and all("lora_" in k for k in trainable)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(3):
-        loss = model(ids, targets=ids).loss
+        loss = model(ids, labels=ids).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -13,6 +13,8 @@ from tinyformers.apps.cli import main
 from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from tinyformers.data import shakespeare as data_mod
 from tinyformers.data.shakespeare import clean_play
+from tinyformers.engine.rundir import load_run
+from tinyformers.engine.task import GeneratesFiles, GeneratesText, Predicts, ViewsAttention
 
 PLAY = """# A Play
 
@@ -161,6 +163,17 @@ def test_generate_streams_and_decodes(run_dir, capsys):
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first  # seeded sampling is reproducible
+
+
+def test_generate_is_the_declared_capability(run_dir):
+    """Without the CLI: shakespeare declares text generation and attention views (not predict, not files), and
+    ``generate`` streams each new piece to ``streamer`` as it decodes."""
+    task, cfg, meta, model = load_run(run_dir)
+    assert isinstance(task, GeneratesText) and isinstance(task, ViewsAttention)
+    assert not isinstance(task, (Predicts, GeneratesFiles))
+    pieces: list[str] = []
+    texts = task.generate(model, cfg, meta, "ROMEO:", max_new_tokens=12, streamer=pieces.append)
+    assert len(texts) == 1 and "".join(pieces) == texts[0] and len(pieces) == 12
 
 
 def test_prompt_longer_than_the_context(run_dir, capsys):

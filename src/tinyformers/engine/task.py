@@ -111,7 +111,8 @@ class ModelSizes:
 
     Attributes:
         d_model: residual width. n_heads: attention heads. n_layers: blocks (per stack).
-        d_ff: feed-forward inner width. dropout: residual/embedding/feed-forward dropout.
+        d_ff: feed-forward inner width; 0 = 4 d_model (the paper's ratio, nanoGPT's fixed choice).
+        dropout: residual/embedding/feed-forward dropout.
     """
 
     d_model: int = 64
@@ -120,15 +121,36 @@ class ModelSizes:
     d_ff: int = 256
     dropout: float = 0.0
 
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)  # TrainConfig's checks, when mixed in with it
+        if parent is not None:
+            parent()
+        checks = {
+            "d_model": self.d_model >= 1,
+            "n_heads": self.n_heads >= 1,
+            "n_layers": self.n_layers >= 1,
+            "d_ff": self.d_ff >= 0,
+            "dropout": 0 <= self.dropout < 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ModelSizeError(", ".join(f"{k}={getattr(self, k)!r} is out of range" for k in bad))
+        if self.d_model % self.n_heads:  # core's message: the same whether a task or core finds it
+            raise ModelSizeError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+
     def sizes(self) -> dict[str, Any]:
         """The fields as keyword arguments for a core config (``CoreConfig``, ``DecoderConfig``...)."""
         return {
             "d_model": self.d_model,
             "n_heads": self.n_heads,
             "n_layers": self.n_layers,
-            "d_ff": self.d_ff,
+            "d_ff": self.d_ff or 4 * self.d_model,
             "dropout": self.dropout,
         }
+
+
+class ModelSizeError(ValueError):
+    """An invalid :class:`ModelSizes` field; reported as "invalid model settings", as when core refuses a size."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +332,8 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
         changes[key] = parse_value(text.strip(), getattr(cfg, key), key)
     try:
         return dataclasses.replace(cfg, **changes)
+    except ModelSizeError as e:
+        raise UserError(f"invalid model settings: {e}") from None
     except (ValueError, TypeError) as e:
         raise UserError(f"invalid settings: {e}") from None
 

