@@ -13,9 +13,9 @@ pytest.importorskip("music21")
 
 from tinyformers.apps.cli import main  # noqa: E402
 from tinyformers.data import music  # noqa: E402
-from tinyformers.engine.rundir import load_run  # noqa: E402
 from tinyformers.engine.task import GeneratesFiles, GeneratesText, Predicts  # noqa: E402
 from tinyformers.errors import UserError  # noqa: E402
+from tinyformers.tasks import load_run  # noqa: E402
 from tinyformers.tasks._chorales import (  # noqa: E402
     EOS,
     NOTE0,

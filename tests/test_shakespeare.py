@@ -13,8 +13,8 @@ from tinyformers.apps.cli import main
 from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from tinyformers.data import shakespeare as data_mod
 from tinyformers.data.shakespeare import clean_play
-from tinyformers.engine.rundir import load_run
 from tinyformers.engine.task import GeneratesFiles, GeneratesText, Predicts, ViewsAttention
+from tinyformers.tasks import load_run
 
 PLAY = """# A Play
 
