@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from common import machine, save, table
 
-from tinyformers.engine.rundir import load_run
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import apply_overrides
-from tinyformers.engine.trainer import read_log, train
-from tinyformers.tasks import get_task
+from tinyformers.engine.trainer import train
+from tinyformers.tasks import get_task, load_run
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 
@@ -87,7 +87,7 @@ def main() -> None:
         out = runs_dir / init
         m = train(task, cfg, out, overwrite=True, progress=False)
         rows.append({"model": init, "settings": " ".join(settings) or "(defaults)", **m})
-        logs[init] = read_log(out)
+        logs[init] = RunDir(out).read_log()
         print(f"{args.task} {init}: test {metric} {m[f'test_{metric}']:.4f} in {m['train_seconds']}s", file=sys.stderr)
     baseline = {"model": "baseline", f"test_{metric}": rows[0][f"baseline_{metric}"]}
     if args.task == "sentiment":

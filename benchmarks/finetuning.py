@@ -24,10 +24,10 @@ import torch
 from common import RESULTS, machine, table
 
 from tinyformers.core.tokenizers import tokenizer_from_dict
-from tinyformers.engine.rundir import ADAPTERS, WEIGHTS, load_run, read_run_config
+from tinyformers.engine.rundir import ADAPTERS, WEIGHTS
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import evaluate_run, train
-from tinyformers.tasks import get_task
+from tinyformers.tasks import get_task, load_run, read_run_config
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
 OUT = RESULTS / "finetuning.json"
@@ -131,7 +131,7 @@ def shakespeare(variants: list[str], runs_dir: Path, corpus: Path) -> None:
     dropped.write_text("".join(c for c in text if c in vocab))
     unknown = sorted(set(text) - vocab)
     # the base model as it is, on the new text: same windows of the same validation split as every variant
-    zero = evaluate_run(base, [f"corpus={corpus}", "unknown_chars=drop", *SH_MODEL])
+    zero = evaluate_run(task, base, [f"corpus={corpus}", "unknown_chars=drop", *SH_MODEL])
     rows = {
         "base_plays": {"settings": " ".join(base_settings), "params": m["params"], **m},
         "zero_shot": {

@@ -50,7 +50,7 @@ def main() -> None:
         ),
     }
     if args.run:
-        from tinyformers.engine.rundir import load_run
+        from tinyformers.tasks import load_run
 
         models[f"trained run {args.run}"] = load_run(args.run)[3]
     rows = []

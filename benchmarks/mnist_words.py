@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from common import machine, save, table
 
-from tinyformers.engine.rundir import load_run
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import apply_overrides
-from tinyformers.engine.trainer import evaluate_run, read_log, train
-from tinyformers.tasks import get_task
+from tinyformers.engine.trainer import evaluate_run, train
+from tinyformers.tasks import get_task, load_run
 from tinyformers.viz.plots import plt
 
 DOCS = Path(__file__).parent.parent / "docs" / "tasks"
@@ -42,7 +42,7 @@ def plot_curves(runs: Path, path: Path) -> None:
     """Validation word accuracy against steps for both models."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, label in (("words", "encoder-decoder (greedy)"), ("classifier", "classifier + lookup")):
-        log = read_log(runs / name)
+        log = RunDir(runs / name).read_log()
         ax.plot([e["step"] for e in log], [e["val_word_accuracy"] for e in log], marker="o", label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("validation word accuracy")
@@ -66,7 +66,7 @@ def main() -> None:
     rows = []
     words = run("words", steps, runs)
     rows.append({"model": "encoder-decoder", "decoding": "greedy", **words})
-    beam = evaluate_run(runs / "words", ["num_beams=4"])
+    beam = evaluate_run(get_task("mnist-words"), runs / "words", ["num_beams=4"])
     rows.append({"model": "encoder-decoder", "decoding": "beam 4", **{**words, **beam}})
     cls = run("classifier", ["model=classifier", *steps], runs)
     rows.append({"model": "ViT classifier + lookup", "decoding": "argmax", **cls})

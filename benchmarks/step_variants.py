@@ -43,7 +43,7 @@ def tokens_per_s(activation: str, fused: bool, steps: int, bf16: bool = False, p
             if i == 10:
                 t0 = time.perf_counter()
             with ctx():
-                loss = model(x, targets=y).loss
+                loss = model(x, labels=y).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

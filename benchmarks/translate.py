@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from common import machine, save, table
 
-from tinyformers.engine.rundir import load_run
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import apply_overrides
-from tinyformers.engine.trainer import read_log, train
-from tinyformers.tasks import get_task
+from tinyformers.engine.trainer import train
+from tinyformers.tasks import get_task, load_run
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tasks"
 EXAMPLES = [
@@ -78,7 +78,7 @@ def main() -> None:
             m = train(task, cfg, run, progress=False)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             rows.append({"budget_s": budget, **m, "wall_s_with_eval": round(wall), "cpu_s_with_eval": round(cpu)})
-            curves[budget] = read_log(run)
+            curves[budget] = RunDir(run).read_log()
             _, run_cfg, meta, model = load_run(run)
             examples[budget] = dict(zip(EXAMPLES, task.predict(model, run_cfg, meta, EXAMPLES), strict=True))
             task.predict(model, run_cfg, meta, EXAMPLES[:1], show_attention=DOCS / "translate_cross_attention.png")

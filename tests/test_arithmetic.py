@@ -15,7 +15,17 @@ from tinyformers.core.tokenizers import tokenizer_from_dict
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.arithmetic import EOS, carry_free, solve_exactly
+from tinyformers.tasks._arithmetic import (
+    carry_free,
+    close_differences,
+    draw_problems,
+    format_problem,
+    problem_key,
+    read_answer,
+    solve_exactly,
+    width_of,
+)
+from tinyformers.tasks.arithmetic import EOS
 
 TINY_MODEL = ["d_model=32", "n_heads=2", "n_layers=2", "d_ff=64"]
 SMALL_DATA = ["digits=2", "mul_digits=1", "n_val=5", "n_test=10", "n_longer=10"]
@@ -42,7 +52,7 @@ def config(*overrides: str):
 )
 def test_format(reverse, pad, problem, expected):
     task, cfg = config(f"reverse_answer={reverse}", f"pad_operands={pad}")
-    assert task.format(cfg, problem) == expected
+    assert format_problem(cfg, problem) == expected
 
 
 @pytest.mark.parametrize(("reverse", "pad"), list(itertools.product([True, False], repeat=2)))
@@ -50,8 +60,8 @@ def test_every_answer_reads_back_to_its_value(reverse, pad):
     task, cfg = config(f"reverse_answer={reverse}", f"pad_operands={pad}")
     for a, b in itertools.product([0, 1, 9, 10, 99, 100, 507, 999], repeat=2):
         for op in "+-*":
-            assert task.read_answer(cfg, task.format(cfg, (a, op, b))[1]) == solve_exactly(a, op, b)
-    assert task.read_answer(cfg, "1-2") is None and task.read_answer(cfg, "") is None
+            assert read_answer(cfg, format_problem(cfg, (a, op, b))[1]) == solve_exactly(a, op, b)
+    assert read_answer(cfg, "1-2") is None and read_answer(cfg, "") is None
 
 
 @pytest.mark.parametrize("reverse", [True, False])
@@ -64,15 +74,15 @@ def test_padded_answers_have_one_length_per_operation(reverse):
     for op in "+-*":
         w = cfg.width(op)
         pairs = itertools.product([0, 1, 5, 10**w // 2, 10**w - 1], repeat=2)
-        lengths = {len(task.format(cfg, (a, op, b))[1]) for a, b in pairs}
+        lengths = {len(format_problem(cfg, (a, op, b))[1]) for a, b in pairs}
         assert len(lengths) == 1, (op, lengths)
-    assert task.read_answer(cfg, "+") is None and task.read_answer(cfg, "+-1") is None
+    assert read_answer(cfg, "+") is None and read_answer(cfg, "+-1") is None
 
 
 def test_close_differences_share_leading_digits():
     task, cfg = config("close_sub=1")
-    drawn = task._draw(cfg, 300, torch.Generator().manual_seed(0))
-    close = task._close(cfg, drawn, torch.Generator().manual_seed(1))
+    drawn = draw_problems(cfg, 300, torch.Generator().manual_seed(0))
+    close = close_differences(cfg, drawn, torch.Generator().manual_seed(1))
     for (a, op, b), (a2, op2, b2) in zip(drawn, close, strict=True):
         assert (a, op) == (a2, op2)
         if op == "-":
@@ -81,7 +91,7 @@ def test_close_differences_share_leading_digits():
             assert b2 == b
     assert sum(p[1] == "-" and p[0] == p[2] for p in close) > 10  # a == b (k = 3) is drawn too
     _, off = config("close_sub=0")
-    assert task._close(off, drawn, torch.Generator().manual_seed(1)) == drawn
+    assert close_differences(off, drawn, torch.Generator().manual_seed(1)) == drawn
 
 
 def test_carry_free_is_right_exactly_without_carries():
@@ -95,10 +105,10 @@ def test_carry_free_is_right_exactly_without_carries():
 def test_held_out_problems_and_swaps_never_in_training_batches():
     task, cfg = config(*SMALL_DATA)
     data = task.data(cfg)
-    held = {task._key(p) for split in ("val", "test") for ps in data.splits[split].values() for p in ps}
+    held = {problem_key(p) for split in ("val", "test") for ps in data.splits[split].values() for p in ps}
     assert len(held) == 3 * 15  # distinct per operation, val and test disjoint
     longer = [p for ps in data.splits["longer"].values() for p in ps]
-    assert all(task.width_of(cfg, p) == cfg.width(p[1]) + 1 for p in longer)
+    assert all(width_of(cfg, p) == cfg.width(p[1]) + 1 for p in longer)
     tok = tokenizer_from_dict(data.meta["tokenizer"])
     for step in range(30):
         batch = task.batch(data, cfg, torch.Generator().manual_seed(step))
@@ -106,14 +116,14 @@ def test_held_out_problems_and_swaps_never_in_training_batches():
             text = tok.decode(row)
             prompt = text[: text.index("=") + 1]
             problem = task.parse(cfg, prompt)
-            assert task._key(problem) not in held
+            assert problem_key(problem) not in held
             assert max(problem[0], problem[2]) < 10 ** cfg.width(problem[1])
 
 
 def test_encode_masks_the_prompt_and_padding():
     task, cfg = config("pad_operands=false", "reverse_answer=false")
     batch = task.encode(cfg, [(12, "+", 34), (5, "*", 6)])
-    ids, targets = batch["input_ids"], batch["targets"]
+    ids, targets = batch["input_ids"], batch["labels"]
     # row 0: <bos> 1 2 + 3 4 = 4 6 ; targets: only "4 6 <eos>" are predicted
     n_prompt = len("12+34=")
     assert (targets[0, :n_prompt] == -100).all()

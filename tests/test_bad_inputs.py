@@ -9,6 +9,7 @@ comes with its case here.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import runpy
@@ -434,13 +435,31 @@ CASES: list[tuple[str, Setup, tuple[str, ...]]] = [
 ]
 
 
+def documented_messages() -> list[str]:
+    """The second column of docs/errors.md's second table: one row per case (grouped by task, so not in the
+    order of CASES)."""
+    text = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    table = text.split("## Every task's data, inputs and runs", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| command ")]
+    return [html.unescape(row.rsplit(" | ", 1)[1].removesuffix(" |")) for row in rows]
+
+
+DOCUMENTED = documented_messages()
+
+
+def test_the_documented_table_has_one_row_per_case() -> None:
+    assert len(DOCUMENTED) == len(CASES)
+
+
 @pytest.mark.parametrize(("setup", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_naming_the_file(setup: Setup, expected: tuple[str, ...], trained, tmp_path) -> None:
+    """... and it is a line docs/errors.md shows."""
     status, err = run_cli(setup(tmp_path, trained), tmp_path)
     assert status == 2, (status, err)
     assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
     for text in expected:
         assert text in err, err
+    assert err in DOCUMENTED, err
 
 
 def test_a_sequence_shorter_than_the_window_is_good_input(trained, tmp_path) -> None:

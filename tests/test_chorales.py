@@ -13,12 +13,13 @@ pytest.importorskip("music21")
 
 from tinyformers.apps.cli import main  # noqa: E402
 from tinyformers.data import music  # noqa: E402
-from tinyformers.tasks.chorales import (  # noqa: E402
+from tinyformers.engine.task import GeneratesFiles, GeneratesText, Predicts  # noqa: E402
+from tinyformers.errors import UserError  # noqa: E402
+from tinyformers.tasks import load_run  # noqa: E402
+from tinyformers.tasks._chorales import (  # noqa: E402
     EOS,
     NOTE0,
     VOCAB,
-    ChoralesConfig,
-    ChoralesTask,
     NGram,
     encode,
     note_token,
@@ -26,6 +27,7 @@ from tinyformers.tasks.chorales import (  # noqa: E402
     token_note,
     transpose,
 )
+from tinyformers.tasks.chorales import ChoralesConfig, ChoralesTask  # noqa: E402
 
 TINY = ["n_layers=1", "d_model=32", "n_heads=2", "batch_size=8", "block_size=32", "ngram_max=3", "prompt_notes=4"]
 
@@ -109,6 +111,19 @@ def test_generate_writes_midi_and_piano_roll(run_dir, tmp_path, capsys):
     before = out.read_bytes()
     assert main(argv) == 2  # never overwritten
     assert out.read_bytes() == before
+
+
+def test_generate_file_is_the_declared_capability(run_dir, tmp_path):
+    """Without the CLI: chorales declares file generation (and nothing else), writes the MIDI and its piano roll
+    with the decoding options in ``options``, and refuses a text prompt."""
+    task, cfg, meta, model = load_run(run_dir)
+    assert isinstance(task, GeneratesFiles) and not isinstance(task, (GeneratesText, Predicts))
+    assert task.file_options == ("prompt_chorale",)
+    out = tmp_path / "direct.mid"
+    lines = task.generate_file(model, cfg, meta, out, prompt_chorale=0, max_new_tokens=6, do_sample=True, seed=1)
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {out}") and out.with_suffix(".png").exists()
+    with pytest.raises(UserError, match="no text prompt"):
+        task.generate_file(model, cfg, meta, tmp_path / "b.mid", prompt="C D E")
 
 
 @pytest.mark.parametrize(

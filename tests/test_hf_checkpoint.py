@@ -115,7 +115,7 @@ def test_serve_answers_with_the_folder_model(folder) -> None:
 
 
 def test_lora_finetune_from_the_folder(folder, tmp_path, capsys) -> None:
-    from tinyformers.engine.rundir import load_adapted, load_run
+    from tinyformers.tasks import load_adapted, load_run
 
     path, hf, _ = folder
     corpus = tmp_path / "text.txt"

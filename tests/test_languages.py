@@ -11,19 +11,19 @@ import pytest
 import torch
 
 from tinyformers.apps.cli import main
-from tinyformers.engine.task import apply_overrides
-from tinyformers.engine.trainer import train
-from tinyformers.tasks import get_task
-from tinyformers.tasks.languages import (
-    LanguagesConfig,
+from tinyformers.data.walks import (
     expected_accuracy,
     float_log_likelihoods,
     increment_counts,
-    make_split,
     sample_steps,
+    step_laws,
     steps_from_symbols,
     symbol_log_likelihoods,
 )
+from tinyformers.engine.task import apply_overrides
+from tinyformers.engine.trainer import train
+from tinyformers.tasks import get_task
+from tinyformers.tasks.languages import LanguagesConfig, make_split
 
 TINY = list(get_task("languages").scorecard.quick)  # the challenge's --quick settings, tested here
 
@@ -60,8 +60,6 @@ def test_hmm_forward_pass_matches_brute_force_enumeration():
     """With 3 steps there are 27 paths: sum their probability x Gaussian density directly."""
     y = np.array([[0.2, 0.7, 1.4, 0.9]])
     p, stick, noise = 0.6, 0.4, 0.7
-    from tinyformers.tasks.languages import step_laws
-
     first, trans = step_laws(p, stick)
     brute = np.zeros(3)
     for c in range(3):

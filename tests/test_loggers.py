@@ -175,3 +175,14 @@ def test_unknown_logger_is_one_line_error(tmp_path, capsys):
         train(tmp_path / "run", "--logger", "mlflow")
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "invalid choice: 'mlflow'" in err
+
+
+def test_unknown_wandb_mode_is_one_line_error_before_any_write(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offlien")
+    assert train(tmp_path / "run", "--logger", "wandb") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "error: --logger wandb: WANDB_MODE='offlien' is not one of online, offline, disabled, shared"
+    ]
+    assert not (tmp_path / "run").exists()

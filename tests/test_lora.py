@@ -100,7 +100,7 @@ def test_starts_equal_to_base_and_trains_only_adapters():
     assert trainable and all("lora_" in k for k in trainable)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(3):
-        loss = model(ids, targets=ids).loss
+        loss = model(ids, labels=ids).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -181,7 +181,7 @@ def test_bad_adapter_files(tmp_path):
 def test_finetune_lora_through_the_cli(tmp_path, capsys):
     """``--set finetune=lora`` trains adapters only; the saved run loads (adapters included) and predicts."""
     from tinyformers.apps.cli import main
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     out = tmp_path / "run"
     tiny = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=8", "n_test=8", "batch_size=8"]
@@ -201,7 +201,7 @@ def test_lora_run_saves_adapters_that_rebuild_it_on_the_base(tmp_path):
     """A finetune=lora run writes adapters.safetensors (adapters + head only); runs.load_adapted puts them on a
     freshly built base model (here: another run, init=RUN_DIR) and gets the run's function back."""
     from tinyformers.apps.cli import main
-    from tinyformers.engine.rundir import load_adapted, load_run
+    from tinyformers.tasks import load_adapted, load_run
 
     text = tmp_path / "text.txt"
     text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 40)

@@ -17,11 +17,13 @@ import torch
 from PIL import Image
 
 from tinyformers.apps.cli import main
+from tinyformers.core.models import EncoderDecoder, ImageClassifier
 from tinyformers.data import images
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
-from tinyformers.tasks.mnist_words import EOS, PAD, ImageClassifier, ImageToWord, edit_distance, word_metrics
+from tinyformers.tasks._metrics import edit_distance, word_metrics
+from tinyformers.tasks.mnist_words import EOS, PAD
 
 TINY = ["patch_size=7", "d_model=32", "n_heads=4", "d_ff=64", "enc_layers=1", "dec_layers=1", "shift=0"]
 RECIPE = ["batch_size=32", "lr=3e-3", "warmup_steps=10", "max_steps=200", "eval_every=200"]
@@ -50,7 +52,7 @@ def tiny_cfg(*extra: str):
     return task, apply_overrides(task.Config(), [*TINY, *extra])
 
 
-def small_model(dropout: float = 0.0) -> tuple[ImageToWord, dict]:
+def small_model(dropout: float = 0.0) -> tuple[EncoderDecoder, dict]:
     task, cfg = tiny_cfg(f"dropout={dropout}")
     meta = task.data(cfg).meta
     return task.model(cfg, meta), meta

@@ -69,7 +69,7 @@ def check_attentions(attns: list[torch.Tensor], n: int, shape: tuple, mask: torc
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary", "none"])
 def test_decoder_lm_shapes(positions: str) -> None:
     model = lm(positions=positions)
-    out = model(ids(2, 9), targets=ids(2, 9), output_attentions=True)
+    out = model(ids(2, 9), labels=ids(2, 9), output_attentions=True)
     assert out.logits.shape == (2, 9, V) and out.last_hidden_state.shape == (2, 9, 16)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     check_attentions(out.attentions, 2, (2, 4, 9, 9))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tinyformers.apps.cli import main
-from tinyformers.tasks._text import IGNORE
+from tinyformers.engine.task import IGNORE_INDEX as IGNORE
 from tinyformers.tasks.ner import NERConfig, NERTask, align_labels, read_conll
 
 CITIES = [["Paris"], ["London"], ["Tokyo"], ["New", "York"], ["Rome"]]
@@ -138,6 +138,6 @@ def test_minilm_init_aligns_wordpieces(tmp_path):
     for ids, labels, words in zip(train["ids"], train["labels"], train["words"], strict=True):
         assert len(ids) == len(labels) and sum(label != IGNORE for label in labels) == len(words)
     model = task.model(cfg, data.meta)
-    loss = task.loss(model, task.batch(data, cfg, torch.Generator().manual_seed(0)))
+    loss = task.loss(model, task.batch(data, cfg, torch.Generator().manual_seed(0)), cfg)
     loss.backward()
     assert torch.isfinite(loss) and model.head.weight.grad is not None

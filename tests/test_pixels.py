@@ -12,8 +12,11 @@ import torch
 from PIL import Image
 
 from tinyformers.apps.cli import main
-from tinyformers.engine.task import TaskData
-from tinyformers.tasks.pixels import PixelsConfig, PixelsTask, dequantise, quantise
+from tinyformers.data.images import dequantise, quantise
+from tinyformers.engine.task import GeneratesFiles, TaskData
+from tinyformers.errors import UserError
+from tinyformers.tasks import load_run
+from tinyformers.tasks.pixels import PixelsConfig, PixelsTask
 
 TINY = [
     "size=7",
@@ -63,7 +66,7 @@ def test_learns_what_independent_pixels_cannot():
     model = task.model(cfg, data.meta)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(150):
-        loss = task.loss(model, task.batch(data, cfg, g))
+        loss = task.loss(model, task.batch(data, cfg, g), cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -129,6 +132,27 @@ def test_generate_never_overwrites(run_dir, tmp_path, capsys):
     out.write_bytes(b"keep me")
     assert main(["generate", str(run_dir), "--class", "3", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+
+
+def test_generate_file_directly(run_dir, tmp_path):
+    """The capability the CLI dispatches to (``GeneratesFiles``), called as the apps call it."""
+    task, cfg, meta, model = load_run(run_dir)
+    assert isinstance(task, GeneratesFiles) and task.file_options == ("class_label",)
+    out = tmp_path / "grid.png"
+    lines = task.generate_file(model, cfg, meta, out, class_label="seven", num_return_sequences=4, seed=1)
+    assert lines == [f"wrote {out} (4 sampled images: seven)"] and Image.open(out).size[0] > 100
+    bad = [
+        ({"class_label": "11"}, "--class 11: choose 0..9"),
+        ({"prompt": "hello"}, "pixels take no text prompt"),
+        ({"num_beams": 3}, "--num-beams is not supported"),
+    ]
+    for options, message in bad:
+        with pytest.raises(UserError, match=message):
+            task.generate_file(model, cfg, meta, tmp_path / "new.png", **options)
+    with pytest.raises(UserError, match="exists; choose another --out"):
+        task.generate_file(model, cfg, meta, out)
+    with pytest.raises(UserError, match="give a .png file name"):
+        task.generate_file(model, cfg, meta, tmp_path / "grid.jpg")
 
 
 def test_bad_settings_are_one_line_errors(tmp_path, capsys):

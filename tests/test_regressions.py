@@ -213,7 +213,7 @@ def test_classifier_heads_return_raw_logits() -> None:
 def test_language_model_losses_use_raw_logits() -> None:
     lm = build("decoder").eval()
     x, y = tokens(2, 6), tokens(2, 6, seed=1)
-    out = lm(x, targets=y)
+    out = lm(x, labels=y)
     assert not_a_simplex(out.logits)
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.flatten(0, 1), y.flatten()), atol=1e-6, rtol=0)
     s2s = build("seq2seq").eval()
@@ -252,12 +252,12 @@ def test_token_classifier_ignores_masked_positions() -> None:
     torch.testing.assert_close(model(x, mask, labels=with_ignore).loss, expected, atol=1e-6, rtol=0)
 
 
-def test_decoder_lm_ignores_minus_100_targets() -> None:
+def test_decoder_lm_ignores_minus_100_labels() -> None:
     model = build("decoder").eval()
     x, y = tokens(2, 6), tokens(2, 6, seed=1)
     y[0, :2] = -100
     y[1, 5] = -100
-    out = model(x, targets=y)
+    out = model(x, labels=y)
     keep = y != -100
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], y[keep]), atol=1e-6, rtol=0)
 

@@ -39,7 +39,7 @@ def test_decoder_batch_masks_the_prompt_and_padding():
     cfg = apply_overrides(task.Config(), ["arch=decoder"])
     batch = task.encode_pairs(cfg, [([1, 2, 3], [3, 2, 1]), ([5], [5])])
     off = len(SPECIALS)
-    ids, targets = batch["input_ids"], batch["targets"]
+    ids, targets = batch["input_ids"], batch["labels"]
     # row 0: <bos> 1 2 3 <sep> 3 2 1 <eos>: only the answer and <eos> are predicted
     assert targets[0].tolist() == [-100, -100, -100, -100, off + 3, off + 2, off + 1, EOS]
     assert ids[0, 4].item() == SEP

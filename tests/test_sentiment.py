@@ -144,6 +144,6 @@ def test_minilm_init_loads_pretrained_encoder_and_its_tokenizer(tmp_path):
     for name, tensor in reference.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], tensor), name
     batch = task.batch(data, cfg, torch.Generator().manual_seed(0))
-    loss = task.loss(model, batch)
+    loss = task.loss(model, batch, cfg)
     loss.backward()
     assert torch.isfinite(loss) and model.head.weight.grad is not None

@@ -13,6 +13,8 @@ from tinyformers.apps.cli import main
 from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from tinyformers.data import shakespeare as data_mod
 from tinyformers.data.shakespeare import clean_play
+from tinyformers.engine.task import GeneratesFiles, GeneratesText, Predicts, ViewsAttention
+from tinyformers.tasks import load_run
 
 PLAY = """# A Play
 
@@ -163,6 +165,17 @@ def test_generate_streams_and_decodes(run_dir, capsys):
     assert capsys.readouterr().out == first  # seeded sampling is reproducible
 
 
+def test_generate_is_the_declared_capability(run_dir):
+    """Without the CLI: shakespeare declares text generation and attention views (not predict, not files), and
+    ``generate`` streams each new piece to ``streamer`` as it decodes."""
+    task, cfg, meta, model = load_run(run_dir)
+    assert isinstance(task, GeneratesText) and isinstance(task, ViewsAttention)
+    assert not isinstance(task, (Predicts, GeneratesFiles))
+    pieces: list[str] = []
+    texts = task.generate(model, cfg, meta, "ROMEO:", max_new_tokens=12, streamer=pieces.append)
+    assert len(texts) == 1 and "".join(pieces) == texts[0] and len(pieces) == 12
+
+
 def test_prompt_longer_than_the_context(run_dir, capsys):
     assert main(["generate", str(run_dir), "--prompt", "ROMEO: " * 10, "--max-new-tokens", "30"]) == 0
 
@@ -194,7 +207,7 @@ def test_generate_bad_input(run_dir, extra, match, capsys):
 
 def test_export_loads_in_transformers_with_equal_logits(corpus, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     rotary = tmp_path / "rotary"
     argv = ["train", "shakespeare", "--max-steps", "5", "--no-progress", "--set", *TINY, f"corpus={corpus}"]
@@ -260,9 +273,8 @@ def new_corpus(tmp_path_factory):
 
 
 def test_init_starts_from_the_run_with_its_vocabulary(run_dir, new_corpus):
-    from tinyformers.engine.rundir import load_run
     from tinyformers.engine.task import apply_overrides
-    from tinyformers.tasks import get_task
+    from tinyformers.tasks import get_task, load_run
 
     task, base_cfg, base_meta, base = load_run(run_dir)
     # a different architecture asked for: the run's wins (its weights only fit its own shapes)
@@ -297,7 +309,7 @@ def test_finetune_from_a_run_on_a_new_text(run_dir, new_corpus, tmp_path, finetu
 
 
 def test_init_from_a_lora_run_merges_its_adapters(run_dir, new_corpus, tmp_path):
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     lora = tmp_path / "lora"
     argv = ["train", "shakespeare", "--out", str(lora), "--max-steps", "10", "--no-progress", "--set", *TINY]
@@ -338,7 +350,7 @@ def test_init_bad_inputs(run_dir, new_corpus, tmp_path, capsys):
 
 def test_ngram_baselines_count_the_training_split():
     from tinyformers.engine.task import TaskData
-    from tinyformers.tasks.shakespeare import ngram_losses
+    from tinyformers.tasks._lm import ngram_losses
 
     tok = CharTokenizer.from_text("abc")
     train = torch.tensor(tok.encode("abababac"))

@@ -19,7 +19,7 @@ from tinyformers.engine import rundir as runs
 from tinyformers.engine.task import TrainConfig, apply_overrides
 from tinyformers.engine.trainer import learning_rate, optimizer_for, train
 from tinyformers.errors import UserError
-from tinyformers.tasks import get_task
+from tinyformers.tasks import get_task, load_run
 
 TINY = [
     "d_model=16",
@@ -76,7 +76,7 @@ def test_train_writes_a_complete_run(tmp_path):
     assert {"test_exact_match", "test_loss", "params", "train_seconds"} <= set(saved)
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [10, 20]
-    _, _, meta, model = runs.load_run(tmp_path / "run")
+    _, _, meta, model = load_run(tmp_path / "run")
     assert meta["tokenizer"]["chars"] == "0123456789"
     assert not model.training
 
@@ -191,7 +191,7 @@ def test_non_finite_loss_through_the_cli_keeps_the_last_good_checkpoint(tmp_path
     args = ["train", "copy", "--out", str(run), "--no-progress", "--max-steps", "50", "--set", *TINY]
     assert main([*args, "eval_every=1", "lr=1e30", "grad_clip=0", "warmup_steps=0"]) == 2
     good = runs.read_safetensors(run / "checkpoint.safetensors")[1]
-    assert json.loads(good["trainer"])["step"] >= 1
+    assert json.loads(good[runs.TRAINER_STATE])["trainer"]["step"] >= 1
     tensors = runs.read_safetensors(run / "model.safetensors")[0]
     assert all(torch.isfinite(t).all() for t in tensors.values())
 

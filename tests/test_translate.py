@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tinyformers.apps.cli import main
+from tinyformers.core.tokenizers import tokenizer_from_dict
+from tinyformers.data import translation as pairs_io
 from tinyformers.tasks import translate as tr
 
 # A toy "language": German-like sources whose word-by-word English is the target.
@@ -59,36 +61,38 @@ def test_split_keeps_trivial_variants_together():
         ("Gib auf!", "I give up."),  # same target as the first
         *[(f"Satz {i} ist da.", f"Sentence {i} is there.") for i in range(30)],
     ]
-    groups = tr.group_pairs(sorted(pairs))
+    groups = pairs_io.group_pairs(sorted(pairs))
     assert sorted(len(g) for g in groups)[-1] == 3 and len(groups) == 31
     for seed in range(5):
-        s = tr.split_pairs(sorted(pairs), 3, 3, seed, "test")
-        held = {tr.normalise(src) for split in ("val", "test") for src, _ in s[split]}
-        assert not held & {tr.normalise(src) for src, _ in s["train"]}
-        assert not {tr.normalise(r) for split in ("val", "test") for _, refs in s[split] for r in refs} & {
-            tr.normalise(t) for _, t in s["train"]
+        s = pairs_io.split_pairs(sorted(pairs), 3, 3, seed, "test")
+        held = {pairs_io.normalise(src) for split in ("val", "test") for src, _ in s[split]}
+        assert not held & {pairs_io.normalise(src) for src, _ in s["train"]}
+        assert not {pairs_io.normalise(r) for split in ("val", "test") for _, refs in s[split] for r in refs} & {
+            pairs_io.normalise(t) for _, t in s["train"]
         }
-    examples = dict(tr.held_out_examples(groups))  # variants of one source: one example, all references
+    examples = dict(pairs_io.held_out_examples(groups))  # variants of one source: one example, all references
     assert examples["Ich gebe auf!"] == ["I give up.", "I quit!"] and examples["Gib auf!"] == ["I give up."]
 
 
 def test_tokenizer_has_specials_and_round_trips():
-    tok = tr.train_tokenizer([t for p in PAIRS for t in p], 300)
-    assert [tok.tokenizer.token_to_id(s) for s in tr.SPECIALS] == [tr.PAD, tr.BOS, tr.EOS]
+    tok = pairs_io.train_tokenizer([t for p in PAIRS for t in p], 300)
+    assert [tok.tokenizer.token_to_id(s) for s in pairs_io.SPECIALS] == [pairs_io.PAD, pairs_io.BOS, pairs_io.EOS]
     ids = tok.encode("Der Hund schläft heute.")
-    assert tr.PAD not in ids and tr.decode(tok, ids + [tr.EOS, 7, 8]) == "Der Hund schläft heute."
+    assert pairs_io.PAD not in ids and pairs_io.decode(tok, ids + [pairs_io.EOS, 7, 8]) == "Der Hund schläft heute."
 
 
 def test_label_smoothing_raises_the_loss_of_a_confident_model():
-    task, cfg = tr.TranslateTask(), tr.TranslateConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, vocab_size=300)
-    meta = {"tokenizer": tr.train_tokenizer([t for p in PAIRS for t in p], 300).to_dict()}
+    task = tr.TranslateTask()
+    cfg = tr.TranslateConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, vocab_size=300, label_smoothing=0.0)
+    meta = {"tokenizer": pairs_io.train_tokenizer([t for p in PAIRS for t in p], 300).to_dict()}
     model = task.model(cfg, meta).eval()  # no dropout: the two losses see the same network
-    batch = task.collate([([5, 6, 7], [8, 9, tr.EOS]), ([5, 6], [8, tr.EOS])])
-    plain = task.loss(model, {**batch, "label_smoothing": 0.0})
+    batch = task.collate([([5, 6, 7], [8, 9, pairs_io.EOS]), ([5, 6], [8, pairs_io.EOS])])
+    plain = task.loss(model, batch, cfg)
     assert plain.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # padding ignored alike
     with torch.no_grad():
         model.lm_head.weight.mul_(50)  # near one-hot predictions: smoothing penalises them
-    assert task.loss(model, {**batch, "label_smoothing": 0.3}) > task.loss(model, {**batch, "label_smoothing": 0.0})
+    smoothed = tr.TranslateConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, vocab_size=300, label_smoothing=0.3)
+    assert task.loss(model, batch, smoothed) > task.loss(model, batch, cfg)
 
 
 def test_training_learns_and_beats_copying(run_dir):
@@ -114,12 +118,12 @@ def test_translate_through_the_cli(run_dir, tmp_path, capsys):
 
 
 def test_beam_search_of_one_beam_is_greedy(run_dir):
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     task, cfg, meta, model = load_run(run_dir)
     sources = [s for s, _ in PAIRS[::7]]
     assert task.predict(model, cfg, meta, sources, num_beams=1) == task.translate(
-        model, cfg, tr.tokenizer_from_dict(meta["tokenizer"]), sources
+        model, cfg, tokenizer_from_dict(meta["tokenizer"]), sources
     )
 
 
@@ -136,14 +140,14 @@ Sie hat etw. gesagt. :: She said sth.
 def test_dictionary_parsers(tmp_path):
     path = tmp_path / "de-en"
     path.write_text(DICTIONARY, encoding="utf-8")
-    entries = tr.dictionary_entries(path)
-    assert tr.dictionary_sentences(entries) == [
+    entries = pairs_io.dictionary_entries(path)
+    assert pairs_io.dictionary_sentences(entries) == [
         ("Das ist gut.", "That is good."),
         ("Er geht heute nach Hause.", "He is going home today."),
     ]
-    words = tr.dictionary_words(entries)
+    words = pairs_io.dictionary_words(entries)
     assert words["Hund"] == "dog" and words["Hunde"] == "dogs" and words["geht"] == "goes" and words["der"] == "the"
-    assert tr.word_by_word("Der Hund geht, heute.", words) == "The dog goes, heute."
+    assert pairs_io.word_by_word("Der Hund geht, heute.", words) == "The dog goes, heute."
 
 
 def one_line_error(capsys, argv: list[str], match: str) -> None:

@@ -13,9 +13,11 @@ from test_images import make_folder, write_mnist_dir
 
 from tinyformers.apps.cli import main
 from tinyformers.core.models import VisionTransformer
+from tinyformers.data.augment import augment_images as augment
 from tinyformers.engine.task import apply_overrides
 from tinyformers.tasks import get_task
-from tinyformers.tasks.vision import attention_maps, augment, confusion, macro_f1
+from tinyformers.tasks._metrics import confusion, macro_f1
+from tinyformers.viz.figures import attention_maps
 
 TINY_VIT = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "batch_size=16", "eval_every=5"]
 META = {"image_size": 28, "channels": 1, "classes": list("abc"), "mean": 0.0, "std": 1.0}
@@ -190,7 +192,7 @@ def test_bad_inputs_are_one_line_errors(folder_run, tmp_path, capsys):
 
 
 def test_vit_run_loads_back_as_the_core_model(folder_run):
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     _, _, out = folder_run
     task, cfg, meta, model = load_run(out)

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from tinyformers.apps.cli import main
+from tinyformers.core.models import pinball_loss
 from tinyformers.engine.task import apply_overrides
 from tinyformers.tasks import get_task
-from tinyformers.tasks.weather import baseline_forecasts, fit_rlinear, pinball_loss, windows
+from tinyformers.tasks._forecast import baseline_forecasts, fit_rlinear, windows
 
 TINY = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "batch_size=32", "lookback=48", "horizon=12"]
 

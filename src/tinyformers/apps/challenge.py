@@ -25,13 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from tinyformers.engine import calibration
-from tinyformers.engine import rundir as runs
+from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import Scorecard, Task, apply_overrides
+from tinyformers.engine.trainer import train
 from tinyformers.errors import Interrupted, UserError
+from tinyformers.io import atomic_write, read_json, write_json
 from tinyformers.tasks import TASKS, get_task
 
 QUICK_STEPS = 20
 SEARCH_GRID = [(n_layers, d_model) for n_layers in (1, 2, 4) for d_model in (32, 64, 128)]
+
+
+def scorecard(task: Task) -> Scorecard:
+    """The task's scorecard; a task without one has nothing to be compared with (a :class:`UserError`)."""
+    if task.scorecard is None:
+        raise UserError(f"task {task.name!r} has no challenge scorecard (nothing to compare it with)")
+    return task.scorecard
 
 
 def challenge_tasks(names: str | None) -> list[str]:
@@ -40,8 +49,7 @@ def challenge_tasks(names: str | None) -> list[str]:
         return sorted(n for n, cls in TASKS.items() if cls.scorecard is not None)
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     for n in chosen:
-        if get_task(n).scorecard is None:
-            raise UserError(f"task {n!r} has no challenge scorecard (nothing to compare it with)")
+        scorecard(get_task(n))
     return chosen
 
 
@@ -61,7 +69,7 @@ def _recipe(task: Task, budget: Budget, extra: list[str]) -> Any:
     cfg = task.Config()
     settings = []
     if budget.quick:
-        settings += [*task.scorecard.quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
+        settings += [*scorecard(task).quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
         settings += [f"eval_every={QUICK_STEPS}"]
     elif budget.minutes:
         seconds = budget.minutes * 60
@@ -73,11 +81,9 @@ def run_task(
     task: Task, run_dir: Path, budget: Budget, progress: bool, extra: tuple[str, ...] | list[str] = ()
 ) -> dict[str, Any]:
     """Train (unless a finished run is there and not ``budget.force``) and return its metrics."""
-    from tinyformers.engine.trainer import train
-
-    metrics_file = run_dir / runs.METRICS
+    metrics_file = RunDir(run_dir).metrics
     if metrics_file.exists() and not budget.force:
-        return runs.read_json(metrics_file)
+        return read_json(metrics_file)
     status = task.data_status(task.Config())
     if status:
         raise UserError(status)
@@ -88,10 +94,11 @@ def run_task(
 def run_baselines(task: Task, run_dir: Path, budget: Budget, progress: bool) -> dict[str, Any]:
     """Train the scorecard's ``baseline_runs`` (the task with other settings, e.g. ``model=cnn``) next to the
     transformer, each in ``run_dir/baselines/<name>`` with the same budget; ``{name: its metric}``."""
+    card = scorecard(task)
     found = {}
-    for name, overrides in task.scorecard.baseline_runs:
+    for name, overrides in card.baseline_runs:
         m = run_task(task, run_dir / "baselines" / name, budget, progress, overrides)
-        found[name] = m.get(task.scorecard.metric)
+        found[name] = m.get(card.metric)
     return found
 
 
@@ -109,7 +116,7 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     measured = {b: metrics[b] for b in names if isinstance(metrics.get(b), int | float)}
     best_name = None
     if measured:
-        best_name = (max if card.higher_is_better else min)(measured, key=measured.get)
+        best_name = (max if card.higher_is_better else min)(measured, key=lambda b: measured[b])
     best = measured.get(best_name) if best_name else None
     limit = metrics.get(card.limit) if card.limit else None
     if value is None:
@@ -203,8 +210,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         if r.get("search"):
             lines += ["", "Minimal-architecture search:", "", r["search"]]
     report = out / "REPORT.md"
-    runs.atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
-    runs.write_json(out / "report.json", {"header": header, "rows": rows})
+    atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_json(out / "report.json", {"header": header, "rows": rows})
     return report
 
 
@@ -220,7 +227,7 @@ def _copy_plots(run_dir: Path, dest: Path, out: Path) -> list[str]:
 def search(task: Task, out: Path, budget: Budget, tolerance: float) -> tuple[str, list[dict[str, Any]]]:
     """Sweep depth x width (heads: d_model / 16) with the task's recipe; plot metric vs parameters and vs
     time; name the smallest model within ``tolerance`` (relative) of the best."""
-    card = task.scorecard
+    card = scorecard(task)
     fields = {f.name for f in dataclasses.fields(task.Config)}
     if not {"n_layers", "d_model", "n_heads"} <= fields:
         return "(this task's model has no n_layers / d_model / n_heads settings to sweep)", []
@@ -327,8 +334,9 @@ def run_challenge(
             except UserError as e:  # e.g. its data is not installed: report it, go on with the others
                 print(f"[{i}/{len(chosen)}] {name}: skipped ({e})", file=sys.stderr)
                 continue
-            row = {"task": name, **verdict(task.scorecard, metrics)}
-            row["summary"] = task.scorecard.summary or task.summary
+            card = scorecard(task)
+            row = {"task": name, **verdict(card, metrics)}
+            row["summary"] = card.summary or task.summary
             row["plots"] = _copy_plots(run_dir, out / name, out)
             if do_search:
                 row["search"], row["search_points"] = search(task, out, budget, tolerance)

@@ -20,11 +20,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from tinyformers.core.interop import load_minilm
 from tinyformers.errors import UserError
+from tinyformers.io import atomic_write
+
+if TYPE_CHECKING:  # openai is optional: imported only to answer with an LLM endpoint
+    from openai.types.chat import ChatCompletionMessageParam
 
 CHUNK_WORDS = 120
 OVERLAP_WORDS = 30
@@ -74,8 +81,6 @@ class Embedder:
     """all-MiniLM-L6-v2 in our encoder: texts -> L2-normalised sentence embeddings (N, 384)."""
 
     def __init__(self) -> None:
-        from tinyformers.core.interop import load_minilm
-
         try:
             self.encoder, self.tokenizer = load_minilm()
         except (FileNotFoundError, ModuleNotFoundError, ImportError) as e:
@@ -111,9 +116,6 @@ class PdfIndex:
         return home / "pdf-index" / beside.name  # a read-only folder: cache in the user's cache directory
 
     def _load_or_build(self) -> tuple[list[Passage], torch.Tensor, bool]:
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import save_file
-
         digest = _sha256(self.pdf) if self.pdf.is_file() else ""
         cache = self._cache_path()
         if cache.exists():
@@ -129,8 +131,6 @@ class PdfIndex:
         if not passages:
             raise UserError(f"{self.pdf}: no text found (a scanned PDF needs OCR first)")
         vectors = self.embedder([p.text for p in passages])
-        from tinyformers.engine.rundir import atomic_write
-
         cache.parent.mkdir(parents=True, exist_ok=True)
         metadata = {
             "sha256": digest,
@@ -189,7 +189,7 @@ def _ask_llm(question: str, passages: list[Passage], base_url: str, model: str |
     except ImportError:
         raise UserError("answering with an LLM endpoint needs the openai package: pip install openai") from None
     context = "\n\n".join(f"[page {p.page}] {p.text}" for p in passages)
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {
             "role": "system",
             "content": "Answer the question using only the passages. Cite the pages you use as (page N). "

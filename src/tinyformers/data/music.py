@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyformers.errors import UserError
+from tinyformers.io import write_json
 
 VOICES = ("soprano", "alto", "tenor", "bass")
 SCORE_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".krn")
@@ -75,8 +76,6 @@ def bach_chorales(progress: bool = True) -> list[dict[str, Any]]:
         return json.loads(path.read_text())
     from music21 import corpus
     from tqdm import tqdm
-
-    from tinyformers.engine.rundir import write_json
 
     names = list(corpus.chorales.Iterator(returnType="filename"))
     scores = [parse_score(n, from_corpus=True) for n in tqdm(names, desc="parsing chorales", disable=not progress)]

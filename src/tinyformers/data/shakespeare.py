@@ -66,24 +66,3 @@ def load_shakespeare() -> str:
     if not files:
         raise UserError(f"no plays found in {plays}; reinstall: {INSTALL_HINT}")
     return "\n\n".join(clean_play(f.read_text(encoding="utf-8")) for f in files) + "\n"
-
-
-def read_text_file(path: str | Path) -> str:
-    """A user's UTF-8 corpus; empty, binary or non-UTF-8 files are a one-line :class:`UserError`."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a text file") from None
-    if b"\x00" in data[:65536]:
-        raise UserError(f"{path}: looks binary (NUL bytes), expected UTF-8 text")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}: not UTF-8 text (line {line}, byte {e.start})") from None
-    if not text.strip():
-        raise UserError(f"{path}: is empty")
-    return text

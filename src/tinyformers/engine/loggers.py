@@ -23,11 +23,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 from tinyformers.errors import UserError
 
+if TYPE_CHECKING:  # the packages are optional: imported when chosen (_summary_writer, _wandb)
+    from torch.utils.tensorboard import SummaryWriter
+
 LOGGERS = ("none", "tensorboard", "wandb")
+WandbMode = Literal["online", "offline", "disabled", "shared"]
+WANDB_MODES: tuple[WandbMode, ...] = ("online", "offline", "disabled", "shared")  # what wandb.init takes
 
 
 class Logger:
@@ -62,13 +68,7 @@ class TensorBoardLogger(Logger):
     metrics go to TensorBoard's HParams tab (one row per run) and, as a table, to the Text tab."""
 
     def __init__(self, run_dir: Path, params: dict[str, Any]) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise UserError(
-                "--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)"
-            ) from None
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer = _summary_writer()(log_dir=str(run_dir / "tensorboard"))
         self.params = params
         table = "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in params.items())])
         self.writer.add_text("hyperparameters", table, 0)
@@ -85,8 +85,11 @@ class TensorBoardLogger(Logger):
         final = {f"final/{k}": v for k, v in _scalars(metrics).items()}
         self.log(step, final)
         # written into this run's own event file (SummaryWriter.add_hparams would start a new sub-run)
+        events = self.writer.file_writer  # opened by SummaryWriter() and set to None by close()
+        if events is None:
+            raise RuntimeError("TensorBoardLogger.final() called after close()")
         for summary in hparams(self.params, final):
-            self.writer.file_writer.add_summary(summary)
+            events.add_summary(summary)
         for path in plots:
             image = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3)
             self.writer.add_image(f"plots/{Path(path).stem}", image, step, dataformats="HWC")
@@ -101,18 +104,14 @@ class WandbLogger(Logger):
     "tinyformers"; the run is named after the run directory."""
 
     def __init__(self, run_dir: Path, params: dict[str, Any]) -> None:
-        try:
-            import wandb
-        except ImportError:
-            raise UserError("--logger wandb: the wandb package is not installed (pip install wandb)") from None
-        self.wandb = wandb
+        self.wandb = wandb = _wandb()
         try:
             self.run = wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "tinyformers"),
                 name=run_dir.resolve().name,
                 dir=str(run_dir),
                 config=params,
-                mode=os.environ.get("WANDB_MODE", "offline"),
+                mode=wandb_mode(),
                 settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False),
             )
         except wandb.errors.Error as e:  # e.g. WANDB_MODE=online without `wandb login`
@@ -150,12 +149,50 @@ class WandbLogger(Logger):
         self.run.finish(exit_code=1 if failed else 0)
 
 
+def _summary_writer() -> type[SummaryWriter]:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError(
+            "--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)"
+        ) from None
+    return SummaryWriter
+
+
+def _wandb() -> ModuleType:
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("--logger wandb: the wandb package is not installed (pip install wandb)") from None
+    return wandb
+
+
+def wandb_mode() -> WandbMode:
+    """``WANDB_MODE`` (offline when unset), one of :data:`WANDB_MODES`; anything else is a :class:`UserError`."""
+    wanted = os.environ.get("WANDB_MODE", "offline")
+    for mode in WANDB_MODES:
+        if mode == wanted:
+            return mode
+    raise UserError(f"--logger wandb: WANDB_MODE={wanted!r} is not one of {', '.join(WANDB_MODES)}")
+
+
+def check_logger(name: str) -> None:
+    """What can be checked before a run writes anything: the name, the package installed, W&B's mode. The trainer
+    calls this first, so these mistakes leave the run directory as it was (an existing run whole)."""
+    if name not in LOGGERS:
+        raise UserError(f"--logger {name}: choose one of {', '.join(LOGGERS)}")
+    if name == "tensorboard":
+        _summary_writer()
+    if name == "wandb":
+        _wandb()
+        wandb_mode()
+
+
 def make_logger(name: str, run_dir: Path, params: dict[str, Any]) -> Logger:
     """The logger called ``name`` (one of :data:`LOGGERS`) for the run in ``run_dir``."""
-    if name == "none":
-        return Logger()
+    check_logger(name)
     if name == "tensorboard":
         return TensorBoardLogger(run_dir, params)
     if name == "wandb":
         return WandbLogger(run_dir, params)
-    raise UserError(f"--logger {name}: choose one of {', '.join(LOGGERS)}")
+    return Logger()

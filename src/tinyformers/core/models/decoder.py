@@ -56,14 +56,14 @@ class DecoderLM(nn.Module):
     def forward(
         self,
         input_ids: Tensor,
-        targets: Tensor | None = None,
+        labels: Tensor | None = None,
         attention_mask: Tensor | None = None,
         cache: KVCache | None = None,
         output_attentions: bool = False,
     ) -> ModelOutput:
         """Args:
         input_ids: (B, T) tokens; with ``cache``, only the tokens not yet in the cache.
-        targets: (B, T) the token that should follow each input position; -100 is ignored in the loss.
+        labels: (B, T) the token that should follow each input position; -100 is ignored in the loss.
         attention_mask: (B, S) 1 = real token, 0 = padding (over cached + new positions).
         cache: a :class:`KVCache`, updated in place (see :meth:`new_cache`).
         """
@@ -74,8 +74,8 @@ class DecoderLM(nn.Module):
         )
         logits = self.lm_head(x)  # (B, T, vocab)
         loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, last_hidden_state=x, attentions=attentions, cache=cache)
 
     def new_cache(self) -> KVCache:

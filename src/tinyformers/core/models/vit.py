@@ -84,3 +84,49 @@ class VisionTransformer(nn.Module):
             if labels is not None:
                 loss = F.cross_entropy(logits, labels)
         return ModelOutput(logits=logits, loss=loss, last_hidden_state=x, attentions=attentions)
+
+
+def standardise(grey: Tensor, cfg: ViTConfig, mean: float, std: float) -> Tensor:
+    """Integer grey levels (B, C*H*W) in 0..255 -> standardised float images (B, C, H, W)."""
+    return ((grey.float() / 255 - mean) / std).view(-1, cfg.in_channels, cfg.image_size, cfg.image_size)
+
+
+class ImageEncoder(VisionTransformer):
+    """A headless ViT as the source encoder of an :class:`~tinyformers.core.models.EncoderDecoder`.
+
+    An image *is* a sequence of integer tokens: its grey levels 0..255 in row-major order, (B, C*H*W), which
+    :meth:`encode` standardises with the training set's ``mean`` and ``std`` and turns into the memory
+    (B, 1 + N, d_model): the class token and the N patch states, every one of them real (no padding).
+    """
+
+    def __init__(self, cfg: ViTConfig, mean: float, std: float) -> None:
+        if cfg.num_classes:
+            raise ValueError("an image encoder has no classification head: num_classes must be 0")
+        super().__init__(cfg)
+        self.mean, self.std = mean, std
+
+    def encode(
+        self, src_ids: Tensor, src_mask: Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Grey levels (B, C*H*W) -> (memory (B, 1 + N, d), per-layer attentions). ``src_mask`` is accepted for
+        the seq2seq interface and must be None: every pixel is real, and the memory is not aligned with it."""
+        if src_mask is not None:
+            raise ValueError("an image has no padding: src_mask must be None")
+        out = self(standardise(src_ids, self.config, self.mean, self.std), output_attentions=output_attentions)
+        return out.last_hidden_state, out.attentions
+
+
+class ImageClassifier(nn.Module):
+    """A ViT classifier on grey levels (B, C*H*W): the image-to-text model's encoder with a head on the class
+    token, for the "classify, then look the name up" baseline on the same input."""
+
+    def __init__(self, cfg: ViTConfig, mean: float, std: float) -> None:
+        super().__init__()
+        if not cfg.num_classes:
+            raise ValueError("the classifier needs num_classes >= 1")
+        self.config, self.mean, self.std = cfg, mean, std
+        self.encoder = VisionTransformer(cfg)
+
+    def forward(self, src_ids: Tensor, labels: Tensor | None = None) -> ModelOutput:
+        """Grey levels (B, C*H*W) -> class logits (B, num_classes); cross-entropy when ``labels`` are given."""
+        return self.encoder(standardise(src_ids, self.config, self.mean, self.std), labels)

@@ -1,0 +1,103 @@
+"""Training-time augmentation, done on the whole batch at once with the batch's ``torch.Generator`` (so a step's
+batch can be recomputed): images (random shifts and flips) and audio clips (speed, shift, noise, SpecAugment)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tinyformers.data import audio
+
+
+def augment_images(pixels: Tensor, shift: int, flip: bool, generator: torch.Generator) -> Tensor:
+    """Random translation by up to ``shift`` pixels (zero padding, then a random crop) and optional flips.
+
+    Done with indexing on the whole batch: pad to ``(H + 2s, W + 2s)``, then gather each image's window.
+    """
+    b, _, h, w = pixels.shape
+    if shift:
+        padded = F.pad(pixels, (shift, shift, shift, shift))  # (B, C, H + 2s, W + 2s)
+        dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
+        rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (B, H, 1)
+        cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (B, 1, W)
+        pixels = padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+    if flip:
+        mirror = torch.rand(b, generator=generator) < 0.5
+        pixels = torch.where(mirror[:, None, None, None], pixels.flip(-1), pixels)
+    return pixels
+
+
+class ClipAugmentation(Protocol):
+    """The settings :func:`augment_clips` reads (a task config that has them, e.g. spoken-digits')."""
+
+    sample_rate: int
+    n_fft: int
+    hop: int
+    n_mels: int
+    speed: float
+    shift: float
+    noise: float
+    snr_low: float
+    snr_high: float
+    freq_mask: int
+    time_mask: int
+
+
+def augment_clips(
+    clips: list[np.ndarray], cfg: ClipAugmentation, meta: dict[str, Any], g: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """A training batch: standardised, augmented frames (B, T, M), zero past each clip, and the mask (B, T).
+
+    Done on the whole batch at once, in the order a microphone would see it:
+
+    1. speed: clip i is read at ``factor_i`` samples per output sample (linear interpolation; the
+       clips are already band-limited below 0.45 x the sample rate, so 15% faster barely aliases);
+    2. shift: ``before_i`` zeros before the clip and ``after_i`` after it;
+    3. noise: white noise at ``snr_i`` dB below the clip's RMS, over the whole shifted clip;
+    4. log-mel of the zero-padded batch (a clip's frames are the same as alone, see ``log_mel``);
+    5. band and time masks (SpecAugment), set to 0, the training mean.
+    """
+    b, hop = len(clips), cfg.hop
+    lengths = torch.tensor([len(c) for c in clips])  # (B,)
+    source = F.pad(nn.utils.rnn.pad_sequence([torch.from_numpy(c) for c in clips], batch_first=True), (0, 1))
+    factor = 1 + cfg.speed * (2 * torch.rand(b, generator=g) - 1)  # (B,)
+    new_len = (lengths / factor).floor().long().clamp(min=1)
+    most = int(cfg.shift * cfg.sample_rate) + 1
+    before, after = torch.randint(most, (2, b), generator=g) if cfg.shift else torch.zeros(2, b, dtype=torch.long)
+    total = before + new_len + after  # (B,) samples after augmentation
+    k = torch.arange(int(total.max()))  # output sample index
+    j = k[None, :] - before[:, None]  # (B, N) index into the sped-up clip
+    inside = (j >= 0) & (j < new_len[:, None])
+    pos = j.clamp(min=0) * factor[:, None]  # (B, N) where it reads the original clip
+    lo = pos.floor().long().clamp(max=source.size(1) - 2)
+    frac = pos - lo
+    x = (source.gather(1, lo) * (1 - frac) + source.gather(1, lo + 1) * frac) * inside  # (B, N)
+    noisy = torch.rand(b, generator=g) < cfg.noise
+    snr_db = cfg.snr_low + (cfg.snr_high - cfg.snr_low) * torch.rand(b, generator=g)
+    rms = (source.pow(2).sum(1) / lengths).sqrt()
+    scale = torch.where(noisy, rms / 10 ** (snr_db / 20), torch.zeros(b))  # (B,)
+    x = x + torch.randn(x.shape, generator=g) * scale[:, None] * (k[None, :] < total[:, None])
+    frames = audio.log_mel(x, cfg.sample_rate, cfg.n_fft, hop, cfg.n_mels, meta["max_frames"])  # (B, T, M)
+    n_frames = (total // hop + 1).clamp(max=frames.size(1))  # (B,)
+    t = torch.arange(frames.size(1))
+    mask = t[None, :] < n_frames[:, None]  # (B, T)
+    if meta.get("clip_norm"):
+        frames = frames - (frames * mask[..., None]).sum(1, keepdim=True) / n_frames[:, None, None]
+    frames = (frames - torch.tensor(meta["mean"])) / torch.tensor(meta["std"])
+    keep = mask[..., None]  # (B, T, 1)
+    if cfg.freq_mask:
+        width = torch.randint(cfg.freq_mask + 1, (b, 1, 1), generator=g)
+        start = (torch.rand(b, 1, 1, generator=g) * (cfg.n_mels - width + 1)).long()
+        band = torch.arange(cfg.n_mels)
+        keep = keep & ~((band >= start) & (band < start + width))  # (B, T, M)
+    if cfg.time_mask:
+        width = torch.randint(cfg.time_mask + 1, (b, 1), generator=g)
+        width = torch.where(n_frames[:, None] > 2 * cfg.time_mask, width, 0)  # short clips keep every frame
+        start = (torch.rand(b, 1, generator=g) * (n_frames[:, None] - width + 1)).long()
+        keep = keep & ~((t >= start) & (t < start + width))[..., None]
+    return frames * keep, mask.long()
