@@ -63,6 +63,15 @@ class Dist:
             value /= self.world
         return value.item()
 
+    def mean_all(self, values: Tensor) -> list[float]:
+        """The means over ranks of a vector of scalars, read to the host at once (one sync for many steps)."""
+        values = values.detach().float()
+        if self.active:
+            values = values.clone()
+            tdist.all_reduce(values)
+            values /= self.world
+        return values.tolist()
+
     def decide(self, flag: bool) -> bool:
         """Rank 0's answer, on every rank."""
         if not self.active:

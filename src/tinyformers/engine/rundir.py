@@ -184,6 +184,8 @@ def read_run_config(run_dir: str | Path) -> tuple[Any, Any, dict]:
     if unknown:
         raise UserError(f"{run_dir / CONFIG}: unknown keys for task {task.name!r}: {', '.join(unknown)}")
     defaults = dataclasses.asdict(task.Config())
+    if isinstance(saved["config"].get("compile"), bool):  # runs saved when compile was true/false
+        saved["config"]["compile"] = "on" if saved["config"]["compile"] else "off"
     for key, value in saved["config"].items():  # a hand-edited "d_model": "wide" fails here, not deep in the model
         want = type(defaults[key])
         if not (type(value) is want or (want is float and type(value) is int)):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tinyformers.engine import distributed
+from tinyformers.engine import accel, distributed
 from tinyformers.engine import rundir as runs
 from tinyformers.engine.distributed import Dist
 from tinyformers.engine.loggers import Logger, hyperparameters, make_logger
@@ -42,15 +42,6 @@ def pick_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("--device mps: no MPS device here")
     return torch.device(name)
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device) -> tuple[Any, bool]:
-    """The autocast context for this device and ``cfg.amp``, and whether fp16 needs a gradient scaler."""
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext(), False
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.float16), True
-    return torch.autocast(device.type, dtype=torch.bfloat16), False
 
 
 def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -134,11 +125,14 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+SYNC_EVERY = 10  # steps between reads of the loss (each read waits for the device: a host sync)
+
+
 def _evaluate(task: Task, model: nn.Module, data: TaskData, split: str, cfg: TrainConfig) -> dict[str, float]:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode() if task.eval_inference_mode else torch.no_grad():
             return task.evaluate(model, data, split, cfg)
     finally:
         model.train(was_training)
@@ -215,13 +209,37 @@ def _train(
         if resume:
             _trim_log(run_dir / runs.LOG, state["step"])
         runs.save_run_config(run_dir, task.name, cfg, data.meta)  # on resume: records a changed budget
-    forward_model = dist.wrap(torch.compile(model) if cfg.compile else model, device)
-    autocast, use_scaler = autocast_for(cfg, device)
+    autocast, use_scaler = accel.autocast_for(cfg, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     params = count_parameters(model)
 
     bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, desc=task.name, unit="step")
+    # compile=auto compiles only the training step, when it repays its compile time; eval runs eager
+    compiler = accel.AutoCompile(
+        cfg.compile, model, task.name, cfg.amp, device, dist.world, lambda text: bar.set_description(text or task.name)
+    )
+    ddp_model = None  # under torchrun the step's model is fixed at the start (compile=auto stays eager there)
+    if dist.active:
+        ddp_model = dist.wrap(compiler.compiled if compiler.compiled is not None else model, device)
     train_losses: list[float] = []
+    pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, loss) not yet read from the device
+
+    def read_losses() -> None:
+        """Read the pending losses in one host sync; log them; a non-finite one stops the run."""
+        if not pending:
+            return
+        values = dist.mean_all(torch.stack([loss for _, _, loss in pending]))
+        for (at, lr_at, _), value in zip(pending, values, strict=True):
+            if not math.isfinite(value):
+                raise UserError(
+                    f"loss became {value} at step {at}; the last good checkpoint is kept. "
+                    "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
+                )
+            train_losses.append(value)
+            tracker.log(at + 1, {"train/loss": value, "train/lr": lr_at})
+        bar.set_postfix(loss=f"{values[-1]:.4f}", lr=f"{pending[-1][1]:.2e}")
+        pending.clear()
+
     model.train()
     clock = time.perf_counter if cfg.clock == "wall" else time.process_time
     with stop_on_first_sigint() as stop_requested:
@@ -233,7 +251,7 @@ def _train(
             lr = learning_rate(cfg, step, state["elapsed"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            total = 0.0
+            total = torch.zeros((), device=device)
             for micro in range(cfg.grad_accum):
                 gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
                 batch = task.batch(data, cfg, gen)
@@ -242,16 +260,14 @@ def _train(
                 batch = _to(dist.shard(batch), device)
                 # dropout noise of this micro-batch (and rank: shards must not share masks)
                 torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * dist.rank, step, micro))
+                if ddp_model is not None:
+                    forward_model = ddp_model
+                else:
+                    forward_model = compiler.model_for(batch, step, cfg.max_steps, cfg.max_time, state["elapsed"])
                 with autocast:
                     loss = task.loss(forward_model, batch) / cfg.grad_accum
-                value = dist.mean(loss)  # the global batch's loss, the same on every rank
-                if not math.isfinite(value):
-                    raise UserError(
-                        f"loss became {value} at step {step}; the last good checkpoint is kept. "
-                        "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
-                    )
                 (scaler.scale(loss) if scaler else loss).backward()
-                total += value
+                total += loss.detach().float()  # this rank's loss; the global mean is read at log time
             if scaler:
                 scaler.unscale_(optimizer)
             if cfg.grad_clip > 0:
@@ -264,20 +280,23 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             state["step"] = step + 1
             state["elapsed"] += clock() - t0
-            train_losses.append(total)
-            tracker.log(state["step"], {"train/loss": total, "train/lr": lr})
+            compiler.observe(clock() - t0)
+            pending.append((step, lr, total))
             bar.update(1)
-            bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}")
 
             last = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
             done = dist.decide(last)
-            if state["step"] % cfg.eval_every == 0 or done:
+            evaluate = state["step"] % cfg.eval_every == 0 or done
+            if evaluate or state["step"] % SYNC_EVERY == 0:
+                read_losses()  # before any checkpoint: a non-finite loss must never be saved
+            if evaluate:
                 stop = dist.main and _eval_and_checkpoint(
                     task, model, optimizer, data, cfg, run_dir, state, train_losses, bar, tracker
                 )
                 done = dist.decide(stop) or done
-                train_losses = []
+                train_losses.clear()
             if dist.decide(stop_requested()) and not done:  # Ctrl-C: the step is complete, resume is exact
+                read_losses()
                 bar.close()
                 if dist.main:
                     runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer, state)
