@@ -137,8 +137,13 @@ def parse_compile(value: str | bool) -> str:
 def cache_dir(environ: dict[str, str] | None = None) -> Path:
     """Where Inductor's compiled graphs (and this module's ledger of compile times) live on disk."""
     environ = os.environ if environ is None else environ
-    if environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(environ["TORCHINDUCTOR_CACHE_DIR"])
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # Inductor writes its default (a temporary directory) into the environment once it has looked for a
+    # cache; only another value is the user's own choice
+    explicit = environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if explicit and explicit != default_cache_dir():
+        return Path(explicit)
     if environ.get("TINYFORMERS_CACHE_DIR"):
         root = Path(environ["TINYFORMERS_CACHE_DIR"])
     else:
