@@ -326,8 +326,11 @@ class AutoCompile:
     def observe(self, seconds: float) -> None:
         """The duration of the step just done (forward, backward and optimizer step)."""
         if self.compiled is None:
-            self.eager_times.append(seconds)
+            if not self.decided:  # the probe; an eager run keeps no history
+                self.eager_times.append(seconds)
             return
+        if len(self.compiled_times) > self.MEASURE:
+            return  # compile time and speed-up are measured
         self.compiled_times.append(seconds)
         eager = statistics.median(self.eager_times[1:]) if len(self.eager_times) > 1 else None
         if self.compiling:
