@@ -34,11 +34,12 @@ def test_native_bf16_needs_the_flag_and_an_avx512_torch():
     assert accel.cpu_flags("no flags line here") == set()
 
 
-def test_physical_cores_counts_hyperthreads_once():
-    info = "".join(
-        f"processor\t: {i}\nphysical id\t: 0\ncore id\t\t: {i % 2}\n\n" for i in range(4)
-    )  # 2 cores x 2 threads
-    assert accel.physical_cores(info) == min(2, len(__import__("os").sched_getaffinity(0)))
+def test_physical_cores_counts_hyperthreads_once(monkeypatch):
+    info = "".join(f"processor\t: {i}\nphysical id\t: 0\ncore id\t\t: {i % 2}\n\n" for i in range(4))
+    monkeypatch.setattr(accel.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    assert accel.physical_cores(info) == 2  # 2 cores x 2 hyper-threads
+    monkeypatch.setattr(accel.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert accel.physical_cores(info) == 1  # this process may use one CPU only
 
 
 def test_set_threads_respects_omp_and_torchrun(monkeypatch):
