@@ -242,6 +242,7 @@ def _train(
 
     model.train()
     clock = time.perf_counter if cfg.clock == "wall" else time.process_time
+    batch_gen = torch.Generator()
     with stop_on_first_sigint() as stop_requested:
         # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
         done = state["step"] >= cfg.max_steps or (cfg.max_time > 0 and state["elapsed"] >= cfg.max_time)
@@ -251,9 +252,9 @@ def _train(
             lr = learning_rate(cfg, step, state["elapsed"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            total = torch.zeros((), device=device)
+            total: Any = 0.0  # becomes a tensor: the step's loss on the device
             for micro in range(cfg.grad_accum):
-                gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
+                gen = batch_gen.manual_seed(step_seed(cfg.seed, step, micro))  # reseeded: the same draws as new
                 batch = task.batch(data, cfg, gen)
                 ids = batch.get("input_ids")
                 state["tokens"] += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
@@ -267,7 +268,8 @@ def _train(
                 with autocast:
                     loss = task.loss(forward_model, batch) / cfg.grad_accum
                 (scaler.scale(loss) if scaler else loss).backward()
-                total += loss.detach().float()  # this rank's loss; the global mean is read at log time
+                # this rank's loss, left on the device: the global mean is read every SYNC_EVERY steps
+                total = total + loss.detach().float()
             if scaler:
                 scaler.unscale_(optimizer)
             if cfg.grad_clip > 0:
