@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import statistics
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,13 +138,15 @@ def parse_compile(value: str | bool) -> str:
 def cache_dir(environ: dict[str, str] | None = None) -> Path:
     """Where Inductor's compiled graphs (and this module's ledger of compile times) live on disk."""
     environ = os.environ if environ is None else environ
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-    # Inductor writes its default (a temporary directory) into the environment once it has looked for a
-    # cache; only another value is the user's own choice
+    # Inductor writes its default, <tmp>/torchinductor_<user>, into the environment once it has looked for
+    # a cache; only another value is the user's own choice (checked by name: importing Inductor takes seconds)
     explicit = environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if explicit and explicit != default_cache_dir():
-        return Path(explicit)
+    if explicit:
+        inductor_default = Path(explicit).parent == Path(tempfile.gettempdir()) and Path(explicit).name.startswith(
+            "torchinductor_"
+        )
+        if not inductor_default:
+            return Path(explicit)
     if environ.get("TINYFORMERS_CACHE_DIR"):
         root = Path(environ["TINYFORMERS_CACHE_DIR"])
     else:
@@ -169,8 +172,9 @@ def enable_compile_cache(environ: dict[str, str] | None = None) -> Path:
 
 
 def compile_available(device: torch.device) -> bool:
-    """Inductor runs here: CPU needs a C++ compiler, and dynamo must support this Python."""
-    if device.type not in ("cpu", "cuda") or not torch._dynamo.is_dynamo_supported():
+    """Inductor can run here: CUDA, or a CPU with a C++ compiler (whether dynamo supports this Python is
+    asked only before compiling: importing it takes seconds)."""
+    if device.type not in ("cpu", "cuda"):
         return False
     return device.type == "cuda" or shutil.which(os.environ.get("CXX", "g++")) is not None
 
@@ -247,7 +251,9 @@ class AutoCompile:
 
     # the ledger: {key: {"eager_step_s", "compiled_step_s", "cold_s", "warm_s"}}
     def _ledger_path(self) -> Path:
-        return (self.ledger_dir or cache_dir()) / LEDGER
+        if self.ledger_dir is None:
+            self.ledger_dir = cache_dir()
+        return self.ledger_dir / LEDGER
 
     def _ledger(self) -> dict[str, dict[str, float]]:
         try:
@@ -307,7 +313,7 @@ class AutoCompile:
                 if max_time > 0:
                     remaining = min(remaining, max(0.0, max_time - elapsed) / eager_s)
                 self.decided = True
-                if self.worth_it(remaining, eager_s, entry):
+                if self.worth_it(remaining, eager_s, entry) and torch._dynamo.is_dynamo_supported():
                     self.reason = f"compile=auto: ~{remaining:.0f} steps left repay the compile"
                     self._compile()
                 else:
