@@ -20,6 +20,19 @@ from tinyformers.engine import calibration
 
 RESULTS = Path(__file__).parent / "results"
 LOAD = calibration.LoadMeter()
+# nanoGPT's shakespeare_char CPU configuration, in our settings' names
+NANOGPT = [
+    "n_layers=4",
+    "n_heads=4",
+    "d_model=128",
+    "block_size=64",
+    "batch_size=12",
+    "lr=1e-3",
+    "dropout=0",
+    "warmup_steps=100",
+    "min_lr_ratio=0.1",
+    "max_steps=2000",
+]
 
 
 @functools.cache

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import machine, save, table
+from common import NANOGPT, machine, save, table
 from nanogpt_ref import train_reference
 
 from tinyformers.engine.task import apply_overrides
@@ -31,18 +31,6 @@ from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tasks"
-NANOGPT = [
-    "n_layers=4",
-    "n_heads=4",
-    "d_model=128",
-    "block_size=64",
-    "batch_size=12",
-    "lr=1e-3",
-    "dropout=0",
-    "warmup_steps=100",
-    "min_lr_ratio=0.1",
-    "max_steps=2000",
-]
 
 
 def run(settings: list[str], out: Path) -> tuple[dict, list[dict]]:

@@ -346,6 +346,7 @@ def cmd_list() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tinyformers.engine.accel import set_threads
     from tinyformers.engine.distributed import is_main_process
     from tinyformers.engine.rundir import RunDir
     from tinyformers.engine.task import apply_overrides
@@ -361,6 +362,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if saved_task.name != task.name:
             raise UserError(f"{args.out} holds a run of task {saved_task.name!r}, not {task.name!r}")
     cfg = apply_overrides(base, _settings(args))
+    set_threads()  # one per physical core; one per process under torchrun; OMP_NUM_THREADS wins
     metrics = train(
         task,
         cfg,

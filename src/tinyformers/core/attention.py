@@ -106,11 +106,12 @@ def fast_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
     """Eq. 1, the fast path: PyTorch's fused kernel. Same inputs and result as the readable path."""
     if mask is not None and mask.dtype == torch.bool:
         # The fused kernel returns NaN for a row with every key masked; the readable path returns 0.
-        # Let such rows attend everywhere, then zero them, so both paths agree exactly.
+        # Let such rows attend everywhere, then zero them, so both paths agree exactly. Done for every
+        # boolean mask, without first asking whether such a row exists: that question would read a tensor
+        # on the host each call (a sync) and break a torch.compile graph in two.
         empty = ~mask.any(dim=-1, keepdim=True)  # (…, T, 1)
-        if bool(empty.any()):
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
-            return out.masked_fill(empty, 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
+        return out.masked_fill(empty, 0.0)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 

@@ -55,13 +55,14 @@ class Dist:
             return batch
         return {k: v[self.rank :: self.world] if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def mean(self, value: Tensor) -> float:
-        """The mean of a scalar over ranks (the global batch's loss)."""
+    def mean_all(self, values: Tensor) -> list[float]:
+        """The means over ranks of a vector of scalars, read to the host at once (one sync for many steps)."""
+        values = values.detach().float()
         if self.active:
-            value = value.detach().clone()
-            tdist.all_reduce(value)
-            value /= self.world
-        return value.item()
+            values = values.clone()
+            tdist.all_reduce(values)
+            values /= self.world
+        return values.tolist()
 
     def decide(self, flag: bool) -> bool:
         """Rank 0's answer, on every rank."""

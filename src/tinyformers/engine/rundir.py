@@ -267,6 +267,8 @@ class RunDir:
         if unknown:
             raise UserError(f"{self.config}: unknown keys for task {task.name!r}: {', '.join(unknown)}")
         defaults = dataclasses.asdict(task.Config())
+        if isinstance(saved["config"].get("compile"), bool):  # runs saved when compile was true/false
+            saved["config"]["compile"] = "on" if saved["config"]["compile"] else "off"
         for key, value in saved["config"].items():  # a hand-edited "d_model": "wide" fails here, not deep in the model
             want = type(defaults[key])
             if not (type(value) is want or (want is float and type(value) is int)):

@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from tinyformers.engine import distributed
+from tinyformers.engine import accel, distributed
 from tinyformers.engine.distributed import Dist
 from tinyformers.engine.loggers import Logger, check_logger, hyperparameters, make_logger
 from tinyformers.engine.rundir import RunDir
@@ -42,15 +42,6 @@ def pick_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("--device mps: no MPS device here")
     return torch.device(name)
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device) -> tuple[Any, bool]:
-    """The autocast context for this device and ``cfg.amp``, and whether fp16 needs a gradient scaler."""
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext(), False
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.float16), True
-    return torch.autocast(device.type, dtype=torch.bfloat16), False
 
 
 def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -150,6 +141,35 @@ class Training:
     device: torch.device
     state: TrainState = field(default_factory=TrainState)
     tracker: Logger = field(default_factory=Logger)
+    batch_gen: torch.Generator = field(default_factory=torch.Generator)  # reseeded per micro-batch: (seed, step)
+
+
+SYNC_EVERY = 10  # steps between reads of the training loss (each read waits for the device: a host sync)
+
+
+@dataclass
+class Losses:
+    """The training loss of each step, left on the device (``pending``) and read to the host together every
+    ``SYNC_EVERY`` steps, at each evaluation and before any checkpoint; ``since_eval`` holds the values read since
+    the last evaluation (their mean is the log's ``train_loss``)."""
+
+    pending: list[tuple[int, float, Tensor]] = field(default_factory=list)  # (steps done, lr, this rank's loss)
+    since_eval: list[float] = field(default_factory=list)
+
+
+@dataclass
+class StepModel:
+    """The model the training step calls: the compiler's choice (eager, or ``torch.compile`` of it once
+    compile=auto finds it repays its compile time), or under torchrun the DDP-wrapped model fixed at the start
+    (compile=auto stays eager there: swapping a DDP-wrapped model mid-run is unsafe)."""
+
+    compiler: accel.AutoCompile
+    ddp: nn.Module | None = None
+
+    def __call__(self, t: Training, batch: Batch) -> nn.Module:
+        if self.ddp is not None:
+            return self.ddp
+        return self.compiler.model_for(batch, t.state.step, t.cfg.max_steps, t.cfg.max_time, t.state.elapsed)
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:
@@ -160,7 +180,7 @@ def _evaluate(task: Task, model: nn.Module, data: TaskData, split: str, cfg: Tra
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode() if task.eval_inference_mode else torch.no_grad():
             return task.evaluate(model, data, split, cfg)
     finally:
         model.train(was_training)
@@ -232,34 +252,35 @@ def _setup(task: Task, cfg: TrainConfig, run: RunDir, dist: Dist, resume: bool) 
 def _train(t: Training, progress: bool) -> dict[str, float]:
     """The loop: steps until the budget (or early stopping, or Ctrl-C), evaluating every ``eval_every`` steps."""
     cfg, state, dist = t.cfg, t.state, t.dist
-    compiled = cast(nn.Module, torch.compile(t.model)) if cfg.compile else t.model  # compile keeps the Module API
-    forward_model = dist.wrap(compiled, t.device)
-    autocast, use_scaler = autocast_for(cfg, t.device)
+    autocast, use_scaler = accel.autocast_for(cfg, t.device)
     scaler = torch.amp.GradScaler(t.device.type) if use_scaler else None
     bar = progress_bar(cfg, state, t.task.name, progress)
-    train_losses: list[float] = []
+    step_model = _step_model(t, bar)
+    losses = Losses()
     t.model.train()
     clock = time.perf_counter if cfg.clock == "wall" else time.process_time
     with stop_on_first_sigint() as stop_requested:
         # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
         done = state.out_of_budget(cfg)
         while not done:
-            t0 = clock()
+            t0, wall0 = clock(), time.perf_counter()
             lr = learning_rate(cfg, state.step, state.elapsed)
-            loss = _optimizer_step(t, forward_model, autocast, scaler, lr)
+            losses.pending.append((state.step + 1, lr, _optimizer_step(t, step_model, autocast, scaler, lr)))
             state.step += 1
             seconds = clock() - t0
             state.elapsed += seconds
-            train_losses.append(loss)
-            t.tracker.log(state.step, {"train/loss": loss, "train/lr": lr})
+            step_model.compiler.observe(time.perf_counter() - wall0)  # wall time: a compile runs g++ subprocesses
             bar.update(seconds if cfg.max_time > 0 else 1)
-            bar.set_postfix(_postfix(cfg, state, loss=f"{loss:.4f}", lr=f"{lr:.2e}"))
             done = dist.decide(state.out_of_budget(cfg))
-            if state.step % cfg.eval_every == 0 or done:
-                stop = dist.main and _eval_and_checkpoint(t, train_losses, bar)
+            evaluate = state.step % cfg.eval_every == 0 or done
+            if evaluate or state.step % SYNC_EVERY == 0:
+                _read_losses(t, losses, bar)  # before any checkpoint: a non-finite loss must never be saved
+            if evaluate:
+                stop = dist.main and _eval_and_checkpoint(t, losses.since_eval, bar)
                 done = dist.decide(stop) or done
-                train_losses = []
+                losses.since_eval.clear()
             if dist.decide(stop_requested()) and not done:  # Ctrl-C: the step is complete, resume is exact
+                _read_losses(t, losses, bar)
                 bar.close()
                 if dist.main:
                     t.run.save_checkpoint(t.model, t.optimizer, asdict(state))
@@ -292,14 +313,43 @@ def _postfix(cfg: TrainConfig, state: TrainState, **values: str) -> dict[str, An
     return {"step": state.step, **values} if cfg.max_time > 0 else values
 
 
-def _optimizer_step(t: Training, forward_model: nn.Module, autocast: Any, scaler: Any, lr: float) -> float:
-    """One optimizer step at ``lr`` over ``grad_accum`` micro-batches; returns the global batch's loss."""
+def _step_model(t: Training, bar: tqdm) -> StepModel:
+    """The training step's model for ``cfg.compile``; a compile in progress shows in the progress bar."""
+    name = t.task.name
+    compiler = accel.AutoCompile(
+        t.cfg.compile, t.model, name, t.cfg.amp, t.device, t.dist.world, lambda text: bar.set_description(text or name)
+    )
+    if not t.dist.active:
+        return StepModel(compiler)
+    return StepModel(compiler, t.dist.wrap(compiler.compiled if compiler.compiled is not None else t.model, t.device))
+
+
+def _read_losses(t: Training, losses: Losses, bar: tqdm) -> None:
+    """Read the pending losses (their mean over ranks) in one host sync, log them; a non-finite one stops the run."""
+    if not losses.pending:
+        return
+    values = t.dist.mean_all(torch.stack([loss for _, _, loss in losses.pending]))
+    for (step, lr, _), value in zip(losses.pending, values, strict=True):
+        if not math.isfinite(value):
+            raise UserError(
+                f"loss became {value} at step {step - 1}; the last good checkpoint is kept. "
+                "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
+            )
+        losses.since_eval.append(value)
+        t.tracker.log(step, {"train/loss": value, "train/lr": lr})
+    bar.set_postfix(_postfix(t.cfg, t.state, loss=f"{values[-1]:.4f}", lr=f"{losses.pending[-1][1]:.2e}"))
+    losses.pending.clear()
+
+
+def _optimizer_step(t: Training, step_model: StepModel, autocast: Any, scaler: Any, lr: float) -> Tensor:
+    """One optimizer step at ``lr`` over ``grad_accum`` micro-batches; returns this rank's loss of the step, on the
+    device (read later with the others: see :class:`Losses`)."""
     cfg, step = t.cfg, t.state.step
     for group in t.optimizer.param_groups:
         group["lr"] = lr
-    total = 0.0
+    parts: list[Tensor] = []
     for micro in range(cfg.grad_accum):
-        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro))
+        gen = t.batch_gen.manual_seed(step_seed(cfg.seed, step, micro))  # reseeded: the draws of a new generator
         batch = t.task.batch(t.data, cfg, gen)
         ids = batch.get("input_ids")
         t.state.tokens += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
@@ -307,15 +357,9 @@ def _optimizer_step(t: Training, forward_model: nn.Module, autocast: Any, scaler
         # dropout noise of this micro-batch (and rank: shards must not share masks)
         torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * t.dist.rank, step, micro))
         with autocast:
-            loss = t.task.loss(forward_model, batch, cfg) / cfg.grad_accum
-        value = t.dist.mean(loss)  # the global batch's loss, the same on every rank
-        if not math.isfinite(value):
-            raise UserError(
-                f"loss became {value} at step {step}; the last good checkpoint is kept. "
-                "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
-            )
+            loss = t.task.loss(step_model(t, batch), batch, cfg) / cfg.grad_accum
         (scaler.scale(loss) if scaler else loss).backward()
-        total += value
+        parts.append(loss.detach().float())
     if scaler:
         scaler.unscale_(t.optimizer)
     if cfg.grad_clip > 0:
@@ -326,7 +370,7 @@ def _optimizer_step(t: Training, forward_model: nn.Module, autocast: Any, scaler
     else:
         t.optimizer.step()
     t.optimizer.zero_grad(set_to_none=True)
-    return total
+    return torch.stack(parts).sum()
 
 
 def _eval_and_checkpoint(t: Training, train_losses: list[float], bar: tqdm) -> bool:

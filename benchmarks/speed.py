@@ -1,0 +1,274 @@
+"""Training speed of the current code against a baseline commit: every task's default recipe, the nanoGPT
+configuration against benchmarks/nanogpt_ref.py, and the achieved FLOP/s against this machine's matmul ceiling.
+
+    python benchmarks/speed.py --baseline COMMIT [--tasks copy,shakespeare] [--steps 200] [--repeats 3]
+                               [--nanogpt-steps 2000] [--no-tasks] [--no-nanogpt] [--name speed]
+
+Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdict line to quote).
+
+* The baseline is checked out as a detached ``git worktree`` (removed at the end); each run is a subprocess
+  ``python -m tinyformers train`` with PYTHONPATH at that side's ``src``, so the two sides never share a process.
+* Each task trains its default recipe for a fixed number of steps with no time budget
+  (``--set max_steps=N max_time=0 eval_every=N``): the one evaluation comes after the last step, outside the
+  timed training. steps/s = steps / train_seconds (metrics.json: the sum of the step times, compile time
+  included); examples/s = steps/s x batch_size x grad_accum. The held-out metric of both sides at that step
+  budget is in the table too: speed must not cost quality.
+* Runs are interleaved (baseline, current, current, baseline, ...: the order flips every repeat) and repeated;
+  the table shows medians. These VMs drift +-15-20% from minute to minute.
+* nanoGPT configuration (4 layers, 4 heads, 128 dims, block 64, batch 12, dropout 0, lr 1e-3 with 100 warmup
+  steps): tokens/s of the reference (``nanogpt_ref.train_reference``), the baseline and the current code,
+  ``--nanogpt-steps`` steps each (2,000 = nanoGPT's CPU run; compile time included in the timed steps).
+* FLOP/s = tokens/s x (6 N + 12 L d T) per token (Kaplan et al. 2020 / PaLM's accounting: 6 N for the
+  forward and backward matmuls of N parameters, 12 L d T for the attention scores and weighted sums of L
+  layers of width d over a context of T tokens). N counts every parameter, embedding tables included (an
+  overestimate for the lookups; exact for a tied output head). Reported for tasks whose batches have
+  ``input_ids``; encoder-decoder and image tasks count only their input tokens, so theirs is a rough figure.
+  The ceiling is measured here the way ../shared/tools/measure does (1024x1024 matmuls, torch's threads):
+  fp32, and bf16 when the CPU has native bf16 (an emulated bf16 ceiling means nothing).
+
+Writes benchmarks/results/<name>.json (default ``speed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import NANOGPT, machine, save, table
+
+ROOT = Path(__file__).resolve().parent.parent
+CALIBRATE = r"""
+import json, time, torch
+def gflops(dtype, n=1024, reps=20):
+    a = torch.randn(n, n).to(dtype); b = torch.randn(n, n).to(dtype)
+    for _ in range(3): a @ b
+    t = time.perf_counter()
+    for _ in range(reps): a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+from tinyformers.engine.accel import native_bf16
+native = native_bf16()
+print(json.dumps({"threads": torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
+  "native_bf16": native, "fp32_gflops": gflops(torch.float32),
+  "bf16_gflops": gflops(torch.bfloat16) if native else None}))
+"""
+TASKS = r"""
+import json
+from tinyformers.tasks import TASKS
+print(json.dumps({n: {"ready": c().data_status(c.Config()) is None, "metric": f"{c.final_split}_{c.metric}"}
+                  for n, c in sorted(TASKS.items())}))
+"""
+REFERENCE = r"""
+import json, sys
+sys.path.insert(0, {bench!r})
+from nanogpt_ref import train_reference
+from tinyformers.tasks import get_task
+task = get_task("shakespeare")
+data = task.data(task.Config())
+_, stats = train_reference(data.splits["train"], len(data.meta["tokenizer"]["chars"]), iters={steps})
+print(json.dumps(stats))
+"""
+
+
+def python_env(src: Path, threads: int | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_python(code: str, src: Path, threads: int | None, timeout: float) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=python_env(src, threads), capture_output=True, text=True, timeout=timeout
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def train_run(src: Path, task: str, settings: list[str], threads: int | None, timeout: float) -> dict:
+    """One ``tinyformers train`` in a subprocess; its metrics plus the recipe's batch size and layout."""
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [sys.executable, "-m", "tinyformers", "train", task, "--out", d, "--overwrite", "--no-progress"]
+        out = subprocess.run(
+            [*cmd, "--set", *settings], env=python_env(src, threads), capture_output=True, text=True, timeout=timeout
+        )
+        if out.returncode != 0:
+            tail = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
+            return {"error": tail}
+        metrics = json.loads((Path(d) / "metrics.json").read_text())
+        config = json.loads((Path(d) / "config.json").read_text())["config"]
+    return {"metrics": metrics, "config": config}
+
+
+def flops_per_token(metrics: dict, config: dict) -> float | None:
+    """6 N + 12 L d T (see the module docstring), or None when the run has no token count."""
+    tokens, steps = metrics.get("train_tokens"), metrics.get("steps")
+    if not tokens or not steps or "d_model" not in config:
+        return None
+    t = tokens / (steps * config.get("batch_size", 1) * config.get("grad_accum", 1))  # tokens per sequence
+    layers = sum(v for k, v in config.items() if k.startswith("n_") and k.endswith("layers") and isinstance(v, int))
+    return 6 * metrics["params"] + 12 * layers * config["d_model"] * t
+
+
+def summarise(runs: list[dict], metric: str | None) -> dict:
+    """Medians of a side's runs of one task."""
+    ok = [r for r in runs if "metrics" in r]
+    if not ok:
+        return {"error": runs[-1].get("error", "no run") if runs else "no run"}
+    steps_s = [r["metrics"]["steps"] / max(r["metrics"]["train_seconds"], 1e-9) for r in ok]
+    cfg = ok[0]["config"]
+    per_step = cfg.get("batch_size", 1) * cfg.get("grad_accum", 1)
+    out = {
+        "steps_per_s": statistics.median(steps_s),
+        "examples_per_s": statistics.median(steps_s) * per_step,
+        "runs_steps_per_s": [round(x, 3) for x in steps_s],
+    }
+    tokens_s = [r["metrics"]["tokens_per_s"] for r in ok if "tokens_per_s" in r["metrics"]]
+    if tokens_s:
+        out["tokens_per_s"] = statistics.median(tokens_s)
+    fpt = flops_per_token(ok[0]["metrics"], cfg)
+    if fpt and tokens_s:
+        out["gflops"] = statistics.median(tokens_s) * fpt / 1e9
+    if metric and all(metric in r["metrics"] for r in ok):
+        out["metric"] = statistics.median(r["metrics"][metric] for r in ok)
+    return out
+
+
+def ceiling_fraction(row: dict, cal: dict) -> None:
+    if "gflops" in row:
+        row["frac_fp32"] = row["gflops"] / cal["fp32_gflops"]
+        if cal.get("bf16_gflops"):
+            row["frac_bf16"] = row["gflops"] / cal["bf16_gflops"]
+
+
+def bench_tasks(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> list[dict]:
+    known = run_python(TASKS, sides["current"], args.threads, 300)
+    ready = {n: k["ready"] for n, k in known.items()}
+    names = args.tasks.split(",") if args.tasks else sorted(ready)
+    settings = [f"max_steps={args.steps}", "max_time=0", f"eval_every={args.steps}", *args.set]
+    runs: dict[str, dict[str, list[dict]]] = {n: {"baseline": [], "current": []} for n in names}
+    for rep in range(args.repeats):
+        for name in names:
+            if not ready.get(name, False):
+                continue
+            order = ["baseline", "current"] if rep % 2 == 0 else ["current", "baseline"]
+            for side in order:
+                runs[name][side].append(train_run(sides[side], name, settings, args.threads, args.timeout))
+            print(name, rep, {s: runs[name][s][-1].get("error", "ok") for s in order}, file=sys.stderr)
+    rows = []
+    for name in names:
+        if not ready.get(name, False):
+            rows.append({"task": name, "note": "data missing here"})
+            continue
+        metric = known[name]["metric"]  # the task's held-out metric, e.g. test_accuracy
+        old, new = summarise(runs[name]["baseline"], metric), summarise(runs[name]["current"], metric)
+        row: dict = {"task": name, "held_out": metric}
+        for side, s in (("old", old), ("new", new)):
+            for k, v in s.items():
+                row[f"{k}_{side}"] = v
+        if "steps_per_s" in old and "steps_per_s" in new:
+            row["speedup"] = new["steps_per_s"] / old["steps_per_s"]
+        if "gflops" in new:
+            row["gflops"] = new["gflops"]
+            ceiling_fraction(row, cal)
+        rows.append(row)
+    return rows
+
+
+def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> list[dict]:
+    steps = args.nanogpt_steps
+    settings = [*NANOGPT, f"max_steps={steps}", "max_time=0", f"eval_every={steps}", "eval_windows=10"]
+    results: dict[str, list[float]] = {"nanoGPT-style reference": [], "baseline": [], "current": []}
+    fpt = None
+    code = REFERENCE.format(bench=str(Path(__file__).resolve().parent), steps=steps)
+    for rep in range(args.repeats):
+        order = list(results) if rep % 2 == 0 else list(reversed(results))
+        for variant in order:
+            if variant == "nanoGPT-style reference":
+                stats = run_python(code, sides["current"], args.threads, args.timeout)
+                results[variant].append(stats["tokens_per_s"])
+                continue
+            r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
+            if "metrics" not in r:
+                print(variant, r["error"], file=sys.stderr)
+                continue
+            results[variant].append(r["metrics"]["tokens_per_s"])
+            fpt = fpt or flops_per_token(r["metrics"], r["config"])
+        print({k: round(v[-1]) for k, v in results.items() if v}, file=sys.stderr)
+    ref = statistics.median(results["nanoGPT-style reference"])
+    rows = []
+    for name, values in results.items():
+        if not values:
+            continue
+        row = {
+            "variant": name,
+            "tokens_per_s": statistics.median(values),
+            "vs_reference": statistics.median(values) / ref,
+            "runs": [round(v) for v in values],
+        }
+        if fpt:
+            row["gflops"] = row["tokens_per_s"] * fpt / 1e9
+            ceiling_fraction(row, cal)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", required=True, help="commit (or branch) to compare against")
+    ap.add_argument("--tasks", default="", help="comma-separated task names (default: every task with data)")
+    ap.add_argument("--steps", type=int, default=200, help="training steps per task run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--nanogpt-steps", type=int, default=2000)
+    ap.add_argument("--no-tasks", action="store_true", help="only the nanoGPT configuration")
+    ap.add_argument("--no-nanogpt", action="store_true", help="only the tasks")
+    ap.add_argument("--set", nargs="*", default=[], help="extra key=value settings for both sides' task runs")
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: unset)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    ap.add_argument("--name", default="speed", help="results file benchmarks/results/<name>.json")
+    args = ap.parse_args()
+
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", args.baseline], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    worktree = Path(tempfile.mkdtemp(prefix="tinyformers-baseline-")) / "wt"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), commit], check=True)
+    sides = {"baseline": worktree / "src", "current": ROOT / "src"}
+    try:
+        started = time.time()
+        cal = run_python(CALIBRATE, sides["current"], args.threads, 600)
+        print("ceiling:", cal, file=sys.stderr)
+        task_rows = [] if args.no_tasks else bench_tasks(args, sides, cal)
+        nano_rows = [] if args.no_nanogpt else bench_nanogpt(args, sides, cal)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+
+    print(f"baseline {commit[:10]}, current {head[:10]} (+ uncommitted changes, if any); {machine()}")
+    print(f"matmul ceiling: {cal}")
+    summary: dict = {"baseline": commit, "current": head, "calibration": cal, "seconds": time.time() - started}
+    if task_rows:
+        cols = ["task", "steps_per_s_old", "steps_per_s_new", "speedup", "examples_per_s_new", "held_out"]
+        cols += ["metric_old", "metric_new", "gflops", "frac_fp32", "frac_bf16", "note"]
+        print(table(task_rows, cols))
+        ratios = [r["speedup"] for r in task_rows if "speedup" in r]
+        if ratios:
+            summary.update(median_speedup=statistics.median(ratios), min_speedup=min(ratios))
+            median, lowest = summary["median_speedup"], summary["min_speedup"]
+            print(f"median speed-up over {len(ratios)} tasks: {median:.3f}, lowest {lowest:.3f}")
+    if nano_rows:
+        print(table(nano_rows, ["variant", "tokens_per_s", "vs_reference", "gflops", "frac_fp32", "frac_bf16", "runs"]))
+    extra = {**summary, "nanogpt": nano_rows, "steps": args.steps, "nanogpt_steps": args.nanogpt_steps}
+    path = save(args.name, " ".join(["python", *sys.argv]), task_rows, extra)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

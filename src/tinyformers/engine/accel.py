@@ -1,0 +1,351 @@
+"""CPU speed settings chosen at run time: threads, bf16 autocast, and a ``torch.compile`` that pays for itself.
+
+The machines this project runs on differ (docs/cpu-performance.md): some CPUs have native bf16
+(``avx512_bf16`` / AMX), where a bf16 matmul is several times faster than fp32; others are AVX2-only, where
+bf16 is emulated and hundreds of times *slower*. Every choice here reads the CPU first and never picks
+bf16 on a CPU without it.
+
+``compile`` settings (``TrainConfig.compile``): 'on', 'off' (``true``/``false`` are accepted), or 'auto'.
+'auto' compiles the training forward and loss only when that is expected to win end to end, compile
+time included (:class:`AutoCompile` states the rule). Compiled graphs are cached on disk by Inductor
+(FX graph cache and AOT autograd cache) in :func:`cache_dir`, so a second run with the same model and
+shapes pays seconds instead of tens of seconds. Clear the cache with ``rm -rf ~/.cache/tinyformers/inductor``
+(or the directory :func:`cache_dir` names: ``$TINYFORMERS_CACHE_DIR``, else ``$XDG_CACHE_HOME/tinyformers``,
+under ``inductor/``; an explicit ``$TORCHINDUCTOR_CACHE_DIR`` is used as it is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+COMPILE_VALUES = {"auto": "auto", "on": "on", "off": "off", "true": "on", "false": "off", "1": "on", "0": "off"}
+LEDGER = "tinyformers-compiles.json"
+
+
+# --- what the CPU can do ---------------------------------------------------------------------------------
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The feature flags of the first CPU in ``/proc/cpuinfo`` (or of the given text); empty if unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16(flags: set[str] | None = None, capability: str | None = None) -> bool:
+    """True when this CPU multiplies bf16 natively (``avx512_bf16`` or AMX), so bf16 autocast can be a win.
+
+    Both the CPU flags and torch's kernel level (``torch.backends.cpu.get_cpu_capability()``) must agree: an
+    AVX2-only build or CPU (where bf16 is emulated, hundreds of times slower) is never native.
+    """
+    flags = cpu_flags() if flags is None else flags
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    return capability.startswith("AVX512") and any(f in flags for f in BF16_FLAGS)
+
+
+def physical_cores(cpuinfo: str | None = None) -> int:
+    """Physical cores this process may use (hyper-threads counted once), at least 1."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return max(1, allowed)
+    cores, physical = set(), "0"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            physical = value.strip()
+        elif key.strip() == "core id":
+            cores.add((physical, value.strip()))
+    return max(1, min(allowed, len(cores) or allowed))
+
+
+def set_threads(environ: dict[str, str] | None = None) -> int:
+    """Set torch's intra-op threads for a training process and return the number.
+
+    An explicit ``OMP_NUM_THREADS`` wins (torch already read it). Under ``torchrun`` (``WORLD_SIZE`` > 1)
+    each process gets one thread, so the processes do not fight over the cores; otherwise one thread per
+    physical core (hyper-threads slow matmuls down).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = 1 if int(environ.get("WORLD_SIZE", "1")) > 1 else physical_cores()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+# --- bf16 autocast ------------------------------------------------------------------------------------------
+
+
+def autocast_for(cfg: Any, device: torch.device, bf16_native: bool | None = None) -> tuple[Any, bool]:
+    """The autocast context for ``cfg.amp`` on ``device``, and whether fp16 needs a gradient scaler.
+
+    * 'off': fp32.
+    * 'bf16': bf16 autocast (on a CPU without native bf16 this is the user's explicit, slow choice).
+    * 'auto': on CUDA, bf16 (fp16 with a scaler where bf16 is missing); on a CPU, bf16 only when the CPU
+      has it natively *and* the recipe says bf16 wins there (``cfg.cpu_bf16``: measured faster at equal
+      steps with the held-out metric within noise); else fp32.
+
+    Autocast keeps what needs the range in fp32: the loss (``cross_entropy``), softmax, layer norm and the
+    optimizer state (parameters and AdamW moments are never cast).
+    """
+    if cfg.amp == "off":
+        return contextlib.nullcontext(), False
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.float16), True
+        return torch.autocast("cuda", dtype=torch.bfloat16), False
+    if cfg.amp == "auto":
+        native = native_bf16() if bf16_native is None else bf16_native
+        if device.type != "cpu" or not (native and getattr(cfg, "cpu_bf16", False)):
+            return contextlib.nullcontext(), False
+    return torch.autocast(device.type, dtype=torch.bfloat16), False
+
+
+# --- torch.compile that pays --------------------------------------------------------------------------------
+
+
+def parse_compile(value: str | bool) -> str:
+    """'auto', 'on' or 'off' from a setting (``true``/``false``, as before compile took three values)."""
+    key = str(value).strip().lower()
+    if key not in COMPILE_VALUES:
+        raise ValueError(f"compile={value!r}: expected auto, on or off")
+    return COMPILE_VALUES[key]
+
+
+def cache_dir(environ: dict[str, str] | None = None) -> Path:
+    """Where Inductor's compiled graphs (and this module's ledger of compile times) live on disk."""
+    environ = os.environ if environ is None else environ
+    # Inductor writes its default, <tmp>/torchinductor_<user>, into the environment once it has looked for
+    # a cache; only another value is the user's own choice (checked by name: importing Inductor takes seconds)
+    explicit = environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if explicit:
+        inductor_default = Path(explicit).parent == Path(tempfile.gettempdir()) and Path(explicit).name.startswith(
+            "torchinductor_"
+        )
+        if not inductor_default:
+            return Path(explicit)
+    if environ.get("TINYFORMERS_CACHE_DIR"):
+        root = Path(environ["TINYFORMERS_CACHE_DIR"])
+    else:
+        root = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyformers"
+    return root / "inductor"
+
+
+def enable_compile_cache(environ: dict[str, str] | None = None) -> Path:
+    """Point Inductor at :func:`cache_dir` and turn on its persistent caches; return the directory.
+
+    Must run before the first compilation of the process (Inductor reads the directory lazily).
+    """
+    environ = os.environ if environ is None else environ
+    path = cache_dir(environ)
+    path.mkdir(parents=True, exist_ok=True)
+    environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True  # compiled kernels, keyed by graph and shapes
+    functorch_config.enable_autograd_cache = True  # the joint forward/backward graph (AOT autograd)
+    return path
+
+
+def compile_available(device: torch.device) -> bool:
+    """Inductor can run here: CUDA, or a CPU with a C++ compiler (whether dynamo supports this Python is
+    asked only before compiling: importing it takes seconds)."""
+    if device.type not in ("cpu", "cuda"):
+        return False
+    return device.type == "cuda" or shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
+def compile_key(task: str, model: nn.Module, batch: dict[str, Any], amp: str, device: torch.device) -> str:
+    """What a compiled graph depends on: torch, the CPU kind, the model's structure and the batch's shapes."""
+    parts = {
+        "torch": torch.__version__,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "device": device.type,
+        "task": task,
+        "model": type(model).__name__,
+        "params": [(n, list(p.shape), str(p.dtype), p.requires_grad) for n, p in model.named_parameters()],
+        "batch": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(batch.items()) if torch.is_tensor(v)},
+        "amp": amp,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class AutoCompile:
+    """Which model the training step calls: the eager one, or ``torch.compile`` of it.
+
+    'on' compiles from the first step, 'off' never. 'auto' (single process only; under torchrun it stays
+    eager, since switching a DDP-wrapped model mid-run is unsafe) decides with this rule:
+
+        compile  iff  remaining_steps * eager_step_s * (1 - 1 / speedup)  >  compile_s
+
+    * ``eager_step_s``: the median of steps 2..``PROBE`` of this run, trained eagerly (step 1 pays warm-up),
+      or, for a model/shape key compiled before on this machine, the value recorded then.
+    * ``remaining_steps``: what the step budget leaves, or what the time budget leaves at ``eager_step_s``.
+    * ``speedup``: measured on the last run of this key (eager step / compiled step), else ``SPEEDUP``
+      (docs/cpu-performance.md measured 1.35x for a 128-dim GPT; taken lower to err towards eager).
+      A key that measured no gain is never compiled again by 'auto'.
+    * ``compile_s``: for a key compiled before (Inductor's cache is warm), its last warm compile time, else
+      ``WARM_S``; for a new key the median first-compile time measured on this machine, else ``COLD_S``
+      (10-40 s were seen here for the zoo's models).
+
+    Each compile's measured time and speed-up are written to a small ledger in :func:`cache_dir`;
+    deleting that directory clears both the graphs and the ledger.
+    """
+
+    PROBE = 5
+    SPEEDUP = 1.25
+    WARM_S = 5.0
+    COLD_S = 40.0
+    MEASURE = 5  # compiled steps timed to measure the speed-up
+
+    def __init__(
+        self,
+        setting: str | bool,
+        model: nn.Module,
+        task: str,
+        amp: str,
+        device: torch.device,
+        world: int = 1,
+        on_phase: Callable[[str | None], None] | None = None,
+        ledger_dir: Path | None = None,
+    ) -> None:
+        self.setting = parse_compile(setting)
+        self.model, self.task, self.amp, self.device = model, task, amp, device
+        if self.setting == "auto" and (world > 1 or not compile_available(device)):
+            self.setting = "off"
+        self.on_phase = on_phase or (lambda text: None)
+        self.ledger_dir = ledger_dir
+        self.compiled: nn.Module | None = None
+        self.decided = self.setting != "auto"
+        self.key: str | None = None
+        self.eager_times: list[float] = []
+        self.compiled_times: list[float] = []
+        self.compiling = False
+        self.reason = {"on": "compile=on", "off": "compile=off"}.get(self.setting, "")
+        if self.setting == "on":
+            self._compile()
+
+    # the ledger: {key: {"eager_step_s", "compiled_step_s", "cold_s", "warm_s"}}
+    def _ledger_path(self) -> Path:
+        if self.ledger_dir is None:
+            self.ledger_dir = cache_dir()
+        return self.ledger_dir / LEDGER
+
+    def _ledger(self) -> dict[str, dict[str, float]]:
+        try:
+            return json.loads(self._ledger_path().read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _record(self, **values: float) -> None:
+        if self.key is None:
+            return
+        ledger = self._ledger()
+        ledger[self.key] = {**ledger.get(self.key, {}), **{k: round(v, 6) for k, v in values.items()}}
+        path = self._ledger_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:  # a read-only cache costs the estimate next time, never the run
+            pass
+
+    def _compile(self) -> None:
+        enable_compile_cache()
+        self.compiled = torch.compile(self.model)
+
+    @staticmethod
+    def compiled_before(entry: dict[str, float] | None) -> bool:
+        """Whether the ledger saw this key compiled (so Inductor's cache should be warm)."""
+        return bool(entry) and ("cold_s" in entry or "warm_s" in entry)
+
+    def cold_estimate(self) -> float:
+        """A first compile's expected seconds: the median of those measured on this machine, else ``COLD_S``."""
+        cold = [e["cold_s"] for e in self._ledger().values() if isinstance(e, dict) and "cold_s" in e]
+        return statistics.median(cold) if cold else self.COLD_S
+
+    def worth_it(self, remaining_steps: float, eager_step_s: float, entry: dict[str, float] | None) -> bool:
+        """The rule of the class docstring."""
+        entry = entry or {}
+        measured = entry.get("eager_step_s") and entry.get("compiled_step_s")
+        speedup = entry["eager_step_s"] / entry["compiled_step_s"] if measured else self.SPEEDUP
+        compile_s = entry.get("warm_s", self.WARM_S) if self.compiled_before(entry) else self.cold_estimate()
+        return remaining_steps * eager_step_s * (1 - 1 / speedup) > compile_s
+
+    def model_for(self, batch: dict[str, Any], step: int, max_steps: int, max_time: float, elapsed: float) -> nn.Module:
+        """The model to call for this step (its ``batch``, 0-based ``step`` of ``max_steps``, budget seconds)."""
+        if self.key is None:
+            self.key = compile_key(self.task, self.model, batch, self.amp, self.device)
+        if not self.decided:
+            entry = self._ledger().get(self.key)
+            eager_s = None
+            if entry and entry.get("eager_step_s"):
+                eager_s = entry["eager_step_s"]
+            elif len(self.eager_times) >= self.PROBE:
+                eager_s = statistics.median(self.eager_times[1:])
+            if eager_s is not None:
+                remaining = max_steps - step
+                if max_time > 0:
+                    remaining = min(remaining, max(0.0, max_time - elapsed) / eager_s)
+                self.decided = True
+                if self.worth_it(remaining, eager_s, entry) and torch._dynamo.is_dynamo_supported():
+                    self.reason = f"compile=auto: ~{remaining:.0f} steps left repay the compile"
+                    self._compile()
+                else:
+                    self.reason = "compile=auto: too few steps left to repay a compile"
+        if self.compiled is None:
+            return self.model
+        if not self.compiled_times:  # this step compiles: say so in the progress bar
+            entry = self._ledger().get(self.key) or {}
+            if self.compiled_before(entry):
+                self.on_phase(f"compiling (cached: ~{entry.get('warm_s', self.WARM_S):.0f} s)")
+            else:
+                self.on_phase(f"compiling (first run: ~{self.cold_estimate():.0f} s)")
+            self.compiling = True
+        return self.compiled
+
+    def observe(self, seconds: float) -> None:
+        """The duration of the step just done (forward, backward and optimizer step)."""
+        if self.compiled is None:
+            if not self.decided:  # the probe; an eager run keeps no history
+                self.eager_times.append(seconds)
+            return
+        if len(self.compiled_times) > self.MEASURE:
+            return  # compile time and speed-up are measured
+        self.compiled_times.append(seconds)
+        eager = statistics.median(self.eager_times[1:]) if len(self.eager_times) > 1 else None
+        if self.compiling:
+            self.compiling = False
+            self.on_phase(None)
+            kind = "warm_s" if self.compiled_before(self._ledger().get(self.key or "")) else "cold_s"
+            self._record(**{kind: max(0.0, seconds - (eager or 0.0))})
+        elif len(self.compiled_times) == 1 + self.MEASURE:
+            measured = {"compiled_step_s": statistics.median(self.compiled_times[1:])}
+            if eager is not None:  # compile=on measures no eager step: keep an earlier run's
+                measured["eager_step_s"] = eager
+            self._record(**measured)

@@ -1,0 +1,211 @@
+"""Run-time speed settings (engine/accel.py): bf16 only on CPUs that have it, compile settings, the on-disk
+compile cache, the compile=auto rule, and a trainer step that equals a plain PyTorch loop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from tinyformers.core.attention import fast_attention, merge_masks, scaled_dot_product_attention
+from tinyformers.engine import accel
+from tinyformers.engine import rundir as runs
+from tinyformers.engine.task import TrainConfig, apply_overrides, build_model
+from tinyformers.engine.trainer import learning_rate, optimizer_for, step_seed, train
+from tinyformers.errors import UserError
+from tinyformers.tasks import get_task, read_run_config
+
+AVX2_FLAGS = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c\n"
+AVX512_BF16_FLAGS = "processor\t: 0\nflags\t\t: fpu avx avx2 avx512f avx512bw avx512vl avx512_bf16\n"
+TINY = ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=16", "n_test=16", "batch_size=8"]
+
+
+def test_native_bf16_needs_the_flag_and_an_avx512_torch():
+    assert not accel.native_bf16(accel.cpu_flags(AVX2_FLAGS), "AVX2")
+    assert not accel.native_bf16(accel.cpu_flags(AVX2_FLAGS), "AVX512")  # AVX-512 without bf16
+    assert not accel.native_bf16(accel.cpu_flags(AVX512_BF16_FLAGS), "AVX2")  # a torch build without AVX-512
+    assert accel.native_bf16(accel.cpu_flags(AVX512_BF16_FLAGS), "AVX512")
+    assert accel.native_bf16({"amx_bf16"}, "AVX512")
+    assert accel.cpu_flags("no flags line here") == set()
+
+
+def test_physical_cores_counts_hyperthreads_once(monkeypatch):
+    info = "".join(f"processor\t: {i}\nphysical id\t: 0\ncore id\t\t: {i % 2}\n\n" for i in range(4))
+    monkeypatch.setattr(accel.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    assert accel.physical_cores(info) == 2  # 2 cores x 2 hyper-threads
+    monkeypatch.setattr(accel.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert accel.physical_cores(info) == 1  # this process may use one CPU only
+
+
+def test_set_threads_respects_omp_and_torchrun(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert accel.set_threads({"OMP_NUM_THREADS": "1"}) == 1
+        assert accel.set_threads({"WORLD_SIZE": "2"}) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(accel, "physical_cores", lambda: 2)
+        assert accel.set_threads({}) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("amp", ["auto", "bf16", "off"])
+def test_autocast_is_never_chosen_without_native_bf16_unless_asked(monkeypatch, amp):
+    monkeypatch.setattr(accel, "native_bf16", lambda *a, **k: False)
+    cfg = TrainConfig(amp=amp, cpu_bf16=True)
+    ctx, scaler = accel.autocast_for(cfg, torch.device("cpu"))
+    assert not scaler
+    if amp == "bf16":  # the user's explicit choice
+        assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+    else:
+        assert isinstance(ctx, contextlib.nullcontext)
+
+
+def test_autocast_auto_on_native_bf16_only_where_the_recipe_opts_in():
+    cpu = torch.device("cpu")
+    ctx, _ = accel.autocast_for(TrainConfig(amp="auto", cpu_bf16=True), cpu, bf16_native=True)
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+    ctx, _ = accel.autocast_for(TrainConfig(amp="auto"), cpu, bf16_native=True)  # cpu_bf16 defaults to False
+    assert isinstance(ctx, contextlib.nullcontext)
+
+
+def test_bf16_autocast_keeps_the_loss_in_fp32():
+    logits = torch.randn(4, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = torch.nn.Linear(7, 7)(logits)
+        loss = F.cross_entropy(h, torch.tensor([0, 1, 2, 3]))
+    assert h.dtype == torch.bfloat16 and loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("text", "want"), [("auto", "auto"), ("on", "on"), ("off", "off"), ("true", "on"), ("false", "off")]
+)
+def test_compile_setting_parses(text, want):
+    assert apply_overrides(TrainConfig(), [f"compile={text}"]).compile == want
+    assert accel.parse_compile(text) == want
+
+
+def test_compile_setting_rejects_other_values_and_maps_bools():
+    with pytest.raises(UserError, match="compile"):
+        apply_overrides(TrainConfig(), ["compile=fast"])
+    assert TrainConfig(compile=True).compile == "on" and TrainConfig(compile=False).compile == "off"
+    assert TrainConfig().compile == "auto"
+
+
+def test_cache_dir_is_honoured(tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    assert accel.cache_dir({"TINYFORMERS_CACHE_DIR": str(tmp_path)}) == tmp_path / "inductor"
+    assert accel.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "tinyformers" / "inductor"
+    assert accel.cache_dir({"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "mine")}) == tmp_path / "mine"
+    inductor_default = {"TORCHINDUCTOR_CACHE_DIR": default_cache_dir(), "XDG_CACHE_HOME": str(tmp_path)}
+    assert accel.cache_dir(inductor_default) == tmp_path / "tinyformers" / "inductor"  # not a user's choice
+    env = {"TINYFORMERS_CACHE_DIR": str(tmp_path)}
+    path = accel.enable_compile_cache(env)
+    assert path.is_dir() and env["TORCHINDUCTOR_CACHE_DIR"] == str(path)
+    assert torch._inductor.config.fx_graph_cache and torch._functorch.config.enable_autograd_cache
+
+
+def _auto(tmp_path: Path, phases: list, setting: str = "auto", world: int = 1) -> accel.AutoCompile:
+    model = torch.nn.Linear(4, 4)
+    return accel.AutoCompile(setting, model, "t", "off", torch.device("cpu"), world, phases.append, tmp_path)
+
+
+def test_auto_compile_stays_eager_for_a_short_run(tmp_path):
+    phases: list = []
+    auto = _auto(tmp_path, phases)
+    batch = {"x": torch.zeros(2, 4)}
+    for step in range(10):
+        assert auto.model_for(batch, step, 10, 0.0, 0.0) is auto.model
+        auto.observe(0.01)
+    assert auto.decided and auto.compiled is None and phases == []
+    assert not (tmp_path / accel.LEDGER).exists()
+
+
+def test_auto_compile_uses_a_warm_cache_when_the_budget_repays_it(tmp_path):
+    phases: list = []
+    auto = _auto(tmp_path, phases)
+    batch = {"x": torch.zeros(2, 4)}
+    key = accel.compile_key("t", auto.model, batch, "off", torch.device("cpu"))
+    entry = {"eager_step_s": 0.02, "compiled_step_s": 0.01, "cold_s": 30.0, "warm_s": 2.0}
+    (tmp_path / accel.LEDGER).write_text(json.dumps({key: entry}))
+    model = auto.model_for(batch, 0, 1000, 0.0, 0.0)  # 1000 steps x 0.01 s saved > 2 s: compile at once
+    assert model is auto.compiled and model is not auto.model
+    assert phases == ["compiling (cached: ~2 s)"]
+    auto.observe(3.0)  # the compiling step
+    assert phases[-1] is None and json.loads((tmp_path / accel.LEDGER).read_text())[key]["warm_s"] > 2.0
+    # a time budget caps the steps left: 20 s / 0.02 s = 1000 steps, but 1 s leaves 50 (0.5 s saved < 2 s)
+    late = _auto(tmp_path, [])
+    assert late.model_for(batch, 0, 10**6, 1.0, 0.0) is late.model
+
+
+def test_auto_compile_rule():
+    auto = accel.AutoCompile("off", torch.nn.Linear(2, 2), "t", "off", torch.device("cpu"))
+    cold = auto.COLD_S
+    assert auto.worth_it(10 * cold / 0.01, 0.01, None)  # 10x the compile time in saving at 1.25x
+    assert not auto.worth_it(cold / 0.01, 0.01, None)  # saves only a fifth of the compile time
+    no_gain = {"eager_step_s": 0.01, "compiled_step_s": 0.01, "warm_s": 1.0}
+    assert not auto.worth_it(10**9, 0.01, no_gain)  # measured no speed-up: never again
+
+
+def test_auto_compile_stays_eager_under_torchrun_and_on_compiles(tmp_path):
+    assert _auto(tmp_path, [], world=2).setting == "off"
+    assert _auto(tmp_path, [], setting="on").compiled is not None  # lazy: nothing compiles until called
+
+
+def test_fast_attention_traces_as_one_graph():
+    """No data-dependent branch: a compiled training step stays one graph, and nothing waits on the host."""
+    q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
+    kpm = torch.tensor([[False] * 5, [True] * 5])  # the second sequence is all padding: empty rows
+    mask = merge_masks(5, 5, key_padding_mask=kpm, is_causal=True)
+    traced = torch.compile(fast_attention, backend="eager", fullgraph=True)
+    out = traced(q, k, v, mask)
+    ref, _ = scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    assert out[1].abs().sum() == 0
+
+
+def test_trainer_step_equals_a_plain_loop_with_compile_and_amp_off(tmp_path):
+    """compile=off, amp=off: the trainer's weights after 3 steps are a plain PyTorch loop's, bit for bit."""
+    task = get_task("copy")
+    cfg = apply_overrides(
+        task.Config(), [*TINY, "max_steps=3", "eval_every=3", "warmup_steps=2", "compile=off", "amp=off"]
+    )
+    train(task, cfg, tmp_path / "run", progress=False)
+    trained = load_file(tmp_path / "run" / runs.WEIGHTS)
+
+    torch.manual_seed(cfg.seed)
+    data = task.data(cfg)
+    model = build_model(task, cfg, data.meta)
+    opt = optimizer_for(model, cfg)
+    model.train()
+    for step in range(cfg.max_steps):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step, 0.0)
+        batch = task.batch(data, cfg, torch.Generator().manual_seed(step_seed(cfg.seed, step)))
+        torch.manual_seed(step_seed(cfg.seed + 1, step))
+        task.loss(model, batch, cfg).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    expected = runs.unique_tensors(model)
+    assert set(trained) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(trained[name], tensor), name
+    log = [json.loads(x) for x in (tmp_path / "run" / runs.LOG).read_text().splitlines()]
+    assert [e["step"] for e in log] == [3] and log[0]["train_loss"] > 0
+
+
+def test_old_runs_saved_compile_as_a_bool(tmp_path):
+    task = get_task("copy")
+    cfg = apply_overrides(task.Config(), [*TINY, "max_steps=1", "eval_every=1", "compile=off"])
+    train(task, cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / runs.CONFIG).read_text())
+    saved["config"]["compile"] = False
+    (tmp_path / "run" / runs.CONFIG).write_text(json.dumps(saved))
+    assert read_run_config(tmp_path / "run")[1].compile == "off"
