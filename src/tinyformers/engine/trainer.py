@@ -263,13 +263,13 @@ def _train(t: Training, progress: bool) -> dict[str, float]:
         # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
         done = state.out_of_budget(cfg)
         while not done:
-            t0, wall0 = clock(), time.perf_counter()
+            t0, wall0 = clock(), time.monotonic()
             lr = learning_rate(cfg, state.step, state.elapsed)
             losses.pending.append((state.step + 1, lr, _optimizer_step(t, step_model, autocast, scaler, lr)))
             state.step += 1
             seconds = clock() - t0
             state.elapsed += seconds
-            step_model.compiler.observe(time.perf_counter() - wall0)  # wall time: a compile runs g++ subprocesses
+            step_model.compiler.observe(time.monotonic() - wall0)  # wall time: a compile runs g++ subprocesses
             bar.update(seconds if cfg.max_time > 0 else 1)
             done = dist.decide(state.out_of_budget(cfg))
             evaluate = state.step % cfg.eval_every == 0 or done
