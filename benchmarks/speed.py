@@ -23,10 +23,12 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
   layers of width d over a context of T tokens). N counts every parameter, embedding tables included (an
   overestimate for the lookups; exact for a tied output head). Reported for tasks whose batches have
   ``input_ids``; encoder-decoder and image tasks count only their input tokens, so theirs is a rough figure.
-  The ceiling is measured here the way ../shared/tools/measure does (1024x1024 matmuls, torch's threads):
-  fp32, and bf16 when the CPU has native bf16 (an emulated bf16 ceiling means nothing).
+  The ceiling is the machine's calibration (``common.machine()``, :mod:`tinyformers.engine.calibration`:
+  1024x1024 matmuls with torch's threads, ``--threads`` when given): fp32, and bf16 when the CPU has native
+  bf16 (an emulated bf16 ceiling means nothing).
 
-Writes benchmarks/results/<name>.json (default ``speed``).
+Writes benchmarks/results/<name>.json (default ``speed``), with the calibration and the load verdict of the
+whole benchmark (``machine``: a 'LOADED' run's speeds are upper bounds on time, not speeds).
 """
 
 from __future__ import annotations
@@ -41,23 +43,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from common import NANOGPT, machine, save, table
 
 ROOT = Path(__file__).resolve().parent.parent
-CALIBRATE = r"""
-import json, time, torch
-def gflops(dtype, n=1024, reps=20):
-    a = torch.randn(n, n).to(dtype); b = torch.randn(n, n).to(dtype)
-    for _ in range(3): a @ b
-    t = time.perf_counter()
-    for _ in range(reps): a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
-from tinyformers.engine.accel import native_bf16
-native = native_bf16()
-print(json.dumps({"threads": torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
-  "native_bf16": native, "fp32_gflops": gflops(torch.float32),
-  "bf16_gflops": gflops(torch.bfloat16) if native else None}))
-"""
 TASKS = r"""
 import json
 from tinyformers.tasks import TASKS
@@ -142,7 +131,7 @@ def summarise(runs: list[dict], metric: str | None) -> dict:
 
 
 def ceiling_fraction(row: dict, cal: dict) -> None:
-    if "gflops" in row:
+    if "gflops" in row and cal.get("fp32_gflops"):  # None with TINYFORMERS_CALIBRATION=off
         row["frac_fp32"] = row["gflops"] / cal["fp32_gflops"]
         if cal.get("bf16_gflops"):
             row["frac_bf16"] = row["gflops"] / cal["bf16_gflops"]
@@ -242,18 +231,19 @@ def main() -> None:
     worktree = Path(tempfile.mkdtemp(prefix="tinyformers-baseline-")) / "wt"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), commit], check=True)
     sides = {"baseline": worktree / "src", "current": ROOT / "src"}
+    if args.threads:  # the calibration's matmuls use the runs' threads
+        torch.set_num_threads(args.threads)
+    cal = machine()["calibration"]
+    print("ceiling:", cal, file=sys.stderr)
     try:
         started = time.time()
-        cal = run_python(CALIBRATE, sides["current"], args.threads, 600)
-        print("ceiling:", cal, file=sys.stderr)
         task_rows = [] if args.no_tasks else bench_tasks(args, sides, cal)
         nano_rows = [] if args.no_nanogpt else bench_nanogpt(args, sides, cal)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
-    print(f"baseline {commit[:10]}, current {head[:10]} (+ uncommitted changes, if any); {machine()}")
-    print(f"matmul ceiling: {cal}")
-    summary: dict = {"baseline": commit, "current": head, "calibration": cal, "seconds": time.time() - started}
+    print(f"baseline {commit[:10]}, current {head[:10]} (+ uncommitted changes, if any)")
+    summary: dict = {"baseline": commit, "current": head, "seconds": time.time() - started}
     if task_rows:
         cols = ["task", "steps_per_s_old", "steps_per_s_new", "speedup", "examples_per_s_new", "held_out"]
         cols += ["metric_old", "metric_new", "gflops", "frac_fp32", "frac_bf16", "note"]
