@@ -9,6 +9,7 @@ import torch
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
+from tinyformers.tasks._digits import digit_rows, sequence_keys
 from tinyformers.tasks.sanity import EOS, SEP, SPECIALS
 
 TINY = ["max_digits=4", "n_val=64", "n_test=64", "batch_size=32", "d_model=32", "n_heads=2", "d_ff=64"]
@@ -29,15 +30,43 @@ def test_held_out_sequences_never_in_training_batches(name):
 
 
 def test_transforms():
-    assert get_task("reverse").transform([1, 2, 3]) == [3, 2, 1]
-    assert get_task("sort").transform([3, 1, 2]) == [1, 2, 3]
-    assert get_task("copy").transform([3, 1, 2]) == [3, 1, 2]
+    """Row by row, the first ``lengths[i]`` digits count: reversed or sorted within them, never with the padding."""
+    digits, lengths = torch.tensor([[1, 2, 3], [3, 1, 0], [5, 0, 0]]), torch.tensor([3, 2, 1])
+    answers = {name: get_task(name).transform(digits, lengths).tolist() for name in ("copy", "reverse", "sort")}
+    cut = {name: [row[:k] for row, k in zip(rows, [3, 2, 1], strict=True)] for name, rows in answers.items()}
+    assert cut["copy"] == [[1, 2, 3], [3, 1], [5]]
+    assert cut["reverse"] == [[3, 2, 1], [1, 3], [5]]
+    assert cut["sort"] == [[1, 2, 3], [1, 3], [5]]
+
+
+def test_sequence_keys_tell_sequences_apart_beyond_one_word():
+    """The held-out check compares keys: a trailing 0 digit, a shorter sequence and sequences longer than one
+    int64 word (18 digits) must all give different keys."""
+    seqs = [(1, 0), (1,), (1, 0, 0), (0, 1), tuple([9] * 30), tuple([9] * 29), (*[9] * 29, 8)]
+    keys = [tuple(k) for k in sequence_keys(*digit_rows(seqs)).tolist()]
+    assert len(set(keys)) == len(seqs)
+
+
+def test_held_out_sequences_never_in_training_batches_with_two_word_keys():
+    """max_digits over 18: the held-out keys are made at batch()'s width (two words) even when every held-out
+    sequence fits in one word (data_seed=11: lengths 1, 1, 4, ..., 16)."""
+    task = get_task("copy")
+    cfg = apply_overrides(task.Config(), ["min_digits=1", "max_digits=19", "n_val=5", "n_test=5", "data_seed=11"])
+    data = task.data(cfg)
+    held = data.splits["val"] + data.splits["test"]
+    short = [s for s in held if len(s) == 1]
+    assert max(map(len, held)) <= 18 and len(short) == 2  # 2 of the 10 one-digit sequences are held out
+    off = len(SPECIALS)
+    for step in range(30):
+        batch = task.batch(data, cfg, torch.Generator().manual_seed(step))
+        seen = {tuple(t - off for t in row if t >= off) for row in batch["src_ids"].tolist()}
+        assert not seen & set(short)
 
 
 def test_decoder_batch_masks_the_prompt_and_padding():
     task = get_task("reverse")
     cfg = apply_overrides(task.Config(), ["arch=decoder"])
-    batch = task.encode_pairs(cfg, [([1, 2, 3], [3, 2, 1]), ([5], [5])])
+    batch = task.encode(cfg, torch.tensor([[1, 2, 3], [5, 0, 0]]), torch.tensor([3, 1]))
     off = len(SPECIALS)
     ids, targets = batch["input_ids"], batch["labels"]
     # row 0: <bos> 1 2 3 <sep> 3 2 1 <eos>: only the answer and <eos> are predicted

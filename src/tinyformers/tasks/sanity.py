@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from tinyformers.core.models import DecoderConfig, DecoderLM, EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import CharTokenizer
 from tinyformers.engine.task import (
-    IGNORE_INDEX,
     ModelSizes,
     Predicts,
     Scorecard,
@@ -28,10 +27,8 @@ from tinyformers.engine.task import (
     ViewsAttention,
 )
 from tinyformers.errors import UserError
+from tinyformers.tasks._digits import BOS, EOS, PAD, SEP, SPECIALS, digit_rows, encode_digits, sequence_keys
 from tinyformers.viz.views import part_paths, save_attention_views
-
-SPECIALS = ["<pad>", "<bos>", "<eos>", "<sep>"]
-PAD, BOS, EOS, SEP = range(4)
 
 
 @dataclass
@@ -91,50 +88,50 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
     )
 
     @staticmethod
-    def transform(digits: list[int]) -> list[int]:
+    def transform(digits: Tensor, lengths: Tensor) -> Tensor:
+        """The answers (B, W) to the rows of ``digits`` (B, W), row i's first ``lengths[i]`` digits (the rest is
+        padding, ignored in and out)."""
         raise NotImplementedError
 
-    # --- data -------------------------------------------------------------------------------------
-    def _draw(self, cfg: SanityConfig, n: int, gen: torch.Generator) -> list[tuple[int, ...]]:
+    # --- data: a batch is built from tensors, without a loop over its rows ---------------------------------
+    def _draw(self, cfg: SanityConfig, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         lengths = torch.randint(cfg.min_digits, cfg.max_digits + 1, (n,), generator=gen)
         digits = torch.randint(0, 10, (n, cfg.max_digits), generator=gen)
-        return [tuple(row[:k].tolist()) for row, k in zip(digits, lengths, strict=True)]
+        return digits * (torch.arange(cfg.max_digits) < lengths[:, None]), lengths  # (n, max_digits): 0 past the end
 
     def data(self, cfg: SanityConfig, meta: dict[str, Any] | None = None) -> TaskData:
         gen = torch.Generator().manual_seed(cfg.data_seed)
         held_out: list[tuple[int, ...]] = []
         seen: set[tuple[int, ...]] = set()
         while len(held_out) < cfg.n_val + cfg.n_test:  # distinct held-out sequences
-            for s in self._draw(cfg, cfg.n_val + cfg.n_test, gen):
+            digits, lengths = self._draw(cfg, cfg.n_val + cfg.n_test, gen)
+            for s in (tuple(row[:k]) for row, k in zip(digits.tolist(), lengths.tolist(), strict=True)):
                 if s not in seen and len(held_out) < cfg.n_val + cfg.n_test:
                     seen.add(s)
                     held_out.append(s)
-        splits = {"val": held_out[: cfg.n_val], "test": held_out[cfg.n_val :], "exclude": seen}
+        exclude = set(map(tuple, sequence_keys(*digit_rows(held_out, cfg.max_digits)).tolist()))  # batch()'s width
+        splits = {"val": held_out[: cfg.n_val], "test": held_out[cfg.n_val :], "exclude": exclude}
         return TaskData(splits, {"tokenizer": _tokenizer().to_dict()})
 
-    def _pairs(self, seqs: list[tuple[int, ...]]) -> list[tuple[list[int], list[int]]]:
-        return [(list(s), self.transform(list(s))) for s in seqs]
-
     def batch(self, data: TaskData, cfg: SanityConfig, generator: torch.Generator) -> dict[str, Tensor]:
-        seqs: list[tuple[int, ...]] = []
-        while len(seqs) < cfg.batch_size:  # training never sees a held-out sequence
-            seqs += [s for s in self._draw(cfg, cfg.batch_size, generator) if s not in data.splits["exclude"]]
-        return self.encode_pairs(cfg, self._pairs(seqs[: cfg.batch_size]))
+        digits, lengths = torch.empty(0, cfg.max_digits, dtype=torch.long), torch.empty(0, dtype=torch.long)
+        while len(lengths) < cfg.batch_size:  # training never sees a held-out sequence
+            d, k = self._draw(cfg, cfg.batch_size, generator)
+            keys = map(tuple, sequence_keys(d, k).tolist())
+            fresh = torch.tensor([key not in data.splits["exclude"] for key in keys])
+            digits, lengths = torch.cat([digits, d[fresh]]), torch.cat([lengths, k[fresh]])
+        width = int(lengths[: cfg.batch_size].max())
+        return self.encode(cfg, digits[: cfg.batch_size, :width], lengths[: cfg.batch_size])
 
-    def encode_pairs(self, cfg: SanityConfig, pairs: list[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
-        """Token tensors for a list of (source digits, target digits)."""
-        off = len(SPECIALS)  # digit d has id off + d
-        if cfg.arch == "seq2seq":
-            src = _pad([[off + d for d in s] for s, _ in pairs])
-            labels = _pad([[off + d for d in t] + [EOS] for _, t in pairs])
-            return {"src_ids": src, "labels": labels, "src_mask": (src != PAD).long()}
-        seqs = [[BOS] + [off + d for d in s] + [SEP] + [off + d for d in t] + [EOS] for s, t in pairs]
-        ids = _pad(seqs)
-        labels = ids[:, 1:].clone()
-        for i, (s, _) in enumerate(pairs):
-            labels[i, : len(s) + 1] = IGNORE_INDEX  # the prompt (source and <sep>) is given, not predicted
-        labels[labels == PAD] = IGNORE_INDEX
-        return {"input_ids": ids[:, :-1], "labels": labels}
+    def encode(self, cfg: SanityConfig, digits: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """Token tensors for source digits (B, W) of ``lengths`` (B,), W = the longest; targets by :meth:`transform`."""
+        return encode_digits(cfg.arch, digits, self.transform(digits, lengths), lengths)
+
+    def _encode_seqs(self, cfg: SanityConfig, seqs: list[tuple[int, ...]]) -> tuple[dict[str, Tensor], list[list[int]]]:
+        """:meth:`encode` of held-out sequences, and their answers as digit lists."""
+        digits, lengths = digit_rows(seqs)
+        answers = self.transform(digits, lengths).tolist()
+        return self.encode(cfg, digits, lengths), [a[:k] for a, k in zip(answers, lengths.tolist(), strict=True)]
 
     # --- model ------------------------------------------------------------------------------------
     def model(self, cfg: SanityConfig, meta: dict[str, Any]) -> nn.Module:
@@ -189,15 +186,16 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
         return answers
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SanityConfig) -> dict[str, float]:
-        pairs = self._pairs(data.splits[split])
-        losses = []
-        for i in range(0, len(pairs), 256):
-            batch = self.encode_pairs(cfg, pairs[i : i + 256])
+        seqs: list[tuple[int, ...]] = data.splits[split]
+        losses, targets = [], []
+        for i in range(0, len(seqs), 256):
+            batch, answers = self._encode_seqs(cfg, seqs[i : i + 256])
+            targets += answers
             device = next(model.parameters()).device
             losses.append(model(**{k: v.to(device) for k, v in batch.items()}).loss.item())
-        answers = self.solve(model, cfg, [s for s, _ in pairs])
-        exact = sum(a == t for a, (_, t) in zip(answers, pairs, strict=True)) / len(pairs)
-        identity = sum(s == t for s, t in pairs) / len(pairs)
+        answers = self.solve(model, cfg, [list(s) for s in seqs])
+        exact = sum(a == t for a, t in zip(answers, targets, strict=True)) / len(seqs)
+        identity = sum(list(s) == t for s, t in zip(seqs, targets, strict=True)) / len(seqs)
         return {
             f"{split}_loss": sum(losses) / len(losses),
             f"{split}_exact_match": exact,
@@ -264,17 +262,12 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
         return written
 
 
-def _pad(rows: list[list[int]]) -> Tensor:
-    width = max(map(len, rows))
-    return torch.tensor([r + [PAD] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
 class CopyTask(SequenceTask):
     name = "copy"
     summary = "copy a digit sequence (sanity check of an encoder-decoder or decoder-only model)"
 
     @staticmethod
-    def transform(digits: list[int]) -> list[int]:
+    def transform(digits: Tensor, lengths: Tensor) -> Tensor:
         return digits
 
 
@@ -283,8 +276,8 @@ class ReverseTask(SequenceTask):
     summary = "reverse a digit sequence (needs positions: a bag of digits cannot do it)"
 
     @staticmethod
-    def transform(digits: list[int]) -> list[int]:
-        return digits[::-1]
+    def transform(digits: Tensor, lengths: Tensor) -> Tensor:
+        return digits.gather(1, (lengths[:, None] - 1 - torch.arange(digits.size(1))).clamp(min=0))
 
 
 class SortTask(SequenceTask):
@@ -292,8 +285,8 @@ class SortTask(SequenceTask):
     summary = "sort a digit sequence (needs to compare and count tokens)"
 
     @staticmethod
-    def transform(digits: list[int]) -> list[int]:
-        return sorted(digits)
+    def transform(digits: Tensor, lengths: Tensor) -> Tensor:
+        return digits.masked_fill(torch.arange(digits.size(1)) >= lengths[:, None], 10).sort(dim=1).values
 
 
 TASKS = (CopyTask, ReverseTask, SortTask)
