@@ -8,9 +8,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tinyformers.data import audio
+from tinyformers.data.padding import PaddedRows
 
 
 def augment_images(pixels: Tensor, shift: int, flip: bool, generator: torch.Generator) -> Tensor:
@@ -49,7 +50,7 @@ class ClipAugmentation(Protocol):
 
 
 def augment_clips(
-    clips: list[np.ndarray], cfg: ClipAugmentation, meta: dict[str, Any], g: torch.Generator
+    clips: list[np.ndarray] | PaddedRows, cfg: ClipAugmentation, meta: dict[str, Any], g: torch.Generator
 ) -> tuple[Tensor, Tensor]:
     """A training batch: standardised, augmented frames (B, T, M), zero past each clip, and the mask (B, T).
 
@@ -61,10 +62,13 @@ def augment_clips(
     3. noise: white noise at ``snr_i`` dB below the clip's RMS, over the whole shifted clip;
     4. log-mel of the zero-padded batch (a clip's frames are the same as alone, see ``log_mel``);
     5. band and time masks (SpecAugment), set to 0, the training mean.
+
+    ``clips``: arrays, or rows of clips padded once (:meth:`PaddedRows.take` of the training split's
+    :meth:`PaddedRows.of_arrays`): the same tensor without a loop over the clips.
     """
-    b, hop = len(clips), cfg.hop
-    lengths = torch.tensor([len(c) for c in clips])  # (B,)
-    source = F.pad(nn.utils.rnn.pad_sequence([torch.from_numpy(c) for c in clips], batch_first=True), (0, 1))
+    rows = clips if isinstance(clips, PaddedRows) else PaddedRows.of_arrays(clips)
+    b, hop, lengths = len(rows), cfg.hop, rows.lengths  # lengths (B,)
+    source = F.pad(rows.ids, (0, 1))  # (B, longest + 1)
     factor = 1 + cfg.speed * (2 * torch.rand(b, generator=g) - 1)  # (B,)
     new_len = (lengths / factor).floor().long().clamp(min=1)
     most = int(cfg.shift * cfg.sample_rate) + 1

@@ -25,10 +25,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from tinyformers.core.tokenizers import BPETokenizer, tokenizer_from_dict
+from tinyformers.data import padding
 from tinyformers.errors import UserError
 
 DING = Path("/usr/share/trans/de-en")
@@ -218,8 +218,12 @@ def decode(tok: BPETokenizer, ids: list[int]) -> str:
 
 def pad_rows(rows: list[list[int]]) -> Tensor:
     """Token id lists -> (B, longest) long tensor, padded with ``<pad>`` on the right."""
-    width = max(map(len, rows))
-    return torch.tensor([r + [PAD] * (width - len(r)) for r in rows], dtype=torch.long)
+    return padding.pad_rows(rows, PAD)
+
+
+def pad_pairs(pairs: list[tuple[list[int], list[int]]]) -> tuple[padding.PaddedRows, padding.PaddedRows]:
+    """(source, target) id pairs as two :class:`~tinyformers.data.padding.PaddedRows`, padded with ``<pad>``."""
+    return padding.PaddedRows.of([s for s, _ in pairs], PAD), padding.PaddedRows.of([t for _, t in pairs], PAD)
 
 
 def run_tokenizer(meta: dict[str, Any]) -> BPETokenizer:

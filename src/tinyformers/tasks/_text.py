@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.interop import load_minilm
 from tinyformers.core.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
+from tinyformers.data.padding import PaddedRows
 from tinyformers.engine.task import ModelSizes, TrainConfig
 from tinyformers.viz.views import save_attention_views
 
@@ -143,15 +144,11 @@ def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, 
 # --- batches ------------------------------------------------------------------------------------------
 
 
-def pad_rows(rows: list[list[int]], value: int) -> Tensor:
-    """(B, T) long tensor of ``rows`` right-padded with ``value`` to the longest."""
-    width = max(map(len, rows))
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
-def model_inputs(ids: list[list[int]]) -> dict[str, Tensor]:
-    """``input_ids`` and ``attention_mask`` (1 = real token, 0 = padding) for a list of id lists: (B, T) each."""
-    return {"input_ids": pad_rows(ids, PAD), "attention_mask": pad_rows([[1] * len(r) for r in ids], 0)}
+def model_inputs(ids: list[list[int]] | PaddedRows) -> dict[str, Tensor]:
+    """``input_ids`` and ``attention_mask`` (1 = real token, 0 = padding), (B, T) each, for id lists or rows
+    padded once (a training batch: :meth:`PaddedRows.take`)."""
+    rows = ids if isinstance(ids, PaddedRows) else PaddedRows.of(ids, PAD)
+    return {"input_ids": rows.ids, "attention_mask": rows.mask()}
 
 
 def device_of(model: nn.Module) -> torch.device:

@@ -27,6 +27,8 @@ from tinyformers.data.userfiles import CONLL, read_user_text
 from tinyformers.engine.task import IGNORE_INDEX, Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
+    PAD,
+    PaddedRows,
     TextConfig,
     attention_view,
     build_encoder_model,
@@ -34,7 +36,6 @@ from tinyformers.tasks._text import (
     load_tokenizer,
     minilm_status,
     model_inputs,
-    pad_rows,
     train_bpe,
 )
 
@@ -175,12 +176,15 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         splits: dict[str, Any] = {}
         for name, part in parts.items():
             encs = tk.encode_batch([w for w, _ in part], is_pretokenized=True)
+            labels = [align_labels(e.word_ids, t, index) for e, (_, t) in zip(encs, part, strict=True)]
             splits[name] = {
                 "words": [w for w, _ in part],
                 "tags": [t for _, t in part],
                 "ids": [e.ids for e in encs],
                 "word_ids": [e.word_ids for e in encs],
-                "labels": [align_labels(e.word_ids, t, index) for e, (_, t) in zip(encs, part, strict=True)],
+                "labels": labels,
+                "padded": PaddedRows.of([e.ids for e in encs], PAD),  # padded once: a batch indexes rows
+                "padded_labels": PaddedRows.of(labels, IGNORE_INDEX),
             }
         return TaskData(splits, meta)
 
@@ -188,15 +192,13 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         return build_encoder_model(cfg, meta, len(meta["labels"]), per_token=True)
 
     @staticmethod
-    def _batch(split: dict[str, Any], idx: list[int]) -> dict[str, Tensor]:
-        return {
-            **model_inputs([split["ids"][i] for i in idx]),
-            "labels": pad_rows([split["labels"][i] for i in idx], IGNORE_INDEX),
-        }
+    def _batch(split: dict[str, Any], idx: list[int] | Tensor) -> dict[str, Tensor]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return {**model_inputs(split["padded"].take(idx)), "labels": split["padded_labels"].take(idx).ids}
 
     def batch(self, data: TaskData, cfg: NERConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
-        return self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator).tolist())
+        return self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
 
     @staticmethod
     def word_tags(logits: Tensor, word_ids: list[int | None], n_words: int, labels: list[str]) -> list[str]:

@@ -23,6 +23,8 @@ from tinyformers.data.userfiles import LABELLED_CSV, read_user_text
 from tinyformers.engine.task import Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
+    PAD,
+    PaddedRows,
     TextConfig,
     attention_view,
     build_encoder_model,
@@ -165,9 +167,11 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
         splits: dict[str, Any] = {}
         for name, part in parts.items():
             part = [(t, label) for t, label in part if label in index]  # a label only validation/test has: dropped
+            ids = [e.ids for e in tk.encode_batch([t for t, _ in part])]
             splits[name] = {
                 "texts": [t for t, _ in part],
-                "ids": [e.ids for e in tk.encode_batch([t for t, _ in part])],
+                "ids": ids,
+                "padded": PaddedRows.of(ids, PAD),  # padded once: a batch indexes rows
                 "labels": torch.tensor([index[label] for _, label in part], dtype=torch.long),
             }
         return TaskData(splits, meta)
@@ -176,13 +180,13 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
         return build_encoder_model(cfg, meta, len(meta["classes"]), per_token=False)
 
     @staticmethod
-    def _batch(split: dict[str, Any], idx: list[int]) -> dict[str, Tensor]:
-        return {**model_inputs([split["ids"][i] for i in idx]), "labels": split["labels"][idx]}
+    def _batch(split: dict[str, Any], idx: list[int] | Tensor) -> dict[str, Tensor]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return {**model_inputs(split["padded"].take(idx)), "labels": split["labels"][idx]}
 
     def batch(self, data: TaskData, cfg: SentimentConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
-        idx = torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator).tolist()
-        return self._batch(train, idx)
+        return self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SentimentConfig) -> dict[str, float]:
         # imported here, not at the top: scikit-learn is heavy and only needed now

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.models import SpectrogramConfig, SpectrogramTransformer
-from tinyformers.data import audio
+from tinyformers.data import audio, padding
 from tinyformers.data.augment import augment_clips
 from tinyformers.data.images import stratified_split
 from tinyformers.data.spectrograms import features_of, log_mel_frames, pooled_stats
@@ -207,7 +207,7 @@ class SpokenDigitsTask(Task[SpokenDigitsConfig], Predicts):
                 "std": frames.std(0).clamp(min=1e-3).tolist(),
                 "clips": {s: len(v[1]) for s, v in raw.items()},
             }
-        splits: dict[str, Any] = {}
+        splits: dict[str, Any] = {"train_padded": padding.PaddedRows.of_arrays(raw["train"][0])}  # batch() indexes it
         for split, (clips, labels) in raw.items():
             splits[split] = (clips, torch.as_tensor(labels, dtype=torch.long))
             if split != "train":  # held-out features are fixed: computed once
@@ -215,9 +215,9 @@ class SpokenDigitsTask(Task[SpokenDigitsConfig], Predicts):
         return TaskData(splits, meta)
 
     def batch(self, data: TaskData, cfg: SpokenDigitsConfig, generator: torch.Generator) -> Batch:
-        clips, labels = data.splits["train"]
+        labels = data.splits["train"][1]
         idx = torch.randint(len(labels), (cfg.batch_size,), generator=generator)
-        features, mask = augment_clips([clips[i] for i in idx.tolist()], cfg, data.meta, generator)
+        features, mask = augment_clips(data.splits["train_padded"].take(idx), cfg, data.meta, generator)
         return {"features": features, "attention_mask": mask, "labels": labels[idx]}
 
     def loss(self, model: nn.Module, batch: Batch, cfg: SpokenDigitsConfig) -> Tensor:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import BPETokenizer
 from tinyformers.data import translation as pairs_io
+from tinyformers.data.padding import PaddedRows
 from tinyformers.data.translation import BOS, DING, EOS, INSTALL_HINT, PAD, Example, decode, pad_rows, run_tokenizer
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
@@ -126,6 +127,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         splits["train_ids"] = [(s, t) for s, t in encoded if len(s) <= cfg.max_len and len(t) <= cfg.max_len]
         if not splits["train_ids"]:
             raise UserError(f"{source}: no training pair fits in max_len={cfg.max_len} tokens")
+        splits["train_rows"] = pairs_io.pad_pairs(splits["train_ids"])  # padded once: a batch indexes rows
         if entries is not None:  # the word-by-word baseline needs the German-English dictionary
             splits["words"] = pairs_io.dictionary_words(entries)
         return TaskData(splits, {"tokenizer": tok.to_dict()})
@@ -148,15 +150,15 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         )
 
     @staticmethod
-    def collate(pairs: list[tuple[list[int], list[int]]]) -> Batch:
+    def collate(pairs: list[tuple[list[int], list[int]]] | tuple[PaddedRows, PaddedRows]) -> Batch:
         """Padded ``src_ids``, ``src_mask`` (B, S) and ``labels`` (B, T) = target ids + ``<eos>``."""
-        src = pad_rows([s for s, _ in pairs])
-        return {"src_ids": src, "src_mask": (src != PAD).long(), "labels": pad_rows([t for _, t in pairs])}
+        src, tgt = pairs if isinstance(pairs, tuple) else pairs_io.pad_pairs(pairs)
+        return {"src_ids": src.ids, "src_mask": (src.ids != PAD).long(), "labels": tgt.ids}
 
     def batch(self, data: TaskData, cfg: TranslateConfig, generator: torch.Generator) -> Batch:
-        train = data.splits["train_ids"]
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator).tolist()
-        return self.collate([train[i] for i in idx])
+        idx = torch.randint(len(data.splits["train_ids"]), (cfg.batch_size,), generator=generator)
+        src, tgt = data.splits["train_rows"]
+        return self.collate((src.take(idx), tgt.take(idx)))
 
     def loss(self, model: nn.Module, batch: Batch, cfg: TranslateConfig) -> Tensor:
         """Cross-entropy with label smoothing (§5.4): the target is ``(1 - eps) one_hot + eps / V``."""
