@@ -84,3 +84,13 @@ def test_learns_to_copy(arch, tmp_path):
     )
     metrics = train(task, cfg, tmp_path / arch, progress=False)
     assert metrics["test_exact_match"] >= 0.9, metrics
+
+
+@pytest.mark.parametrize("arch", ["seq2seq", "decoder"])
+def test_training_continues_after_an_inference_mode_evaluation(arch, tmp_path):
+    """The sanity tasks evaluate under torch.inference_mode: nothing evaluate() makes may reach a later backward."""
+    task = get_task("reverse")
+    assert task.eval_inference_mode
+    cfg = apply_overrides(task.Config(), [*TINY, f"arch={arch}", "max_steps=4", "eval_every=2", "compile=off"])
+    metrics = train(task, cfg, tmp_path / arch, progress=False)
+    assert metrics["steps"] == 4

@@ -79,6 +79,7 @@ class SequenceTask(Task[SanityConfig], Predicts, ViewsAttention):
     predict_options: ClassVar[tuple[str, ...]] = ()
     metric: ClassVar[str] = "exact_match"
     maximize: ClassVar[bool] = True
+    eval_inference_mode: ClassVar[bool] = True  # evaluate() makes nothing training uses later (fixed position tables)
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_exact_match",
         baselines=("baseline_exact_match",),
