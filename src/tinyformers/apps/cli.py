@@ -14,14 +14,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tinyformers.engine.loggers import LOGGERS
 from tinyformers.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """One line instead of argparse's usage dump."""
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)

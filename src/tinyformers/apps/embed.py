@@ -75,7 +75,9 @@ def read_csv_column(path: str | Path, column: str, id_column: str | None = None)
             raise UserError(f"{path}: no column {col!r} (for {flag}); columns: {', '.join(header)}")
     ti = header.index(column)
     ii = None if id_column is None else header.index(id_column)
-    texts, ids, first_line = [], [], {}
+    texts: list[str] = []
+    ids: list[str] = []
+    first_line: dict[str, int] = {}  # id -> the line it first appeared on
     start = reader.line_num + 1
     for fields in reader:
         row_start, start = start, reader.line_num + 1

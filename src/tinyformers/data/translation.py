@@ -202,7 +202,7 @@ def word_by_word(sentence: str, words: dict[str, str]) -> str:
     out: list[str] = []
     for token in sentence.split():
         m = re.fullmatch(r"(\W*)(.*?)(\W*)", token)
-        lead, word, trail = m.groups()  # type: ignore[union-attr]
+        lead, word, trail = m.groups()  # type: ignore[union-attr]  # the pattern matches every string
         # a capital may only mark the sentence start ("Ich"), or be part of the word ("Zeit"): try both orders
         keys = (word.lower(), word) if not out else (word, word.lower())
         out.append(lead + next((words[k] for k in keys if k in words), word) + trail)
