@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tinyformers.core.interop import load_minilm
+from tinyformers.core.models import sentence_embedding
 from tinyformers.errors import UserError
 
 SUFFIXES = (".npy", ".safetensors")
@@ -108,8 +110,6 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], batch_size: int 
     """
     from tqdm.auto import tqdm
 
-    from tinyformers.core.models import sentence_embedding
-
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.zeros(len(texts), encoder.config.d_model)
     starts = range(0, len(texts), batch_size)
@@ -185,8 +185,6 @@ def embed_file(
         raise UserError(f"{source}: no text to embed (every {'row' if column else 'line'} is blank)")
     if out.suffix == ".npy" and any("\n" in i or "\r" in i for i in ids):
         raise UserError(f"{source}: an id holds a line break; write .safetensors (ids in its metadata) instead")
-
-    from tinyformers.core.interop import load_minilm
 
     encoder, tokenizer = load_minilm()
     vectors = embed_texts(encoder, tokenizer, texts, batch_size, progress).numpy()

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from tinyformers.core.tokenizers import BPETokenizer, tokenizer_from_dict
+from tinyformers.data.userfiles import PAIRS_TSV, read_user_text
 from tinyformers.errors import UserError
 
 DING = Path("/usr/share/trans/de-en")
@@ -102,13 +103,7 @@ def dictionary_words(entries: list[tuple[list[str], list[str]]]) -> dict[str, st
 
 def read_pairs(path: str) -> list[Pair]:
     """``source<TAB>target`` lines of a UTF-8 file; any other line is a :class:`UserError` naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{path}: {'is a directory, expected a TSV file' if p.is_dir() else 'no such file'}")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    lines = read_user_text(path, PAIRS_TSV).splitlines()  # missing, a folder, not UTF-8: one-line errors
     pairs = []
     for n, line in enumerate(lines, 1):
         fields = line.split("\t")

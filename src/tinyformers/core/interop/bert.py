@@ -12,11 +12,10 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from tinyformers.core.interop.common import (
-    _ACT_FROM_HF,
-    _ACT_TO_HF,
     Entry,
     StateDict,
-    _act,
+    _bert_style_from_hf,
+    _bert_style_to_hf,
     _from_hf,
     _n_layers,
     _params,
@@ -51,14 +50,7 @@ def config_from_hf_bert(hf_config: Mapping[str, Any]) -> EncoderConfig:
     if hf["position_embedding_type"] != "absolute" or hf["is_decoder"]:
         raise ValueError("only encoder BERTs with absolute position embeddings are supported")
     return EncoderConfig(
-        d_model=hf["hidden_size"],
-        n_heads=hf["num_attention_heads"],
-        n_layers=hf["num_hidden_layers"],
-        d_ff=hf["intermediate_size"],
-        dropout=hf["hidden_dropout_prob"],
-        attn_dropout=hf["attention_probs_dropout_prob"],
-        activation=_act(hf["hidden_act"], _ACT_FROM_HF),
-        norm_eps=hf["layer_norm_eps"],
+        **_bert_style_from_hf(hf),
         norm_first=False,
         positions="learned",
         max_len=hf["max_position_embeddings"],
@@ -86,16 +78,9 @@ def config_to_hf_bert(cfg: EncoderConfig) -> dict[str, Any]:
         "architectures": ["BertModel"],
         "model_type": "bert",
         "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "intermediate_size": cfg.d_ff,
-        "hidden_act": _act(cfg.activation, _ACT_TO_HF),
-        "hidden_dropout_prob": cfg.dropout,
-        "attention_probs_dropout_prob": cfg.attn_dropout,
+        **_bert_style_to_hf(cfg),
         "max_position_embeddings": cfg.max_len,
         "type_vocab_size": cfg.type_vocab_size,
-        "layer_norm_eps": cfg.norm_eps,
     }
 
 

@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from tinyformers.core.models.encoder import EncoderConfig
+from tinyformers.core.models.vit import ViTConfig
 from tinyformers.errors import UserError
 
 Entry = tuple[str, str | tuple[str, ...], str]
@@ -25,6 +27,32 @@ def _act(name: str, table: dict[str, str]) -> str:
     if name not in table:
         raise ValueError(f"activation {name!r} has no counterpart: supported {', '.join(table)}")
     return table[name]
+
+
+# BertConfig and ViTConfig name the stack's sizes alike: (our field, their field)
+_BERT_STYLE_FIELDS = (
+    ("d_model", "hidden_size"),
+    ("n_layers", "num_hidden_layers"),
+    ("n_heads", "num_attention_heads"),
+    ("d_ff", "intermediate_size"),
+    ("dropout", "hidden_dropout_prob"),
+    ("attn_dropout", "attention_probs_dropout_prob"),
+    ("norm_eps", "layer_norm_eps"),
+)
+
+
+def _bert_style_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
+    """Our sizes, dropouts, norm epsilon and activation from a ``BertConfig`` or ``ViTConfig`` dict."""
+    return {ours: hf[theirs] for ours, theirs in _BERT_STYLE_FIELDS} | {
+        "activation": _act(hf["hidden_act"], _ACT_FROM_HF)
+    }
+
+
+def _bert_style_to_hf(cfg: EncoderConfig | ViTConfig) -> dict[str, Any]:
+    """The ``BertConfig`` / ``ViTConfig`` fields for ``cfg``'s sizes, dropouts, norm epsilon and activation."""
+    return {theirs: getattr(cfg, ours) for ours, theirs in _BERT_STYLE_FIELDS} | {
+        "hidden_act": _act(cfg.activation, _ACT_TO_HF)
+    }
 
 
 def _require(cfg: object, family: str, **expected: object) -> None:

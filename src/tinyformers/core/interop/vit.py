@@ -9,11 +9,10 @@ from typing import Any
 from torch import Tensor
 
 from tinyformers.core.interop.common import (
-    _ACT_FROM_HF,
-    _ACT_TO_HF,
     Entry,
     StateDict,
-    _act,
+    _bert_style_from_hf,
+    _bert_style_to_hf,
     _from_hf,
     _n_layers,
     _params,
@@ -58,14 +57,7 @@ def config_from_hf_vit(hf_config: Mapping[str, Any], num_classes: int = 0) -> Vi
     if not isinstance(hf["image_size"], int) or not isinstance(hf["patch_size"], int):
         raise ValueError("only square images and patches (integer image_size, patch_size) are supported")
     return ViTConfig(
-        d_model=hf["hidden_size"],
-        n_heads=hf["num_attention_heads"],
-        n_layers=hf["num_hidden_layers"],
-        d_ff=hf["intermediate_size"],
-        dropout=hf["hidden_dropout_prob"],
-        attn_dropout=hf["attention_probs_dropout_prob"],
-        activation=_act(hf["hidden_act"], _ACT_FROM_HF),
-        norm_eps=hf["layer_norm_eps"],
+        **_bert_style_from_hf(hf),
         norm_first=True,
         positions="learned",
         image_size=hf["image_size"],
@@ -82,14 +74,7 @@ def config_to_hf_vit(cfg: ViTConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "architectures": ["ViTForImageClassification" if cfg.num_classes else "ViTModel"],
         "model_type": "vit",
-        "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "intermediate_size": cfg.d_ff,
-        "hidden_act": _act(cfg.activation, _ACT_TO_HF),
-        "hidden_dropout_prob": cfg.dropout,
-        "attention_probs_dropout_prob": cfg.attn_dropout,
-        "layer_norm_eps": cfg.norm_eps,
+        **_bert_style_to_hf(cfg),
         "image_size": cfg.image_size,
         "patch_size": cfg.patch_size,
         "num_channels": cfg.in_channels,
