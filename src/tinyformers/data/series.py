@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 
 import numpy as np
 
-from tinyformers.data.userfiles import SERIES_CSV, read_user_text
+from tinyformers.data.userfiles import SERIES_CSV, finite_number, read_user_text
 from tinyformers.errors import UserError
 
 HOUR, DAY = 3600.0, 86400.0
@@ -41,12 +40,9 @@ def read_series(path: str, column: str, time_column: str = "") -> tuple[np.ndarr
             if not text:
                 raise UserError(f"{path}: line {line}: column {column!r} is empty (a missing value); fill or drop it")
             try:
-                value = float(text)
-            except ValueError:
-                raise UserError(f"{path}: line {line}: column {column!r} = {text!r} is not a number") from None
-            if not math.isfinite(value):
-                raise UserError(f"{path}: line {line}: column {column!r} = {text!r} is not a finite number")
-            values.append(value)
+                values.append(finite_number(text))
+            except ValueError as e:
+                raise UserError(f"{path}: line {line}: column {column!r} = {text!r} {e}") from None
             if time_column:
                 stamp = (row.get(time_column) or "").strip()
                 if not stamp:
