@@ -1,6 +1,6 @@
 # tinyformers: two commands do all the set-up on a fresh machine with Python 3.10+.
 #   make demo   train a model on the demo task, evaluate it on held-out data, generate with it
-#   make test   ruff + the import layers (lint-imports) + the whole test suite
+#   make test   ruff + the import layers (lint-imports) + mypy + the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -44,6 +44,7 @@ format: install-dev
 test: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy src
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 # Every notebook in notebooks/, top to bottom, in a fresh kernel of this environment (tiny settings, a few

@@ -5,6 +5,13 @@
 
 A refactor that must not change behaviour keeps every number identical (one thread, fixed seed, no time
 budget). Wall-clock fields (anything counting seconds) are left out: they measure the machine, not the code.
+
+sentiment and ner are reported, not failed, when they differ: they train a BPE tokenizer with Hugging Face
+``tokenizers``, whose BpeTrainer is not deterministic across processes. With ``continuing_subword_prefix``
+("##") it creates the "##x" tokens while iterating over a hash map whose order is randomised per process, so
+their ids differ from run to run, and merges of equal count are broken by those ids (huggingface/tokenizers
+PR #2066, open). No setting fixes it: RAYON_NUM_THREADS=1 and TOKENIZERS_PARALLELISM=false still give a
+different vocabulary in every process.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ STEPS = 12
 # tasks whose default data or model is slow to build get a smaller eval; every other setting is the default
 SETTINGS = [f"max_steps={STEPS}", "max_time=0", f"eval_every={STEPS // 2}", "seed=1337"]
 TIME_KEYS = ("seconds", "time", "per_s", "steps_per", "examples_per", "tokens_per")
+NOT_DETERMINISTIC = {"sentiment", "ner"}  # BPE training (see above)
 
 
 def task_names() -> list[str]:
@@ -41,17 +49,37 @@ def stable(metrics: dict) -> dict:
 
 
 def run_task(name: str) -> dict:
+    """``name``'s stable metrics, trained in a fresh process."""
+    return run_tasks([name])[name]
+
+
+def run_tasks(names: list[str]) -> dict[str, dict]:
+    """The stable metrics of every task in ``names``, trained one after the other in one fresh process (one
+    import of torch and the tasks for all of them; each run seeds itself, so the numbers are those of a
+    process per task)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / name
-        cmd = [sys.executable, "-m", "tinyformers", "train", name, "--out", str(out), "--no-progress", "--set"]
-        proc = subprocess.run(cmd + SETTINGS, capture_output=True, text=True, env=_env())
+        cmd = [sys.executable, str(Path(__file__).resolve()), "train-here", tmp, *names]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
         if proc.returncode != 0:
-            raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
-        return stable(json.loads((out / "metrics.json").read_text()))
+            raise SystemExit(f"{' '.join(names)}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+        return {name: stable(json.loads((Path(tmp) / name / "metrics.json").read_text())) for name in names}
+
+
+def train_here(out: str, names: list[str]) -> int:
+    """Train each task of ``names`` into ``out/NAME`` in this process (``run_tasks``' child)."""
+    from tinyformers.apps.cli import main as cli  # the child only: the parent needs no torch
+
+    for name in names:
+        code = cli(["train", name, "--out", str(Path(out) / name), "--no-progress", "--set", *SETTINGS])
+        if code:
+            return code
+    return 0
 
 
 def main(argv: list[str]) -> int:
     mode, names = (argv[0] if argv else "check"), argv[1:]
+    if mode == "train-here":
+        return train_here(names[0], names[1:])
     names = names or task_names()
     failed = []
     for name in names:
@@ -64,6 +92,9 @@ def main(argv: list[str]) -> int:
             continue
         want = json.loads(path.read_text())
         diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+        if diff and name in NOT_DETERMINISTIC:
+            print(f"{name}: not deterministic (BPE training); {len(diff)} of {len(want)} numbers differ")
+            continue
         print(f"{name}: {'identical' if not diff else 'DIFFERS ' + json.dumps(diff)}")
         if diff:
             failed.append(name)

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tinyformers.data.userfiles import CONLL, LABELLED_CSV, PAIRS_TSV, SERIES_CSV, TEXT, FileKind, read_user_text
+from tinyformers.data.userfiles import (
+    CONLL,
+    LABELLED_CSV,
+    PAIRS_TSV,
+    SERIES_CSV,
+    TEXT,
+    FileKind,
+    finite_number,
+    read_user_text,
+)
 from tinyformers.errors import UserError
 
 
@@ -83,3 +92,22 @@ def test_empty_file(tmp_path):
     path.write_text(" \n\n")
     assert error(path, TEXT) == f"{path}: is empty"
     assert read_user_text(path, LABELLED_CSV) == " \n\n"  # a CSV's parser judges emptiness (it needs a header)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("warm", "is not a number"),
+        ("nan", "is not a finite number"),
+        ("-inf", "is not a finite number"),
+        ("", "is not a number"),
+    ],
+)
+def test_a_number_that_is_not_one_says_which_way(text, problem):
+    with pytest.raises(ValueError) as e:
+        finite_number(text)
+    assert str(e.value) == problem
+
+
+def test_a_finite_number_comes_back_as_a_float():
+    assert finite_number(" 2.5e1 ") == 25.0

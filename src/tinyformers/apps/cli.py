@@ -3,8 +3,9 @@
 Every user error (unknown task, bad ``--set``, missing or corrupt run) prints one line to stderr and
 exits with status 2; nothing the user had is overwritten.
 
-Each command imports the library when it runs, not this module: torch and the task registry take seconds to
-import, and ``tinyformers --help`` or a mistyped flag should answer at once. Optional capabilities (predict,
+Each command imports the library when it runs, not this module: the task registry takes seconds to import,
+and ``tinyformers --help`` or a mistyped flag should answer at once (``core.generation`` is imported here: the
+``generate`` flags are made from :class:`GenerationConfig`'s fields). Optional capabilities (predict,
 generate, attention) are the protocols of :mod:`tinyformers.engine.task`, checked with ``isinstance``.
 """
 
@@ -13,15 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from tinyformers.core.generation import GenerationConfig
 from tinyformers.engine.loggers import LOGGERS
 from tinyformers.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """One line instead of argparse's usage dump."""
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
@@ -142,19 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _decoding_flags() -> list[str]:
     """The decoding options that are ``generate`` flags: the :class:`GenerationConfig` fields with a ``Flag``."""
-    from dataclasses import fields
-
-    from tinyformers.core.generation import GenerationConfig
-
     return [f.name for f in fields(GenerationConfig) if f.metadata["flag"] is not None]
 
 
 def _add_decoding_flag(parser: argparse.ArgumentParser, name: str) -> None:
     """``--top-k`` for ``top_k``: type, default and help line from the field's declaration."""
-    from dataclasses import MISSING, fields
-
-    from tinyformers.core.generation import GenerationConfig
-
     f = next(f for f in fields(GenerationConfig) if f.name == name)
     flag, kind = f.metadata["flag"], GenerationConfig.option_type(name)
     default = f.default if flag.default is MISSING else flag.default

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tinyformers.core.interop import load_minilm
+from tinyformers.core.models import sentence_embedding
 from tinyformers.errors import UserError
 
 SUFFIXES = (".npy", ".safetensors")
@@ -75,7 +77,9 @@ def read_csv_column(path: str | Path, column: str, id_column: str | None = None)
             raise UserError(f"{path}: no column {col!r} (for {flag}); columns: {', '.join(header)}")
     ti = header.index(column)
     ii = None if id_column is None else header.index(id_column)
-    texts, ids, first_line = [], [], {}
+    texts: list[str] = []
+    ids: list[str] = []
+    first_line: dict[str, int] = {}  # id -> the line it first appeared on
     start = reader.line_num + 1
     for fields in reader:
         row_start, start = start, reader.line_num + 1
@@ -105,8 +109,6 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], batch_size: int 
     does not change an embedding (``tests/test_pretrained_minilm.py``), it only costs compute.
     """
     from tqdm.auto import tqdm
-
-    from tinyformers.core.models import sentence_embedding
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.zeros(len(texts), encoder.config.d_model)
@@ -183,8 +185,6 @@ def embed_file(
         raise UserError(f"{source}: no text to embed (every {'row' if column else 'line'} is blank)")
     if out.suffix == ".npy" and any("\n" in i or "\r" in i for i in ids):
         raise UserError(f"{source}: an id holds a line break; write .safetensors (ids in its metadata) instead")
-
-    from tinyformers.core.interop import load_minilm
 
     encoder, tokenizer = load_minilm()
     vectors = embed_texts(encoder, tokenizer, texts, batch_size, progress).numpy()

@@ -250,8 +250,9 @@ class MultiHeadAttention(nn.Module):
         if memory is None:  # self-attention: one fused projection
             q, k, v = self.in_proj(x).split([d, self.d_kv, self.d_kv], dim=-1)  # (B, T, d), 2 x (B, T, d_kv)
             q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head), 2 x (B, H_kv, T, d_head)
-            if cache is not None and cache.layers[self.layer_idx] is not None:
-                past = cache.layers[self.layer_idx][0].size(2)  # positions already processed
+            cached = cache.layers[self.layer_idx] if cache is not None else None
+            if cached is not None:
+                past = cached[0].size(2)  # positions already processed
             if self.rotary is not None:
                 q, k = self.rotary(q, past), self.rotary(k, past)
             if cache is not None:

@@ -119,11 +119,8 @@ class FeedForward(nn.Module):
         return self.fc2(self.dropout(h))
 
 
-class EncoderBlock(nn.Module):
-    """Self-attention then feed-forward, each a residual sublayer (§3.1, "Encoder").
-
-    With ``is_causal=True`` this is also the block of a decoder-only language model (GPT).
-    """
+class _ResidualBlock(nn.Module):
+    """What the encoder and decoder blocks share: self-attention and feed-forward sublayers, each residual."""
 
     def __init__(self, cfg: CoreConfig, layer_idx: int = 0, rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
@@ -157,6 +154,13 @@ class EncoderBlock(nn.Module):
 
         return self._residual(x, self.norm_attn, attend)
 
+
+class EncoderBlock(_ResidualBlock):
+    """Self-attention then feed-forward, each a residual sublayer (§3.1, "Encoder").
+
+    With ``is_causal=True`` this is also the block of a decoder-only language model (GPT).
+    """
+
     def forward(
         self,
         x: Tensor,
@@ -181,7 +185,7 @@ class EncoderBlock(nn.Module):
         return x, weights[0]
 
 
-class DecoderBlock(EncoderBlock):
+class DecoderBlock(_ResidualBlock):
     """Masked self-attention, cross-attention over the encoder's memory, feed-forward (§3.1, "Decoder").
 
     ``memory_dim``: width of the memory when it differs from ``d_model`` (e.g. an encoder of another width).
@@ -200,7 +204,7 @@ class DecoderBlock(EncoderBlock):
         )
         self.norm_cross = make_norm(cfg)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         x: Tensor,
         memory: Tensor,

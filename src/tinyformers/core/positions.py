@@ -29,6 +29,8 @@ def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> Tenso
 class SinusoidalPositions(nn.Module):
     """Fixed sinusoidal encodings (§3.5). Not a parameter and not saved: it is a pure function of position."""
 
+    table: Tensor  # (max_len, d_model), a buffer
+
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
@@ -66,7 +68,7 @@ def rope_frequencies(d_head: int, base: float = 10000.0, scaling: Mapping[str, A
     """
     theta = 1.0 / base ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
     kind = None if scaling is None else scaling.get("rope_type", scaling.get("type"))
-    if kind in (None, "default"):
+    if scaling is None or kind in (None, "default"):
         return theta
     if kind not in ROPE_SCALINGS:
         raise ValueError(f"rope scaling {kind!r} is not supported: choose {', '.join(ROPE_SCALINGS)}")
@@ -87,6 +89,9 @@ class RotaryEmbedding(nn.Module):
     (feature ``i`` pairs with ``i + d/2``). ``base`` is Llama's ``rope_theta``; ``scaling`` as
     :func:`rope_frequencies`.
     """
+
+    cos: Tensor  # (max_len, d_head) buffers
+    sin: Tensor
 
     def __init__(
         self, d_head: int, max_len: int = 4096, base: float = 10000.0, scaling: Mapping[str, Any] | None = None

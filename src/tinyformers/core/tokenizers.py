@@ -134,7 +134,11 @@ def _chunks(text: str, size: int = 8192) -> Iterable[str]:
 
 def tokenizer_from_dict(d: dict) -> CharTokenizer | BPETokenizer:
     """Rebuild the tokenizer saved in a run's ``config.json``."""
-    kinds = {"char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer}
+    kinds: dict[str, type[CharTokenizer] | type[BPETokenizer]] = {
+        "char": CharTokenizer,
+        "bpe": BPETokenizer,
+        "hf": HFTokenizer,
+    }
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind not in kinds:
         raise UserError(f"unknown tokenizer kind {kind!r} in config.json")

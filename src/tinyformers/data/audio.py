@@ -458,14 +458,14 @@ def digit_corpus(
 
 
 def _write_bundle(path: Path, corpus: dict[str, tuple[list[np.ndarray], np.ndarray, list[str]]]) -> None:
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for split, (clips, labels, speakers) in corpus.items():
         arrays[f"{split}_samples"] = np.concatenate(clips) if clips else np.zeros(0, np.float32)
         arrays[f"{split}_lengths"] = np.array([len(c) for c in clips], dtype=np.int64)
         arrays[f"{split}_labels"] = labels
         arrays[f"{split}_speakers"] = np.array(speakers)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, allow_pickle=True, **arrays)  # numpy's default, spelled out for the type checker
     os.replace(tmp, path)  # atomic: an interrupted write leaves no half-written corpus
 
 

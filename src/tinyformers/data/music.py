@@ -60,9 +60,11 @@ def parse_score(path_or_name: str | Path, from_corpus: bool = False) -> dict[str
         score = music21.corpus.parse(str(path_or_name)) if from_corpus else music21.converter.parse(str(path_or_name))
     except Exception as e:  # music21 raises many exception types for unreadable files
         raise UserError(f"{path_or_name}: not a score music21 can read ({type(e).__name__})") from None
-    has_parts = hasattr(score, "parts") and len(score.parts)
-    parts = [_events(p) for p in score.parts] if has_parts else [_events(score)]
-    names = [str(p.partName or "") for p in score.parts] if has_parts else [""]
+    score_parts = getattr(score, "parts", None)  # a Score has parts; a Part or Opus has none
+    if score_parts is not None and len(score_parts):
+        parts, names = [_events(p) for p in score_parts], [str(p.partName or "") for p in score_parts]
+    else:
+        parts, names = [_events(score)], [""]
     return {"name": str(path_or_name), "time_signature": _time_signature(score), "parts": parts, "part_names": names}
 
 
@@ -120,7 +122,7 @@ def write_midi(notes: list[tuple[int, float]], path: str | Path, time_signature:
     """A melody -> a MIDI file (music21)."""
     import music21
 
-    stream = music21.stream.Stream()
+    stream: music21.stream.Stream[Any] = music21.stream.Stream()
     stream.append(music21.meter.TimeSignature(time_signature))
     for midi, ql in notes:
         stream.append(music21.note.Rest(quarterLength=ql) if midi < 0 else music21.note.Note(midi, quarterLength=ql))

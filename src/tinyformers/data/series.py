@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-import math
+import io
 from pathlib import Path
 
 import numpy as np
 
+from tinyformers.data.userfiles import SERIES_CSV, finite_number, read_user_text
 from tinyformers.errors import UserError
 
 HOUR, DAY = 3600.0, 86400.0
@@ -22,45 +23,31 @@ DATASETS = {
 
 def read_series(path: str, column: str, time_column: str = "") -> tuple[np.ndarray, list[str] | None]:
     """Values of ``column`` (and the raw strings of ``time_column``) from a CSV; errors name file, line, column."""
+    content = read_user_text(path, SERIES_CSV)  # missing, a folder, NUL bytes, not UTF-8: one-line errors
     try:
-        with open(path, "rb") as raw:
-            if b"\0" in raw.read():
-                raise UserError(f"{path}: not a UTF-8 text CSV file (it contains NUL bytes)")
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            if not header:
-                raise UserError(f"{path}: empty file; expected a header line naming the columns, then one row per time")
-            for name in (column, time_column):
-                if name and name not in header:
-                    raise UserError(f"{path}: no column {name!r}; columns: {', '.join(header) or '(none)'}")
-            values: list[float] = []
-            times: list[str] = []
-            for row in reader:
-                line = reader.line_num
-                text = (row.get(column) or "").strip()
-                if not text:
-                    raise UserError(
-                        f"{path}: line {line}: column {column!r} is empty (a missing value); fill or drop it"
-                    )
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise UserError(f"{path}: line {line}: column {column!r} = {text!r} is not a number") from None
-                if not math.isfinite(value):
-                    raise UserError(f"{path}: line {line}: column {column!r} = {text!r} is not a finite number")
-                values.append(value)
-                if time_column:
-                    stamp = (row.get(time_column) or "").strip()
-                    if not stamp:
-                        raise UserError(f"{path}: line {line}: column {time_column!r} is empty (a missing time)")
-                    times.append(stamp)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not a CSV file") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text CSV file") from None
+        reader = csv.DictReader(io.StringIO(content, newline=""))  # newline="": as csv wants a file opened
+        header = reader.fieldnames or []
+        if not header:
+            raise UserError(f"{path}: empty file; expected a header line naming the columns, then one row per time")
+        for name in (column, time_column):
+            if name and name not in header:
+                raise UserError(f"{path}: no column {name!r}; columns: {', '.join(header) or '(none)'}")
+        values: list[float] = []
+        times: list[str] = []
+        for row in reader:
+            line = reader.line_num
+            text = (row.get(column) or "").strip()
+            if not text:
+                raise UserError(f"{path}: line {line}: column {column!r} is empty (a missing value); fill or drop it")
+            try:
+                values.append(finite_number(text))
+            except ValueError as e:
+                raise UserError(f"{path}: line {line}: column {column!r} = {text!r} {e}") from None
+            if time_column:
+                stamp = (row.get(time_column) or "").strip()
+                if not stamp:
+                    raise UserError(f"{path}: line {line}: column {time_column!r} is empty (a missing time)")
+                times.append(stamp)
     except csv.Error as e:
         raise UserError(f"{path}: not a readable CSV file ({e})") from None
     if not values:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from tinyformers.core.tokenizers import BPETokenizer, tokenizer_from_dict
 from tinyformers.data import padding
+from tinyformers.data.userfiles import PAIRS_TSV, read_user_text
 from tinyformers.errors import UserError
 
 DING = Path("/usr/share/trans/de-en")
@@ -102,13 +103,7 @@ def dictionary_words(entries: list[tuple[list[str], list[str]]]) -> dict[str, st
 
 def read_pairs(path: str) -> list[Pair]:
     """``source<TAB>target`` lines of a UTF-8 file; any other line is a :class:`UserError` naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{path}: {'is a directory, expected a TSV file' if p.is_dir() else 'no such file'}")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    lines = read_user_text(path, PAIRS_TSV).splitlines()  # missing, a folder, not UTF-8: one-line errors
     pairs = []
     for n, line in enumerate(lines, 1):
         fields = line.split("\t")
@@ -202,7 +197,7 @@ def word_by_word(sentence: str, words: dict[str, str]) -> str:
     out: list[str] = []
     for token in sentence.split():
         m = re.fullmatch(r"(\W*)(.*?)(\W*)", token)
-        lead, word, trail = m.groups()  # type: ignore[union-attr]
+        lead, word, trail = m.groups()  # type: ignore[union-attr]  # the pattern matches every string
         # a capital may only mark the sentence start ("Ich"), or be part of the word ("Zeit"): try both orders
         keys = (word.lower(), word) if not out else (word, word.lower())
         out.append(lead + next((words[k] for k in keys if k in words), word) + trail)

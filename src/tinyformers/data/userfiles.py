@@ -9,6 +9,7 @@ wording lives in one table, :class:`FileKind` values below, and the checks in on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,15 @@ def read_user_text(path: str | Path, kind: FileKind) -> str:
     if kind.empty is not None and not text.strip():
         raise UserError(f"{path}: {kind.empty}")
     return text
+
+
+def finite_number(text: str) -> float:
+    """A number the user wrote: ``float(text)``, or a ValueError saying 'is not a number' or 'is not a finite
+    number' (NaN, inf); the caller puts which value of which file or input in front."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("is not a finite number")
+    return value

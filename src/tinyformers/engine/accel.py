@@ -23,9 +23,9 @@ import os
 import shutil
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -80,17 +80,17 @@ def physical_cores(cpuinfo: str | None = None) -> int:
     return max(1, min(allowed, len(cores) or allowed))
 
 
-def set_threads(environ: dict[str, str] | None = None) -> int:
+def set_threads(environ: MutableMapping[str, str] | None = None) -> int:
     """Set torch's intra-op threads for a training process and return the number.
 
     An explicit ``OMP_NUM_THREADS`` wins (torch already read it). Under ``torchrun`` (``WORLD_SIZE`` > 1)
     each process gets one thread, so the processes do not fight over the cores; otherwise one thread per
     physical core (hyper-threads slow matmuls down).
     """
-    environ = os.environ if environ is None else environ
-    if environ.get("OMP_NUM_THREADS"):
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    if env.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    threads = 1 if int(environ.get("WORLD_SIZE", "1")) > 1 else physical_cores()
+    threads = 1 if int(env.get("WORLD_SIZE", "1")) > 1 else physical_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
@@ -135,34 +135,34 @@ def parse_compile(value: str | bool) -> str:
     return COMPILE_VALUES[key]
 
 
-def cache_dir(environ: dict[str, str] | None = None) -> Path:
+def cache_dir(environ: MutableMapping[str, str] | None = None) -> Path:
     """Where Inductor's compiled graphs (and this module's ledger of compile times) live on disk."""
-    environ = os.environ if environ is None else environ
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
     # Inductor writes its default, <tmp>/torchinductor_<user>, into the environment once it has looked for
     # a cache; only another value is the user's own choice (checked by name: importing Inductor takes seconds)
-    explicit = environ.get("TORCHINDUCTOR_CACHE_DIR")
+    explicit = env.get("TORCHINDUCTOR_CACHE_DIR")
     if explicit:
         inductor_default = Path(explicit).parent == Path(tempfile.gettempdir()) and Path(explicit).name.startswith(
             "torchinductor_"
         )
         if not inductor_default:
             return Path(explicit)
-    if environ.get("TINYFORMERS_CACHE_DIR"):
-        root = Path(environ["TINYFORMERS_CACHE_DIR"])
+    if env.get("TINYFORMERS_CACHE_DIR"):
+        root = Path(env["TINYFORMERS_CACHE_DIR"])
     else:
-        root = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyformers"
+        root = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyformers"
     return root / "inductor"
 
 
-def enable_compile_cache(environ: dict[str, str] | None = None) -> Path:
+def enable_compile_cache(environ: MutableMapping[str, str] | None = None) -> Path:
     """Point Inductor at :func:`cache_dir` and turn on its persistent caches; return the directory.
 
     Must run before the first compilation of the process (Inductor reads the directory lazily).
     """
-    environ = os.environ if environ is None else environ
-    path = cache_dir(environ)
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    path = cache_dir(env)
     path.mkdir(parents=True, exist_ok=True)
-    environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(path)
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
 
@@ -278,12 +278,12 @@ class AutoCompile:
 
     def _compile(self) -> None:
         enable_compile_cache()
-        self.compiled = torch.compile(self.model)
+        self.compiled = cast(nn.Module, torch.compile(self.model))  # compile keeps the Module API
 
     @staticmethod
     def compiled_before(entry: dict[str, float] | None) -> bool:
         """Whether the ledger saw this key compiled (so Inductor's cache should be warm)."""
-        return bool(entry) and ("cold_s" in entry or "warm_s" in entry)
+        return entry is not None and ("cold_s" in entry or "warm_s" in entry)
 
     def cold_estimate(self) -> float:
         """A first compile's expected seconds: the median of those measured on this machine, else ``COLD_S``."""
@@ -310,7 +310,7 @@ class AutoCompile:
             elif len(self.eager_times) >= self.PROBE:
                 eager_s = statistics.median(self.eager_times[1:])
             if eager_s is not None:
-                remaining = max_steps - step
+                remaining: float = max_steps - step
                 if max_time > 0:
                     remaining = min(remaining, max(0.0, max_time - elapsed) / eager_s)
                 self.decided = True

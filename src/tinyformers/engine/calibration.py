@@ -37,7 +37,7 @@ _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def cpu_info() -> dict[str, Any]:
     """Model name, torch's CPU capability, AVX2 / AVX-512 / native bf16 flags, CPUs and torch threads."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first CPU's lines
             key, _, value = line.partition(":")

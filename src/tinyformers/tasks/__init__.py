@@ -23,7 +23,7 @@ from tinyformers.engine.rundir import RunDir
 from tinyformers.engine.task import Task, TaskData, TrainConfig, apply_overrides, build_model
 from tinyformers.errors import UserError
 from tinyformers.tasks._lm import hf_meta
-from tinyformers.tasks.shakespeare import ShakespeareTask
+from tinyformers.tasks.shakespeare import ShakespeareConfig, ShakespeareTask
 
 
 def _discover() -> dict[str, type[Task]]:
@@ -65,8 +65,9 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[T
     if hf_model_type(run_dir) is not None:
         hf_task = ShakespeareTask()
         meta = hf_meta(str(run_dir))
-        window = min(hf_task.Config().block_size, config_from_hf_causal_lm(meta["hf_config"]).max_len)  # training only
-        cfg = apply_overrides(hf_task.Config(), [f"init={run_dir}", f"block_size={window}", *(overrides or [])])
+        defaults = ShakespeareConfig()
+        window = min(defaults.block_size, config_from_hf_causal_lm(meta["hf_config"]).max_len)  # training only
+        cfg = apply_overrides(defaults, [f"init={run_dir}", f"block_size={window}", *(overrides or [])])
         return hf_task, cfg, meta, build_model(hf_task, cfg, meta).eval()
     run = RunDir(run_dir)
     task = get_task(run.task_name())

@@ -57,6 +57,13 @@ class TextConfig(ModelSizes, TrainConfig):
     dropout: float = 0.1
     positions: str = "learned"
     split_seed: int = 0
+    # the training recipe of both text tasks (TrainConfig's fields, their defaults here)
+    max_steps: int = 400
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 40
+    weight_decay: float = 0.1
+    eval_every: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()

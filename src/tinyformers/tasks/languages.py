@@ -18,7 +18,6 @@ its accuracy on the test set is the ceiling no model can beat in expectation; th
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.blocks import CoreConfig
 from tinyformers.core.models import WalkClassifier
+from tinyformers.data.userfiles import finite_number
 from tinyformers.data.walks import (
     expected_accuracy,
     float_log_likelihoods,
@@ -262,12 +262,9 @@ class LanguagesTask(Task[LanguagesConfig], Predicts):
         values = []
         for i, item in enumerate(items, 1):
             try:
-                v = float(item)
-            except ValueError:
-                raise UserError(f"{text!r}: value {i} ({item!r}) is not a number") from None
-            if not math.isfinite(v):
-                raise UserError(f"{text!r}: value {i} ({item!r}) is not a finite number")
-            values.append(v)
+                values.append(finite_number(item))
+            except ValueError as e:
+                raise UserError(f"{text!r}: value {i} ({item!r}) {e}") from None
         return np.array(values, dtype=np.float32)
 
     def predict(

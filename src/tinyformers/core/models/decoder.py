@@ -7,12 +7,14 @@ keeps position ``t`` from seeing ``x_>t``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.attention import KVCache
 from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.generation import generate
 from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
@@ -81,8 +83,7 @@ class DecoderLM(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.config.n_layers)
 
-    def generate(self, input_ids: Tensor, **kwargs: object) -> Tensor:
+    def generate(self, input_ids: Tensor, **kwargs: Any) -> Tensor:
         """Continue ``input_ids`` (B, T); HF's arguments (max_new_tokens, do_sample, top_k, top_p, num_beams...)."""
-        from tinyformers.core.generation import generate
-
-        return generate(self, input_ids, **kwargs)
+        # the ids (B, T + new); a GenerateOutput only when asked with return_dict_in_generate=True
+        return cast(Tensor, generate(self, input_ids, **kwargs))
