@@ -16,9 +16,9 @@ one lower-cases unless a task keeps case), and both wrap a text as ``[CLS] piece
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -33,6 +33,13 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 PAD = 0  # [PAD]'s id in both vocabularies (BPE puts the specials first; MiniLM's config says pad_token_id 0)
 MAX_PRETRAINED_LR = 2e-4
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+# Fine-tuning all-MiniLM-L6-v2: the settings ``init=minilm`` defaults to (see TextConfig), per task; a budget in
+# CPU seconds, so a run is judged by the work it did, not by how busy the machine was.
+_FINETUNE = {"lr": 1e-4, "class_weights": "sqrt", "max_time": 600.0, "clock": "cpu", "max_steps": 3000}
+MINILM_RECIPES: dict[str, dict[str, Any]] = {
+    "sentiment": {**_FINETUNE, "batch_size": 32, "warmup_steps": 60, "eval_every": 100},
+    "ner": {**_FINETUNE, "batch_size": 16, "warmup_steps": 50, "eval_every": 120},
+}
 
 
 @dataclass
@@ -50,7 +57,12 @@ class TextConfig(ModelSizes, TrainConfig):
         class_weights: the loss weight of each class (labels counted on the training split): 'none',
             'balanced' (``n / (k n_c)``, scikit-learn's rule: every class weighs the same in total) or 'sqrt'
             (its square root: a rare class counts more, without trading away all the precision).
+
+    With ``init=minilm`` every field of the task's ``MINILM_RECIPE`` still at its from-scratch default takes the
+    recipe's value instead (the fine-tuning recipe tuned on validation; ``--set`` any of them to another value).
     """
+
+    MINILM_RECIPE: ClassVar[dict[str, Any]] = {}
 
     init: str = "scratch"
     vocab_size: int = 4000
@@ -63,6 +75,11 @@ class TextConfig(ModelSizes, TrainConfig):
     class_weights: str = "none"
 
     def __post_init__(self) -> None:
+        if self.init == "minilm":
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in self.MINILM_RECIPE.items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
         super().__post_init__()
         if self.init not in ("scratch", "minilm"):
             raise ValueError(f"init={self.init!r}: choose scratch or minilm")

