@@ -126,15 +126,18 @@ def chorales() -> str:
 
 
 def sentiment() -> str:
-    r = row(load("sentiment_minilm250"), model="minilm-250")
-    return f"macro F1 {r['test_macro_f1']:.2f} (MiniLM, {r['steps']} steps) vs TF-IDF {r['baseline_macro_f1']:.3f}"
+    r = row(load("sentiment_minilm_recipe"), model="minilm")
+    return (
+        f"macro F1 {r['test_macro_f1']:.3f} (MiniLM fine-tuned, {r['train_seconds']:.0f} CPU-s) vs TF-IDF "
+        f"{r['baseline_macro_f1']:.3f}"
+    )
 
 
 def ner() -> str:
-    d = load("ner")
+    r = row(load("ner_minilm_recipe"), model="minilm")
     return (
-        f"entity F1 {row(d, model='minilm')['test_entity_f1']:.2f} (MiniLM) vs per-token LR "
-        f"{row(d, model='baseline')['test_entity_f1']:.2f}"
+        f"entity F1 {r['test_entity_f1']:.3f} (MiniLM fine-tuned, {r['train_seconds']:.0f} CPU-s) vs per-token LR "
+        f"{r['baseline_entity_f1']:.3f}"
     )
 
 
@@ -191,10 +194,10 @@ ENTRIES = (
         "`sentiment`",
         "sentiment.md",
         "tweet sentiment, from scratch or from pretrained MiniLM",
-        ("sentiment_minilm250",),
+        ("sentiment_minilm_recipe",),
         sentiment,
     ),
-    Entry("`ner`", "ner.md", "named entities in tweets (WNUT-16)", ("ner",), ner),
+    Entry("`ner`", "ner.md", "named entities in tweets (WNUT-16)", ("ner_minilm_recipe",), ner),
 )
 
 
@@ -218,7 +221,7 @@ def provenance(name: str) -> str:
     else:
         text += (
             f"; {m.get('cpu', 'CPU not recorded')}, {m.get('torch_threads', '?')} torch threads, torch "
-            f"{m.get('torch', '?')}; no calibration or load recorded (measured before they were)"
+            f"{m.get('torch', '?')}; {m.get('note', 'no calibration or load recorded (measured before they were)')}"
         )
     return text
 

@@ -125,7 +125,7 @@ def test_missing_csv_and_bad_settings(tmp_path, capsys):
     argv = ["train", "sentiment", "--out", str(tmp_path / "r"), "--max-steps", "1", "--set"]
     one_line_error(capsys, [*argv, f"csv={tmp_path / 'nope.csv'}"], "nope.csv: not found")
     one_line_error(capsys, [*argv, "init=bert"], "choose scratch or minilm")
-    one_line_error(capsys, [*argv, "init=minilm"], "would wash out the pretrained weights")
+    one_line_error(capsys, [*argv, "init=minilm", "lr=5e-4"], "would wash out the pretrained weights")
 
 
 def test_minilm_init_loads_pretrained_encoder_and_its_tokenizer(tmp_path):

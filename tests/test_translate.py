@@ -86,7 +86,7 @@ def test_label_smoothing_raises_the_loss_of_a_confident_model():
     cfg = tr.TranslateConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, vocab_size=300, label_smoothing=0.0)
     meta = {"tokenizer": pairs_io.train_tokenizer([t for p in PAIRS for t in p], 300).to_dict()}
     model = task.model(cfg, meta).eval()  # no dropout: the two losses see the same network
-    batch = task.collate([([5, 6, 7], [8, 9, pairs_io.EOS]), ([5, 6], [8, pairs_io.EOS])])
+    batch = pairs_io.collate_pairs([([5, 6, 7], [8, 9, pairs_io.EOS]), ([5, 6], [8, pairs_io.EOS])])
     plain = task.loss(model, batch, cfg)
     assert plain.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # padding ignored alike
     with torch.no_grad():

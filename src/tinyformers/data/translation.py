@@ -101,6 +101,50 @@ def dictionary_words(entries: list[tuple[list[str], list[str]]]) -> dict[str, st
     return {word: c.most_common(1)[0][0] for word, c in counts.items()}
 
 
+_PLACEHOLDER = re.compile(r"\b(?:sth|sb|jdn|jdm|jds|etw|jd)\.")
+_SLASHED = re.compile(r"(\w+)(?:/[\w’']+)+")  # "breakdown/degradation" -> "breakdown"
+
+
+def dictionary_phrases(entries: list[tuple[list[str], list[str]]]) -> list[Pair]:
+    """Every aligned sub-entry that is not a sentence pair, as extra (German, English) training pairs: words,
+    inflected forms, phrases and collocations (``Abbau durch Licht :: photochemical breakdown``).
+
+    Annotations and a leading pronoun go (as in :func:`dictionary_words`), a slash keeps its first choice;
+    each German alternative (``;``) is paired with the English alternative in the same place, or with the
+    first when the counts differ. Alternatives holding a placeholder (``jdn.``, ``sth.``) are left out: no
+    sentence has one. Distinct and sorted.
+    """
+    out: set[Pair] = set()
+    for des, ens in entries:
+        for d, e in zip(des, ens, strict=True):
+            if _is_sentence(d) and _is_sentence(e):
+                continue  # a sentence pair: split with the others, never an extra
+            de_alts = [_SLASHED.sub(r"\1", a) for a in _strip(d, _PRONOUNS_DE)]
+            en_alts = [_SLASHED.sub(r"\1", a) for a in _strip(e, _PRONOUNS_EN)]
+            for i, de in enumerate(de_alts):
+                en = en_alts[i] if len(en_alts) == len(de_alts) else en_alts[0]
+                if de and en and not _PLACEHOLDER.search(de + " " + en):
+                    out.add((de, en))
+    return sorted(out)
+
+
+def without_held_out(pairs: list[Pair], held_out: list[Example]) -> list[Pair]:
+    """``pairs`` minus every pair whose German or English side, normalised (:func:`normalise`), holds a held-out
+    source or reference, normalised, as a run of whole words: no test sentence, nor a trivial variant of it,
+    is trained on through the extra pairs."""
+    banned = {normalise(text) for source, refs in held_out for text in (source, *refs)}
+    banned.discard("")
+    lengths = {len(b.split()) for b in banned}
+
+    def holds(text: str) -> bool:
+        words = normalise(text).split()
+        return any(
+            " ".join(words[i : i + n]) in banned for n in lengths if n <= len(words) for i in range(len(words) - n + 1)
+        )
+
+    return [p for p in pairs if not holds(p[0]) and not holds(p[1])]
+
+
 def read_pairs(path: str) -> list[Pair]:
     """``source<TAB>target`` lines of a UTF-8 file; any other line is a :class:`UserError` naming it."""
     lines = read_user_text(path, PAIRS_TSV).splitlines()  # missing, a folder, not UTF-8: one-line errors
@@ -168,6 +212,17 @@ def split_pairs(pairs: list[Pair], n_val: int, n_test: int, seed: int, source: s
     }
 
 
+def corpus_scores(hypotheses: list[str], examples: list[Example]) -> tuple[float, float]:
+    """sacreBLEU (BLEU, chrF) of ``hypotheses`` against every reference of each example."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    n_refs = max(len(refs) for _, refs in examples)
+    streams = [[refs[i] if i < len(refs) else None for _, refs in examples] for i in range(n_refs)]
+    # sacrebleu takes None for an example's missing reference; its annotations say str
+    refs: Any = streams
+    return BLEU().corpus_score(hypotheses, refs).score, CHRF().corpus_score(hypotheses, refs).score
+
+
 def train_tokenizer(texts: list[str], vocab_size: int) -> BPETokenizer:
     """Byte-level BPE over ``texts`` with ``<pad> <bos> <eos>`` as ids 0, 1, 2.
 
@@ -227,3 +282,11 @@ def run_tokenizer(meta: dict[str, Any]) -> BPETokenizer:
     if not isinstance(tok, BPETokenizer):
         raise UserError(f"the tokenizer in config.json is {tok.kind!r}; translation runs use 'bpe'")
     return tok
+
+
+def collate_pairs(
+    pairs: list[tuple[list[int], list[int]]] | tuple[padding.PaddedRows, padding.PaddedRows],
+) -> dict[str, Tensor]:
+    """Padded ``src_ids``, ``src_mask`` (B, S) and ``labels`` (B, T) = target ids + ``<eos>``."""
+    src, tgt = pairs if isinstance(pairs, tuple) else pad_pairs(pairs)
+    return {"src_ids": src.ids, "src_mask": (src.ids != PAD).long(), "labels": tgt.ids}

