@@ -84,10 +84,11 @@ def test_padded_answers_have_one_length_per_operation(reverse):
     assert read_answer(cfg, "+") is None and read_answer(cfg, "+-1") is None
 
 
-def test_reversed_default_is_todays_format():
-    """format=reversed (the default) writes exactly what reverse_answer=true, pad_operands=true wrote."""
-    _, cfg = config()
-    assert cfg.format == "reversed" and cfg.pad_operands
+def test_reversed_is_the_old_default_format():
+    """format=reversed writes exactly what the old default (reverse_answer=true, pad_operands=true) wrote; the
+    default is now the scratchpad, which writes + and - the same way."""
+    _, cfg = config("format=reversed")
+    assert config()[1].format == "scratchpad" and cfg.pad_operands
     assert format_problem(cfg, (123, "+", 45)) == ("123+045=", "8610")
     assert format_problem(cfg, (99, "*", 99)) == ("99*99=", "1089")
 
