@@ -2,8 +2,8 @@
 at a time, for addition, subtraction and multiplication.
 
 The model is a GPT over ``<bos> A op B = answer <eos>`` with the prompt masked out of the loss (-100), so it
-is graded only on the answer. How a problem is written (the answer reversed, the operands padded: the two
-formatting options that matter for small transformers) is :mod:`tinyformers.tasks._arithmetic`.
+is graded only on the answer. How a problem is written (``format``: plain, reversed, or a scratchpad of partial
+products; padded operands) is :mod:`tinyformers.tasks._arithmetic`; only the final answer is scored.
 
 Held-out problems (validation and test) are fixed by ``data_seed`` and never drawn for training, and neither
 is their swapped variant (``b+a`` for ``a+b``). A length-generalisation set (operands one digit longer than
