@@ -7,7 +7,7 @@ targets: trains the default recipe once per operation (3-digit + and -, 2-digit 
 rows replace those in the results file), reports held-out exact match, the length-generalisation set, the
 carry-free baseline, wall-clock and CPU seconds; plots validation accuracy per operation against steps
 (docs/tasks/arithmetic_curve.png).
-options: the four combinations of reverse_answer x pad_operands with the same short step budget
+options: the four combinations of format (reversed, plain) x pad_operands with the same short step budget
 on 3-digit addition (docs/tasks/arithmetic_options.png). Runs one training at a time, on one thread by default
 (on the shared machine two threads mostly waited for each other); writes benchmarks/results/arithmetic*.json.
 """
@@ -113,10 +113,10 @@ def plot_one(curves: dict[str, list[dict]], path: Path) -> None:
 def options(steps: int) -> None:
     """The four formats on 3-digit addition, the same short budget each."""
     rows, curves = [], {}
-    for reverse in (True, False):
+    for form in ("reversed", "plain"):
         for pad in (True, False):
-            name = f"{'reversed' if reverse else 'plain'}, {'padded' if pad else 'unpadded'}"
-            settings = ["ops=+", f"reverse_answer={reverse}", f"pad_operands={pad}", f"max_steps={steps}"]
+            name = f"{form}, {'padded' if pad else 'unpadded'}"
+            settings = ["ops=+", f"format={form}", f"pad_operands={pad}", f"max_steps={steps}"]
             m, log = run(settings)
             curves[name] = log
             rows.append({"format": name, **m})

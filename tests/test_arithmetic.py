@@ -19,6 +19,7 @@ from tinyformers.tasks._arithmetic import (
     carry_free,
     close_differences,
     draw_problems,
+    final_answer,
     format_problem,
     problem_key,
     read_answer,
@@ -29,6 +30,10 @@ from tinyformers.tasks.arithmetic import EOS
 
 TINY_MODEL = ["d_model=32", "n_heads=2", "n_layers=2", "d_ff=64"]
 SMALL_DATA = ["digits=2", "mul_digits=1", "n_val=5", "n_test=10", "n_longer=10"]
+
+
+def fmt(reverse: bool) -> str:
+    return "format=reversed" if reverse else "format=plain"
 
 
 def config(*overrides: str):
@@ -51,13 +56,13 @@ def config(*overrides: str):
     ],
 )
 def test_format(reverse, pad, problem, expected):
-    task, cfg = config(f"reverse_answer={reverse}", f"pad_operands={pad}")
+    task, cfg = config(fmt(reverse), f"pad_operands={pad}")
     assert format_problem(cfg, problem) == expected
 
 
 @pytest.mark.parametrize(("reverse", "pad"), list(itertools.product([True, False], repeat=2)))
 def test_every_answer_reads_back_to_its_value(reverse, pad):
-    task, cfg = config(f"reverse_answer={reverse}", f"pad_operands={pad}")
+    task, cfg = config(fmt(reverse), f"pad_operands={pad}")
     for a, b in itertools.product([0, 1, 9, 10, 99, 100, 507, 999], repeat=2):
         for op in "+-*":
             assert read_answer(cfg, format_problem(cfg, (a, op, b))[1]) == solve_exactly(a, op, b)
@@ -70,13 +75,80 @@ def test_padded_answers_have_one_length_per_operation(reverse):
     later in half of the problems and the model had to find the units digit at two places (3-digit - reached
     12.9% test exact match in 2,500 steps; with the sign always written the sign slot was right on 99.7% of the
     validation problems after 500 steps)."""
-    task, cfg = config(f"reverse_answer={reverse}", "pad_operands=true")
+    task, cfg = config(fmt(reverse), "pad_operands=true")
     for op in "+-*":
         w = cfg.width(op)
         pairs = itertools.product([0, 1, 5, 10**w // 2, 10**w - 1], repeat=2)
         lengths = {len(format_problem(cfg, (a, op, b))[1]) for a, b in pairs}
         assert len(lengths) == 1, (op, lengths)
     assert read_answer(cfg, "+") is None and read_answer(cfg, "+-1") is None
+
+
+def test_reversed_is_the_old_default_format():
+    """format=reversed writes exactly what the old default (reverse_answer=true, pad_operands=true) wrote; the
+    default is now the scratchpad, which writes + and - the same way."""
+    _, cfg = config("format=reversed")
+    assert config()[1].format == "scratchpad" and cfg.pad_operands
+    assert format_problem(cfg, (123, "+", 45)) == ("123+045=", "8610")
+    assert format_problem(cfg, (99, "*", 99)) == ("99*99=", "1089")
+
+
+@pytest.mark.parametrize(
+    ("problem", "expected"),
+    [
+        ((12, "*", 34), ("12*34=", "8400+0630=8040")),  # 48, 360 (3 * 12 * 10), their sum 408
+        ((99, "*", 99), ("99*99=", "1980+0198=1089")),  # 891 + 8910 = 9801
+        ((3, "*", 4), ("03*04=", "2100+0000=2100")),
+        ((123, "*", 456), ("123*456=", "837000+051600=888600+002940=880650")),  # 738, 6150, 6888, 49200, 56088
+        ((123, "+", 45), ("123+045=", "8610")),  # + and - as reversed
+        ((7, "-", 300), ("007-300=", "-392")),
+    ],
+)
+def test_scratchpad_format(problem, expected):
+    _, cfg = config("format=scratchpad", "digits=3", "mul_digits=3" if problem[0] > 99 else "mul_digits=2")
+    assert format_problem(cfg, problem) == expected
+
+
+def test_scratchpad_steps_are_right_and_only_the_final_answer_counts():
+    _, cfg = config("format=scratchpad", "mul_digits=3")
+    for a, b in itertools.product([0, 1, 7, 58, 99, 507, 999], repeat=2):
+        answer = format_problem(cfg, (a, "*", b))[1]
+        assert read_answer(cfg, answer) == a * b
+        assert final_answer(cfg, answer) == str(a * b).zfill(6)[::-1]
+        numbers = [int(x[::-1]) for x in answer.replace("=", "+").split("+")]  # P0, P1, S1, P2, S2
+        partials = [a * int(d) * 10**i for i, d in enumerate(str(b).zfill(3)[::-1])]
+        assert numbers == [partials[0], partials[1], sum(partials[:2]), partials[2], sum(partials)]
+    assert final_answer(cfg, "8400+0630=8041") == "8041"  # wrong steps are not scored, a wrong answer is wrong
+    assert read_answer(cfg, "8400+0630=") is None and read_answer(cfg, "+392") == 293
+
+
+def test_scratchpad_model_scores_the_final_answer_only(monkeypatch):
+    """A model whose steps are wrong but whose answer is right is right; the sequence fits the model."""
+    task, cfg = config("format=scratchpad", *SMALL_DATA, "mul_digits=2", *TINY_MODEL)
+    data = task.data(cfg)
+    longest = max(len(format_problem(cfg, p)[1]) + len(format_problem(cfg, p)[0]) for p in data.splits["longer"]["*"])
+    assert longest + 2 <= task.max_len(cfg)
+    problems = data.splits["test"]["*"][:3]
+    wrong_steps = ["0000+0000=" + final_answer(cfg, format_problem(cfg, p)[1]) for p in problems]
+    model = task.model(cfg, data.meta)
+    monkeypatch.setattr(task, "solve", lambda model, cfg, ps: wrong_steps[: len(ps)])
+    assert task._accuracy(model, cfg, {"*": problems}, "test_acc")["test_acc_mul"] == 1.0
+    right_steps_wrong_answer = [format_problem(cfg, p)[1][:-1] + "x" for p in problems]
+    monkeypatch.setattr(task, "solve", lambda model, cfg, ps: right_steps_wrong_answer[: len(ps)])
+    assert task._accuracy(model, cfg, {"*": problems}, "test_acc")["test_acc_mul"] == 0.0
+
+
+def test_held_out_swaps_excluded_in_every_format():
+    for form in ("plain", "scratchpad"):
+        task, cfg = config(f"format={form}", *SMALL_DATA)
+        data = task.data(cfg)
+        held = {problem_key(p) for split in ("val", "test") for ps in data.splits[split].values() for p in ps}
+        tok = tokenizer_from_dict(data.meta["tokenizer"])
+        for step in range(10):
+            for row in task.batch(data, cfg, torch.Generator().manual_seed(step))["input_ids"].tolist():
+                text = tok.decode(row)
+                a, op, b = task.parse(cfg, text[: text.index("=") + 1])
+                assert problem_key((a, op, b)) not in held and problem_key((b, op, a)) not in held
 
 
 def test_close_differences_share_leading_digits():
@@ -121,7 +193,7 @@ def test_held_out_problems_and_swaps_never_in_training_batches():
 
 
 def test_encode_masks_the_prompt_and_padding():
-    task, cfg = config("pad_operands=false", "reverse_answer=false")
+    task, cfg = config("pad_operands=false", "format=plain")
     batch = task.encode(cfg, [(12, "+", 34), (5, "*", 6)])
     ids, targets = batch["input_ids"], batch["labels"]
     # row 0: <bos> 1 2 + 3 4 = 4 6 ; targets: only "4 6 <eos>" are predicted

@@ -25,6 +25,26 @@ def test_verdicts_in_both_directions_and_with_a_limit():
     assert verdict(mae, {"test_mae": 1.0})["verdict"] == "no baseline measured"
 
 
+def test_reaching_a_constant_limit_is_never_a_failure():
+    """Copy's baseline (the input unchanged) is perfect: a perfect model cannot beat it, it reaches the limit."""
+    card = get_task("copy").scorecard
+    assert card.limit_value == 1.0 and card.tolerance > 0
+    row = verdict(card, {"test_exact_match": 1.0, "baseline_exact_match": 1.0})
+    assert row["verdict"].startswith("reaches the limit 1 (within 0.005)") and "reaches it too" in row["verdict"]
+    assert (row["limit"], row["limit_value"]) == ("constant", 1.0)
+    near = verdict(card, {"test_exact_match": 1.0 - card.tolerance / 2, "baseline_exact_match": 1.0})
+    assert near["verdict"].startswith("reaches the limit")
+    short = verdict(card, {"test_exact_match": 0.9, "baseline_exact_match": 1.0})["verdict"]
+    assert "NOT" not in short and short.startswith("does not reach the limit") and "0.1 from the limit" in short
+    # reverse: the same scorecard, a baseline far from the limit; beating it is not reaching the limit
+    assert verdict(card, {"test_exact_match": 0.9, "baseline_exact_match": 0.1})["verdict"].startswith("beats")
+    assert verdict(card, {"test_exact_match": 0.999, "baseline_exact_match": 0.1})["verdict"].startswith("reaches")
+    strict = Scorecard("test_accuracy", baselines=("majority",), limit_value=1.0)  # tolerance 0: only exactly 1
+    assert verdict(strict, {"test_accuracy": 0.999, "majority": 0.5})["verdict"].startswith("beats")
+    mae = Scorecard("test_mae", higher_is_better=False, baselines=("zero",), limit_value=0.0, tolerance=0.01)
+    assert verdict(mae, {"test_mae": 0.005, "zero": 0.0})["verdict"].startswith("reaches the limit")
+
+
 def test_quick_report_skip_and_force(tmp_path, capsys):
     out = tmp_path / "ch"
     assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out)]) == 0

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from tinyformers.apps.cli import main
-from tinyformers.core.models import EncoderDecoder, ImageClassifier
+from tinyformers.core.models import ConvStem, EncoderDecoder, ImageClassifier
 from tinyformers.data import images
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import train
@@ -129,6 +129,20 @@ def test_source_bug_unregistered_decoder_layers_every_weight_trains_and_saves(fa
     clone.load_state_dict(model.state_dict())
     model.eval(), clone.eval()
     assert torch.equal(model(grey, labels).logits, clone(grey, labels).logits)
+
+
+def test_conv_stem_encoder_trains_and_round_trips(fake_mnist):
+    """patch_embed=conv: the encoder of both the words model and the classifier gets the convolutional stem, and
+    every weight of it (stem included) receives a gradient."""
+    task, cfg = tiny_cfg("patch_embed=conv")
+    meta = task.data(cfg).meta
+    model = task.model(cfg, meta)
+    assert isinstance(model.encoder.patch_embed, ConvStem)
+    grey = torch.randint(0, 256, (2, 28 * 28))
+    model(grey, task.word_labels(meta, torch.tensor([3, 8]))).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    _, cls_cfg = tiny_cfg("patch_embed=conv", "model=classifier")
+    assert isinstance(task.model(cls_cfg, meta).encoder.patch_embed, ConvStem)
 
 
 def test_source_bug_malformed_sequential_shapes_end_to_end(fake_mnist):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tinyformers.core.models import (
+    ConvStem,
     DecoderConfig,
     DecoderLM,
     Encoder,
@@ -161,6 +162,26 @@ def test_patch_embedding_is_a_linear_map_of_each_patch() -> None:
     for n, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):  # row-major patch order
         patch = pixels[0, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4].flatten()
         torch.testing.assert_close(out[0, n], w @ patch + pe.proj.bias, atol=1e-5, rtol=0)
+
+
+def test_conv_stem_sees_the_neighbourhood_of_its_patch_only() -> None:
+    """patch_embed='conv' (Xiao et al. 2021): the same (H/P)^2 tokens, but token n also sees the 2 pixels around
+    its patch (two 3x3 convolutions), and nothing further; the convolutions keep PyTorch's init, not GPT-2's."""
+    model = vit(patch_embed="conv", stem_channels=4, image_size=12, patch_size=4)
+    stem = model.patch_embed
+    assert isinstance(stem, ConvStem) and not isinstance(stem, PatchEmbedding)
+    pixels = torch.randn(1, 1, 12, 12)
+    base = stem(pixels)
+    assert base.shape == (1, 9, 16)
+    near, far = pixels.clone(), pixels.clone()
+    near[0, 0, 5, 5] += 1.0  # in patch (1, 1), 2 pixels from patch (0, 0)
+    far[0, 0, 6, 6] += 1.0  # 3 pixels away: outside patch (0, 0)'s receptive field
+    assert not torch.allclose(stem(near)[0, 0], base[0, 0]) and torch.equal(stem(far)[0, 0], base[0, 0])
+    assert stem.convs[0].weight.std() > 0.1  # Kaiming-uniform for 9 inputs: std ~ 0.19, not 0.02
+    out = model(torch.randn(2, 1, 12, 12), labels=torch.tensor([0, 1]))
+    assert out.logits.shape == (2, 5) and out.loss.ndim == 0
+    with pytest.raises(ValueError, match="patch_embed"):
+        ViTConfig(**SMALL, patch_embed="resnet")
 
 
 # --- weight tying and init ----------------------------------------------------------------------------------

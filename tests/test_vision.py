@@ -33,6 +33,7 @@ def config(*settings: str):
     [
         (["model=vit", "pooling=mean", "positions=sinusoidal"], None),
         (["model=vit", "patch_size=7"], None),
+        (["model=vit", "patch_embed=conv", "stem_channels=4", "pooling=mean"], None),
         (
             ["model=cnn", "cnn_channels=4", "cnn_hidden=8"],
             4 * 9 + 4 * 9 * 4 + 8 * 9 * 4 + 8 * 9 * 8 + 2 * 24 + 392 * 8 + 8 + 27,

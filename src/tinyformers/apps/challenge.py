@@ -109,7 +109,12 @@ def _fmt(v: Any) -> str:
 
 
 def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The task's row: its metric, the best baseline on the same split, the limit, and a one-line verdict."""
+    """The task's row: its metric, the best baseline on the same split, the limit, and a one-line verdict.
+
+    A metric within ``card.tolerance`` of the limit "reaches the limit", even when a baseline does too: a toy
+    whose baseline is already perfect (copy: the input is the answer) is a success when the model is perfect,
+    and when it is not, the verdict says how far from the limit it is, never that it failed to beat a baseline
+    nothing can beat."""
     value = metrics.get(card.metric)
     better = (lambda a, b: a > b) if card.higher_is_better else (lambda a, b: a < b)
     names = (*card.baselines, *(name for name, _ in card.baseline_runs))
@@ -118,23 +123,35 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     if measured:
         best_name = (max if card.higher_is_better else min)(measured, key=lambda b: measured[b])
     best = measured.get(best_name) if best_name else None
-    limit = metrics.get(card.limit) if card.limit else None
+    limit = metrics.get(card.limit) if card.limit else card.limit_value
+    limit_text = f"{card.limit} ({_fmt(limit)})" if card.limit else _fmt(limit)
+
+    def reaches(v: float | None) -> bool:
+        return v is not None and limit is not None and abs(limit - v) <= card.tolerance
+
+    within = f" (within {_fmt(card.tolerance)})" if card.tolerance else ""
     if value is None:
         text = f"no {card.metric} in metrics.json"
+    elif reaches(value):
+        text = f"reaches the limit {limit_text}{within}"
+        if best is not None:
+            text += f"; {best_name} {_fmt(best)}" + (" reaches it too" if reaches(best) else "")
     elif best is None:
         text = "no baseline measured"
+    elif reaches(best):
+        text = f"does not reach the limit {limit_text}{within}, which {best_name} reaches"
     elif better(value, best):
         text = f"beats every baseline (best: {best_name} {_fmt(best)})"
     else:
         text = f"does NOT beat {best_name} ({_fmt(best)})"
-    if value is not None and limit is not None:
-        text += f"; {_fmt(abs(limit - value))} from the limit {card.limit} ({_fmt(limit)})"
+    if value is not None and limit is not None and not reaches(value):
+        text += f"; {_fmt(abs(limit - value))} from the limit {limit_text}"
     return {
         "metric": card.metric,
         "value": value,
         "best_baseline": best_name,
         "baseline_value": best,
-        "limit": card.limit,
+        "limit": (card.limit or "constant") if limit is not None else None,
         "limit_value": limit,
         "params": metrics.get("params"),
         "train_seconds": metrics.get("train_seconds"),

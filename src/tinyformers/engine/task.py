@@ -169,6 +169,9 @@ class Scorecard:
         metric: the held-out metric, e.g. 'test_accuracy'. higher_is_better: its direction.
         baselines: keys of the baselines measured on the same split (persistence, n-gram, lookup...).
         limit: key of a known limit (e.g. the Bayes-optimal accuracy), if the task computes one.
+        limit_value: a constant limit instead, known without measuring (1.0: exact match of a deterministic answer).
+        tolerance: a metric within this (absolute) distance of the limit "reaches the limit", whatever the
+            baselines score: when a baseline is itself perfect (copy's is the input), nothing can beat it.
         baseline_runs: baselines that must be trained, as (name, ``--set`` overrides) pairs: the challenge trains
             the task again with the overrides (e.g. ``("cnn_accuracy", ("model=cnn",))``) within the same budget,
             and the run's ``metric`` becomes baseline ``name``.
@@ -180,6 +183,8 @@ class Scorecard:
     higher_is_better: bool = True
     baselines: tuple[str, ...] = ()
     limit: str | None = None
+    limit_value: float | None = None
+    tolerance: float = 0.0
     baseline_runs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     quick: tuple[str, ...] = ()
     summary: str = ""

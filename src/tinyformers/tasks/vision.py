@@ -53,7 +53,8 @@ class VisionConfig(ModelSizes, TrainConfig):
     patch_size: the ViT's patch side (0 = a 4x4 grid of patches: 7 for 28x28 images, 2 for 8x8; on a
         loaded 2-core CPU 7x7 patches reached 81.6% validation accuracy on Fashion-MNIST in 300 steps
         and 75 s, 4x4 patches 73.9% in 225 s). d_model, n_heads, n_layers, d_ff, pooling ('cls' or 'mean'),
-        positions ('learned' or 'sinusoidal'), dropout: the ViT.
+        positions ('learned' or 'sinusoidal'), dropout: the ViT. patch_embed: 'linear' (ViT's) or 'conv' (a
+        convolutional stem before the patches, Xiao et al. 2021) of ``stem_channels`` channels.
     cnn_channels: channels of the CNN's first stage (doubled in the second). cnn_hidden: its dense layer.
     mlp_hidden: width of the MLP's two hidden layers. (dropout applies to all three models.)
     shift: augmentation, random translation by up to this many pixels (0 = off). flip: random horizontal
@@ -73,6 +74,8 @@ class VisionConfig(ModelSizes, TrainConfig):
     d_ff: int = 128
     pooling: str = "cls"
     positions: str = "learned"
+    patch_embed: str = "linear"
+    stem_channels: int = 32
     cnn_channels: int = 16
     cnn_hidden: int = 128
     mlp_hidden: int = 256
@@ -214,6 +217,8 @@ class VisionTask(Task[VisionConfig], Predicts, ViewsAttention):
                 in_channels=channels,
                 num_classes=n,
                 pooling=cfg.pooling,
+                patch_embed=cfg.patch_embed,
+                stem_channels=cfg.stem_channels,
                 **cfg.sizes(),
                 positions=cfg.positions,
                 activation="gelu",

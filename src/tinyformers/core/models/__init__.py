@@ -14,7 +14,14 @@ from tinyformers.core.models.encoder import (
 )
 from tinyformers.core.models.forecast import PatchConfig, PatchForecaster, pinball_loss
 from tinyformers.core.models.seq2seq import EncoderDecoder, Seq2SeqConfig, SourceEncoder, shift_right
-from tinyformers.core.models.vit import ImageClassifier, ImageEncoder, PatchEmbedding, VisionTransformer, ViTConfig
+from tinyformers.core.models.vit import (
+    ConvStem,
+    ImageClassifier,
+    ImageEncoder,
+    PatchEmbedding,
+    VisionTransformer,
+    ViTConfig,
+)
 from tinyformers.core.models.walk import WalkClassifier
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "ModelOutput",
     "PatchConfig",
     "PatchEmbedding",
+    "ConvStem",
     "PatchForecaster",
     "Seq2SeqConfig",
     "SourceEncoder",

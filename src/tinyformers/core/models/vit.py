@@ -1,7 +1,9 @@
 """Vision transformer (Dosovitskiy et al. 2021): an image is a sequence of flattened patches.
 
 Eq. 1 of ViT: ``z_0 = [x_class; x_p^1 E; ..; x_p^N E] + E_pos``; the encoder runs over ``z_0``; the class
-token's final state (or the mean of all patches) is classified.
+token's final state (or the mean of all patches) is classified. ``patch_embed='conv'`` puts a small convolutional
+stem before the patch projection (Xiao et al. 2021, "Early Convolutions Help Transformers See Better"); the
+attention stack is the same transformer either way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class ViTConfig(CoreConfig):
     """Attributes:
     image_size, patch_size, in_channels: input geometry; ``(image_size / patch_size)^2`` patches.
     num_classes: classes of the head (0 = no head). pooling: 'cls' (class token) or 'mean'.
+    patch_embed: 'linear' (ViT's projection of each patch) or 'conv' (:class:`ConvStem`). stem_channels: the
+        stem's width.
     """
 
     image_size: int = 28
@@ -29,6 +33,8 @@ class ViTConfig(CoreConfig):
     in_channels: int = 1
     num_classes: int = 10
     pooling: str = "cls"
+    patch_embed: str = "linear"
+    stem_channels: int = 32
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
@@ -37,6 +43,8 @@ class ViTConfig(CoreConfig):
             raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {self.pooling!r}: choose cls or mean")
+        if self.patch_embed not in ("linear", "conv") or self.stem_channels < 1:
+            raise ValueError(f"patch_embed={self.patch_embed!r}: choose linear or conv (stem_channels >= 1)")
         self.max_len = (self.image_size // self.patch_size) ** 2 + 1
 
 
@@ -55,13 +63,46 @@ class PatchEmbedding(nn.Module):
         return self.proj(pixels).flatten(2).transpose(1, 2)
 
 
+class ConvStem(nn.Module):
+    """Early convolutions (Xiao et al. 2021): two 3x3 conv-BN-ReLU layers at full resolution, then the patch
+    projection (kernel = stride = P) to ``d_model``. The tokens are the same ``(H / P)^2`` patches as
+    :class:`PatchEmbedding`'s, but each has seen its neighbourhood through convolutions, which brings the CNN's
+    locality prior to a ViT too small and too briefly trained to learn it from data. (Xiao et al. downsample with
+    stride-2 convolutions to 16x16 patches of 224-pixel images; at 28 pixels two stride-1 layers keep every pixel
+    and the patch size stays free.)
+    """
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        c = cfg.stem_channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+        )
+        self.proj = nn.Conv2d(c, cfg.d_model, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+
+    def reset_parameters(self) -> None:
+        """PyTorch's (Kaiming-uniform) conv init: the GPT-2 init's std 0.02 suits a residual stream, not ReLU convs."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.BatchNorm2d):
+                m.reset_parameters()
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, N, d_model), patches in row-major order."""
+        return self.proj(self.convs(pixels)).flatten(2).transpose(1, 2)  # (B, d, H/P, W/P) -> (B, N, d)
+
+
 class VisionTransformer(nn.Module):
     """ViT classifier: patches + class token + positions -> pre-norm encoder -> head."""
 
     def __init__(self, cfg: ViTConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.patch_embed = PatchEmbedding(cfg)
+        self.patch_embed = PatchEmbedding(cfg) if cfg.patch_embed == "linear" else ConvStem(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
         self.positions = make_positions(
             cfg.positions if cfg.positions != "rotary" else "none", cfg.max_len, cfg.d_model
@@ -70,6 +111,8 @@ class VisionTransformer(nn.Module):
         self.stack = EncoderStack(cfg, final_norm=True)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes) if cfg.num_classes else None
         init_gpt2(self, cfg.n_layers)
+        if isinstance(self.patch_embed, ConvStem):
+            self.patch_embed.reset_parameters()
 
     def forward(self, pixels: Tensor, labels: Tensor | None = None, output_attentions: bool = False) -> ModelOutput:
         x = self.patch_embed(pixels)  # (B, N, d)
