@@ -270,7 +270,7 @@ def _train(t: Training, progress: bool) -> dict[str, float]:
             seconds = clock() - t0
             state.elapsed += seconds
             step_model.compiler.observe(time.monotonic() - wall0)  # wall time: a compile runs g++ subprocesses
-            bar.update(seconds if cfg.max_time > 0 else 1)
+            bar.update(min(seconds, max(0.0, bar.total - bar.n)) if cfg.max_time > 0 else 1)  # never past the budget
             done = dist.decide(state.out_of_budget(cfg))
             evaluate = state.step % cfg.eval_every == 0 or done
             if evaluate or state.step % SYNC_EVERY == 0:
