@@ -266,11 +266,6 @@ def decode(tok: BPETokenizer, ids: list[int]) -> str:
     return tok.decode(ids).strip()
 
 
-def pad_rows(rows: list[list[int]]) -> Tensor:
-    """Token id lists -> (B, longest) long tensor, padded with ``<pad>`` on the right."""
-    return padding.pad_rows(rows, PAD)
-
-
 def pad_pairs(pairs: list[tuple[list[int], list[int]]]) -> tuple[padding.PaddedRows, padding.PaddedRows]:
     """(source, target) id pairs as two :class:`~tinyformers.data.padding.PaddedRows`, padded with ``<pad>``."""
     return padding.PaddedRows.of([s for s, _ in pairs], PAD), padding.PaddedRows.of([t for _, t in pairs], PAD)

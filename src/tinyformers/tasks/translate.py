@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import BPETokenizer
 from tinyformers.data import translation as pairs_io
-from tinyformers.data.translation import BOS, EOS, PAD, Example, decode, pad_rows, run_tokenizer
+from tinyformers.data.padding import pad_rows
+from tinyformers.data.translation import BOS, EOS, PAD, Example, decode, run_tokenizer
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.viz.figures import draw_cross_attention
@@ -180,7 +181,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         out: list[str] = [""] * len(ids)
         for start in range(0, len(order), 64):
             chunk = order[start : start + 64]
-            src = pad_rows([ids[i] for i in chunk]).to(device)
+            src = pad_rows([ids[i] for i in chunk], PAD).to(device)
             max_new = min(cfg.max_len - 1, 2 * src.size(1) + 10)  # a translation is rarely twice as long
             gen = cast(EncoderDecoder, model).generate(  # the model this task built (maybe compiled)
                 src, (src != PAD).long(), max_new_tokens=max_new, num_beams=num_beams, length_penalty=length_penalty
