@@ -103,9 +103,10 @@ def test_every_scorecard_is_well_formed(name):
     """Quick and baseline settings parse for the task; the metric is a held-out key; names do not collide."""
     task = get_task(name)
     card = task.scorecard
-    apply_overrides(task.Config(), list(card.quick))
+    apply_overrides(task.Config(), [*card.recipe, *card.quick])
     for _, overrides in card.baseline_runs:
-        apply_overrides(task.Config(), [*overrides, *card.quick])
+        apply_overrides(task.Config(), [*card.recipe, *overrides, *card.quick])
+    assert card.budget_minutes > 0
     assert card.metric.startswith(task.final_split + "_")
     names = [*card.baselines, *(n for n, _ in card.baseline_runs)]
     assert len(set(names)) == len(names) and card.metric not in names
@@ -142,3 +143,31 @@ def test_reference_minutes_are_scaled_by_the_measured_rate(tmp_path, monkeypatch
 def test_reference_minutes_need_the_calibration(tmp_path, capsys):
     assert main(["challenge", "--tasks", "copy", "--budget-ref-minutes", "1", "--out", str(tmp_path / "c")]) == 2
     assert "TINYFORMERS_CALIBRATION" in capsys.readouterr().err
+
+
+def test_each_task_gets_its_stated_budget_and_recipe_unless_one_budget_is_given(tmp_path, monkeypatch, capsys):
+    """Without --budget-minutes a task trains its scorecard's recipe for its scorecard's budget (baselines too);
+    --budget-minutes caps every task alike; the report shows each task's budget and recipe."""
+    from tinyformers.tasks import get_task
+
+    task = type(get_task("copy"))
+    card = dataclasses.replace(
+        task.scorecard,
+        recipe=("d_model=16", "n_heads=2", "max_steps=3"),
+        budget_minutes=0.01,
+        baseline_runs=(("wide_exact_match", ("d_model=32",)),),
+    )
+    monkeypatch.setattr(task, "scorecard", card)
+    out = tmp_path / "ch"
+    assert main(["challenge", "--tasks", "copy", "--clock", "cpu", "--out", str(out)]) == 0
+    config = json.loads((out / "runs" / "copy" / "config.json").read_text())["config"]
+    assert (config["d_model"], config["max_steps"], config["max_time"], config["clock"]) == (16, 3, 0.6, "cpu")
+    baseline = json.loads((out / "runs" / "copy" / "baselines" / "wide_exact_match" / "config.json").read_text())
+    assert (baseline["config"]["d_model"], baseline["config"]["max_time"]) == (32, 0.6)
+    report = (out / "REPORT.md").read_text()
+    assert "| 0.01 |" in report and "`--set d_model=16 n_heads=2 max_steps=3`" in report
+    assert "each task's stated budget" in report
+    out2 = tmp_path / "ch2"
+    assert main(["challenge", "--tasks", "copy", "--budget-minutes", "0.005", "--out", str(out2)]) == 0
+    config = json.loads((out2 / "runs" / "copy" / "config.json").read_text())["config"]
+    assert (config["d_model"], config["max_time"]) == (16, 0.3)

@@ -56,7 +56,8 @@ def challenge_tasks(names: str | None) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """How every training of one challenge run is limited: ``minutes`` of ``clock`` time ('wall' or 'cpu'; None =
-    each recipe's own), or ``quick`` (a few steps of a tiny model); ``force`` retrains finished runs."""
+    each task's own ``Scorecard.budget_minutes``), or ``quick`` (a few steps of a tiny model); ``force`` retrains
+    finished runs."""
 
     minutes: float | None = None
     quick: bool = False
@@ -65,16 +66,23 @@ class Budget:
 
 
 def _recipe(task: Task, budget: Budget, extra: list[str]) -> Any:
-    """The task's defaults, then the quick or budget settings, then ``extra`` (a baseline's or the search's)."""
-    cfg = task.Config()
+    """The task's defaults, then its scorecard's recipe, then the quick or budget settings, then ``extra`` (a
+    baseline's or the search's). The budget caps the recipe's own ``max_time``; ``max_steps`` still ends sooner."""
+    card = scorecard(task)
+    cfg = apply_overrides(task.Config(), list(card.recipe))
     settings = []
     if budget.quick:
-        settings += [*scorecard(task).quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
+        settings += [*card.quick, f"max_steps={QUICK_STEPS}", "max_time=0"]
         settings += [f"eval_every={QUICK_STEPS}"]
-    elif budget.minutes:
-        seconds = budget.minutes * 60
+    else:
+        seconds = task_minutes(task, budget) * 60
         settings += [f"max_time={min(cfg.max_time, seconds) if cfg.max_time else seconds}", f"clock={budget.clock}"]
     return apply_overrides(cfg, [*settings, *extra])
+
+
+def task_minutes(task: Task, budget: Budget) -> float:
+    """The minutes each training of ``task`` gets: the run's one budget, else the task's stated one."""
+    return budget.minutes if budget.minutes else scorecard(task).budget_minutes
 
 
 def run_task(
@@ -164,13 +172,16 @@ def budget_text(header: dict[str, Any]) -> str:
     """The training budget in words, for the report."""
     if header.get("quick"):
         return f"{QUICK_STEPS} steps (quick mode)"
-    if not header.get("budget_minutes"):
-        return "each recipe's own (its max_steps / max_time)"
     clock = (
         "of CPU time of the training process (what it takes on an idle core with one thread)"
         if header.get("clock") == "cpu"
         else "of wall-clock time"
     )
+    if not header.get("budget_minutes"):
+        return (
+            f"each task's stated budget (the 'budget min' column) {clock}, or the recipe's max_steps if sooner; "
+            "'train s' counts the same clock"
+        )
     minutes = f"{_fmt(header['budget_minutes'])} min"
     if header.get("budget_ref_minutes"):
         minutes = (
@@ -208,18 +219,20 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
             if header.get("quick")
             else []
         ),
-        "| task | metric | transformer | best baseline | limit | params | train s | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | metric | transformer | best baseline | limit | params | budget min | train s | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         baseline = f"{r['best_baseline']} {_fmt(r['baseline_value'])}" if r["best_baseline"] else "—"
         limit = f"{r['limit']} {_fmt(r['limit_value'])}" if r["limit_value"] is not None else "—"
         lines.append(
             f"| {r['task']} | {r['metric']} | {_fmt(r['value'])} | {baseline} | {limit} | {_fmt(r['params'])} "
-            f"| {_fmt(r['train_seconds'])} | {r['verdict']} |"
+            f"| {_fmt(r.get('budget_minutes'))} | {_fmt(r['train_seconds'])} | {r['verdict']} |"
         )
     for r in rows:
         lines += ["", f"## {r['task']}", "", r["summary"], ""]
+        if r.get("recipe"):
+            lines += [f"Recipe: the task's defaults with `--set {' '.join(r['recipe'])}`.", ""]
         if r.get("baselines"):
             measured = ", ".join(f"{k} {_fmt(v)}" for k, v in r["baselines"].items())
             lines += [f"{r['metric']} {_fmt(r['value'])}; every baseline on the same split: {measured}.", ""]
@@ -354,6 +367,8 @@ def run_challenge(
             card = scorecard(task)
             row = {"task": name, **verdict(card, metrics)}
             row["summary"] = card.summary or task.summary
+            row["recipe"] = list(card.recipe)
+            row["budget_minutes"] = None if quick else task_minutes(task, budget)
             row["plots"] = _copy_plots(run_dir, out / name, out)
             if do_search:
                 row["search"], row["search_points"] = search(task, out, budget, tolerance)

@@ -177,6 +177,10 @@ class Scorecard:
             and the run's ``metric`` becomes baseline ``name``.
         quick: ``--set`` overrides for ``--quick`` (a tiny model and data; the run only checks the pipeline).
         summary: one sentence for the report: what the task asks and what to look at.
+        recipe: ``--set`` overrides on top of the task's defaults that the challenge trains (the recipe the task
+            page recommends when it differs from ``tinyformers train``'s quicker defaults), baselines included.
+        budget_minutes: the training budget the task page states; the challenge gives every training of the task
+            this much of its clock unless ``--budget-minutes`` sets one budget for all.
     """
 
     metric: str
@@ -188,6 +192,8 @@ class Scorecard:
     baseline_runs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     quick: tuple[str, ...] = ()
     summary: str = ""
+    recipe: tuple[str, ...] = ()
+    budget_minutes: float = 2.0
 
 
 @dataclass

@@ -64,6 +64,7 @@ class ArithmeticTask(Task[ArithmeticConfig], Predicts):
         quick=(*QUICK_MODEL, "digits=2", "mul_digits=1", "n_val=5", "n_test=10", "n_longer=10", "batch_size=16"),
         summary="Held-out exact match of the hardest operation for one model of + and - (3-digit) and * (2-digit), "
         "against the same answers computed with every carry dropped; test_acc_longer is length generalisation.",
+        budget_minutes=10.0,
     )
 
     # --- data -------------------------------------------------------------------------------------

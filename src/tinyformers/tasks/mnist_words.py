@@ -110,6 +110,8 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
         baseline_runs=(("classifier_word_accuracy", ("model=classifier",)),),
         quick=("d_model=32", "n_heads=2", "enc_layers=1", "d_ff=64"),
         summary="Held-out MNIST digits whose name an image-to-text transformer writes exactly, vs classify + look up.",
+        recipe=("patch_embed=conv", "max_steps=100000", "eval_every=1000"),
+        budget_minutes=10.0,
     )
 
     def data_status(self, cfg: MnistWordsConfig) -> str | None:
