@@ -117,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ch = sub.add_parser("challenge", help="answer the Challenge: every task's minimal recipe vs its baselines")
     ch.add_argument("--tasks", help="comma-separated tasks (default: every task with a scorecard)")
-    ch.add_argument("--budget-minutes", type=float, help="one training budget for every task (default: each task's stated budget, its page's)")
+    ch.add_argument(
+        "--budget-minutes",
+        type=float,
+        help="one training budget for every task (default: each task's stated budget, its page's)",
+    )
     ch.add_argument(
         "--budget-ref-minutes",
         type=float,

@@ -134,7 +134,14 @@ class VisionTask(Task[VisionConfig], Predicts, ViewsAttention):
         quick=("dataset=digits", "d_model=32", "n_heads=2", "n_layers=1", "d_ff=64", "cnn_channels=4", "mlp_hidden=32"),
         summary="Fashion-MNIST test accuracy of a small ViT (after a convolutional stem) against a CNN and an MLP "
         "trained on the same images, with the same augmentation and budget (the reconstructing-transformer table).",
-        recipe=("patch_embed=conv", "stem_channels=16", "flip=true", "pooling=mean", "max_steps=100000", "eval_every=1000"),
+        recipe=(
+            "patch_embed=conv",
+            "stem_channels=16",
+            "flip=true",
+            "pooling=mean",
+            "max_steps=100000",
+            "eval_every=1000",
+        ),
         budget_minutes=10.0,
     )
 
