@@ -77,17 +77,34 @@ def weather() -> str:
     )
 
 
+def _by_label(name: str) -> dict[str, dict]:
+    return {r["label"]: r for r in load(name)["rows"]}
+
+
 def mnist_words() -> str:
-    d = load("mnist_words")
-    ed = row(d, model="encoder-decoder", decoding="greedy")
-    cl = row(d, model="ViT classifier + lookup")
-    return f"{pct(ed['test_word_accuracy'])} words exact (classifier + lookup: {pct(cl['test_word_accuracy'])})"
+    r = _by_label("mnist_words_quiet")
+    words, classifier = r["encoder-decoder"], r["classifier + lookup"]
+    return (
+        f"{pct(words['test_word_accuracy'])} words exact, conv-stem encoder, {words['train_seconds'] / 60:.0f} CPU-min "
+        f"(the same encoder as a classifier + lookup, same budget: {pct(classifier['test_word_accuracy'])})"
+    )
 
 
 def vision() -> str:
-    d = load("vision")
-    acc = {m: pct(row(d, dataset="fashion", model=m)["test_accuracy"]) for m in ("vit", "cnn", "mlp")}
-    return f"Fashion: ViT {acc['vit']}, CNN {acc['cnn']}, MLP {acc['mlp']}"
+    r = _by_label("vision_quiet")
+
+    def acc(label: str) -> str:
+        return pct(r[label]["test_accuracy"])
+
+    return (
+        f"Fashion-MNIST, 10 CPU-min each: conv-stem ViT {acc('conv-stem ViT')}, CNN {acc('CNN')}, MLP {acc('MLP')}, "
+        f"plain-patch ViT {acc('plain ViT')}; MNIST-5k, 5 CPU-min each: conv-stem ViT "
+        f"{acc('conv-stem ViT, MNIST-5k')}, CNN {acc('CNN, MNIST-5k')}"
+    )
+
+
+VISION_COLUMNS = {"dataset": "data", "variant": "variant", "test_accuracy": "test acc", "test_macro_f1": "macro-F1"}
+WORDS_COLUMNS = {"variant": "model", "test_word_accuracy": "words exact"}
 
 
 def translate() -> str:
@@ -149,6 +166,7 @@ class Entry:
     what: str
     sources: tuple[str, ...]
     result: Callable[[], str]
+    tables: tuple[tuple[str, Callable[[], str]], ...] = ()  # more generated blocks of the page: (name, text)
 
 
 ENTRIES = (
@@ -171,10 +189,20 @@ ENTRIES = (
     ),
     Entry("`weather`", "weather.md", "24-hour temperature forecasts (vega_datasets)", ("weather",), weather),
     Entry(
-        "`mnist-words`", "mnist-words.md", "a handwritten digit in, its name written out", ("mnist_words",), mnist_words
+        "`mnist-words`",
+        "mnist-words.md",
+        "a handwritten digit in, its name written out",
+        ("mnist_words_quiet",),
+        mnist_words,
+        (("runs", lambda: runs_table("mnist_words_quiet", WORDS_COLUMNS)),),
     ),
     Entry(
-        "`vision`", "vision.md", "ViT vs CNN vs MLP on Fashion-MNIST / MNIST / your image folder", ("vision",), vision
+        "`vision`",
+        "vision.md",
+        "ViT vs CNN vs MLP on Fashion-MNIST / MNIST / your image folder",
+        ("vision_quiet",),
+        vision,
+        (("runs", lambda: runs_table("vision_quiet", VISION_COLUMNS)),),
     ),
     Entry(
         "`translate`", "translate.md", "German -> English encoder-decoder, beam search, BLEU", ("translate",), translate
@@ -216,6 +244,11 @@ def provenance(name: str) -> str:
 
     d = load(name)
     m = d.get("machine", {})
+    if "command" not in d:  # rows recorded one run at a time by scripts/record_run.py
+        return (
+            f"`benchmarks/results/{name}.json` ({m['cpu']}, {m['cpus']} CPUs, torch {m['torch']}; each run's command "
+            "and `../shared/tools/measure` verdict line are in the page's table of runs)"
+        )
     text = f"`benchmarks/results/{name}.json`: `{command(d['command'])}`, {m.get('date', 'date not recorded')}"
     if "calibration" in m:
         text += f"; {calibration_text(m['calibration'])}; load: {load_text(m['load'])}"
@@ -225,6 +258,25 @@ def provenance(name: str) -> str:
             f"{m.get('torch', '?')}; {m.get('note', 'no calibration or load recorded (measured before they were)')}"
         )
     return text
+
+
+def runs_table(name: str, columns: dict[str, str]) -> str:
+    """The rows of a file written by scripts/record_run.py: ``columns`` (key -> heading), then each run's
+    CPU seconds, steps, command and measure verdict line."""
+    lines = [
+        "| run | " + " | ".join(columns.values()) + " | params | steps | CPU s | command | measure |",
+        "|---|" + "---|" * (len(columns) + 5),
+    ]
+    for r in load(name)["rows"]:
+        cells = [_cell(r.get(k)) for k in columns]
+        size = f"{r['params']:,} | {r['steps']:,} | {r['train_seconds']:.0f}"
+        lines.append(f"| {r['label']} | {' | '.join(cells)} | {size} | `{r['command']}` | `{r['measure']}` |")
+    lines += ["", f"<sub>From `benchmarks/results/{name}.json`, each row written by `scripts/record_run.py`.</sub>"]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v: object) -> str:
+    return pct(v, 2) if isinstance(v, float) and 0 <= v <= 1 else "—" if v is None else str(v)
 
 
 def readme_table() -> str:
@@ -243,7 +295,7 @@ def generated() -> dict[Path, dict[str, str]]:
     """file -> {block name -> its text}."""
     out: dict[Path, dict[str, str]] = {README: {"tasks": readme_table()}}
     for e in ENTRIES:
-        out[ROOT / "docs" / "tasks" / e.page] = {"headline": headline(e)}
+        out[ROOT / "docs" / "tasks" / e.page] = {"headline": headline(e), **{n: f() for n, f in e.tables}}
     return out
 
 

@@ -144,11 +144,38 @@ def test_auto_compile_uses_a_warm_cache_when_the_budget_repays_it(tmp_path):
     assert late.model_for(batch, 0, 10**6, 1.0, 0.0) is late.model
 
 
-def test_auto_compile_rule():
-    auto = accel.AutoCompile("off", torch.nn.Linear(2, 2), "t", "off", torch.device("cpu"))
+def test_auto_compile_goes_back_to_eager_when_compiled_steps_are_no_faster(tmp_path):
+    """The probe's eager steps took 0.01 s; compiled ones measure 0.02 s: the run returns to the eager model and
+    the ledger keeps the no-gain record, so the key is never compiled again."""
+    auto = _auto(tmp_path, [])
+    batch = {"x": torch.zeros(2, 4)}
+    for step in range(auto.PROBE):
+        assert auto.model_for(batch, step, 10**6, 0.0, 0.0) is auto.model
+        auto.observe(0.01)
+    first = auto.PROBE
+    assert auto.model_for(batch, first, 10**6, 0.0, 0.0) is auto.compiled is not None  # 10^6 steps repay it
+    auto.observe(5.0)  # the compiling step
+    for step in range(first + 1, first + 1 + auto.MEASURE):
+        assert auto.model_for(batch, step, 10**6, 0.0, 0.0) is auto.compiled
+        auto.observe(0.02)
+    assert auto.compiled is None and auto.model_for(batch, first + 9, 10**6, 0.0, 0.0) is auto.model
+    assert "back to eager" in auto.reason
+    entry = json.loads((tmp_path / accel.LEDGER).read_text())[auto.key]
+    assert entry["compiled_step_s"] == 0.02 and entry["eager_step_s"] == 0.01
+    again = _auto(tmp_path, [])
+    for step in range(3):
+        assert again.model_for(batch, step, 10**6, 0.0, 0.0) is again.model
+        again.observe(0.01)
+    assert again.decided and again.compiled is None
+
+
+def test_auto_compile_rule(tmp_path):
+    """An empty ledger (not this machine's): the cold compile estimate is COLD_S."""
+    auto = accel.AutoCompile("off", torch.nn.Linear(2, 2), "t", "off", torch.device("cpu"), ledger_dir=tmp_path)
     cold = auto.COLD_S
     assert auto.worth_it(10 * cold / 0.01, 0.01, None)  # 10x the compile time in saving at 1.25x
     assert not auto.worth_it(cold / 0.01, 0.01, None)  # saves only a fifth of the compile time
+    assert not auto.worth_it(8 * cold / 0.01, 0.01, None)  # would repay it (1.6x), but risks > 1/10 of the run
     no_gain = {"eager_step_s": 0.01, "compiled_step_s": 0.01, "warm_s": 1.0}
     assert not auto.worth_it(10**9, 0.01, no_gain)  # measured no speed-up: never again
 

@@ -208,7 +208,11 @@ class AutoCompile:
     * ``speedup``: measured on the last run of this key (eager step / compiled step), else ``SPEEDUP``
       (the maintainers measured 1.35x for nanoGPT's 4-layer 128-dim GPT, batch 12x64, on an AVX-512 host,
       2026-11-22; taken lower to err towards eager).
-      A key that measured no gain is never compiled again by 'auto'.
+      A key whose speed-up is not measured yet compiles only when the run's remaining eager time is at least
+      ``RISK`` times ``compile_s``, so a compile that gains nothing costs at most a tenth of the run.
+      A key that measured no gain is never compiled again by 'auto', and the run that measured it goes back
+      to the eager model for its remaining steps (the zoo's small models often run *slower* compiled on a
+      CPU: the ledger of the 2026-12-04 quiet challenge run holds 6 keys of 7 with no gain).
     * ``compile_s``: for a key compiled before (Inductor's cache is warm), its last warm compile time, else
       ``WARM_S``; for a new key the median first-compile time measured on this machine, else ``COLD_S``
       (10-40 s were seen here for the zoo's models).
@@ -219,6 +223,7 @@ class AutoCompile:
 
     PROBE = 5
     SPEEDUP = 1.25
+    RISK = 10  # an unmeasured key compiles only if its compile costs at most a tenth of the run's time left
     WARM_S = 5.0
     COLD_S = 40.0
     MEASURE = 5  # compiled steps timed to measure the speed-up
@@ -296,6 +301,8 @@ class AutoCompile:
         measured = entry.get("eager_step_s") and entry.get("compiled_step_s")
         speedup = entry["eager_step_s"] / entry["compiled_step_s"] if measured else self.SPEEDUP
         compile_s = entry.get("warm_s", self.WARM_S) if self.compiled_before(entry) else self.cold_estimate()
+        if not measured and remaining_steps * eager_step_s < self.RISK * compile_s:
+            return False  # an unmeasured gain may be none: risk at most 1/RISK of the run on finding out
         return remaining_steps * eager_step_s * (1 - 1 / speedup) > compile_s
 
     def model_for(self, batch: dict[str, Any], step: int, max_steps: int, max_time: float, elapsed: float) -> nn.Module:
@@ -350,3 +357,6 @@ class AutoCompile:
             if eager is not None:  # compile=on measures no eager step: keep an earlier run's
                 measured["eager_step_s"] = eager
             self._record(**measured)
+            if self.setting == "auto" and eager is not None and measured["compiled_step_s"] >= eager:
+                self.compiled = None  # no faster compiled: eager for the rest of the run
+                self.reason = "compile=auto: compiled steps measured no faster; back to eager"

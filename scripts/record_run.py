@@ -1,0 +1,107 @@
+"""Record one measured training run as a row of a results file, so a page can publish it through
+scripts/publish.py instead of by hand.
+
+    ../shared/tools/measure --json M.json -- tinyformers train vision --out runs/v --set ... > v.log 2>&1
+    python scripts/record_run.py vision_quiet runs/v --label "conv-stem ViT" --measure M.json --log v.log
+
+The row is the run's metrics.json, plus its label, the exact ``tinyformers train`` command (rebuilt from
+the run's config.json: the settings that differ from the task's defaults), the measure verdict line and
+the machine it ran on. A row with the same label is replaced; the other rows are kept. Exits 1 with one
+line when the run or the measure record is missing or the run was not quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def verdict_line(measure: dict, log: Path | None) -> str:
+    """measure's own verdict line from the log when there is one, else the same line rebuilt from its JSON."""
+    if log is not None:
+        for line in log.read_text(errors="replace").splitlines()[::-1]:
+            if line.startswith("measure: "):
+                return line.strip()
+    cal = measure["calibration"]
+    return (
+        f"measure: {measure['verdict']} | wall {measure['wall_s']} s, exit {measure['exit']} | others used "
+        f"{100 * measure['others_cpu_share']:.0f}% of {measure['cpus']} CPUs, host steal "
+        f"{100 * measure['host_steal_share']:.0f}% | fp32 {cal['fp32_gflops']} / bf16 {cal['bf16_gflops']} GFLOP/s "
+        f"({cal['threads']} threads) | {measure['date']}"
+    )
+
+
+def train_command(run: Path, threads: int) -> str:
+    """``tinyformers train`` with the settings of ``run`` that differ from its task's defaults."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from tinyformers.tasks import get_task
+
+    saved = json.loads((run / "config.json").read_text())
+    task = get_task(saved["task"])
+    defaults = vars(task.Config())
+    changed = [f"{k}={_text(v)}" for k, v in saved["config"].items() if k in defaults and defaults[k] != v]
+    prefix = f"OMP_NUM_THREADS={threads} " if threads else ""
+    sets = f" --set {' '.join(changed)}" if changed else ""
+    return f"{prefix}tinyformers train {saved['task']} --out runs/{run.name}{sets}"
+
+
+def _text(v: object) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="results file benchmarks/results/<name>.json")
+    ap.add_argument("run", type=Path, help="the run directory (metrics.json, config.json)")
+    ap.add_argument("--label", required=True, help="the row's name in tables")
+    ap.add_argument("--measure", type=Path, required=True, help="the JSON that measure --json wrote")
+    ap.add_argument("--log", type=Path, help="the captured output with measure's verdict line")
+    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the run (0 = unset)")
+    ap.add_argument("--field", action="append", default=[], help="extra key=value for the row (e.g. dataset=fashion)")
+    args = ap.parse_args(argv)
+    try:
+        metrics = json.loads((args.run / "metrics.json").read_text())
+        measure = json.loads(args.measure.read_text())
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if measure.get("verdict") != "quiet" or measure.get("exit") != 0:
+        print(f"error: {args.measure}: verdict {measure.get('verdict')}, exit {measure.get('exit')}", file=sys.stderr)
+        return 1
+    row = {
+        "label": args.label,
+        **dict(f.split("=", 1) for f in args.field),
+        **metrics,
+        "command": train_command(args.run, args.threads),
+        "measure": verdict_line(measure, args.log),
+    }
+    path = RESULTS / f"{args.name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    data["rows"] = [r for r in data["rows"] if r.get("label") != args.label] + [row]
+    data["machine"] = _machine(measure)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"{path}: {args.label}: {row['measure']}")
+    return 0
+
+
+def _machine(measure: dict) -> dict:
+    sys.path.insert(0, str(ROOT / "src"))
+    from tinyformers.engine import calibration
+
+    info = calibration.cpu_info()
+    flags = (("AVX2", info["avx2"]), ("AVX-512", info["avx512"]), ("native bf16", info["native_bf16"]))
+    kinds = ", ".join(k for k, on in flags if on) or "no AVX2"
+    return {
+        "cpu": f"{info['cpu']} ({info['capability']}; {kinds})",
+        "cpus": measure["cpus"],
+        "torch": measure["calibration"]["torch"],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""scripts/record_run.py turns one measured run into a row of a results file: its metrics, the command
+rebuilt from its config (only the settings that differ from the defaults) and measure's verdict line;
+a loaded or failed measurement is refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "record_run.py"
+
+
+@pytest.fixture
+def record(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("record_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["record_run"] = module
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    return module
+
+
+def _run(tmp_path: Path, accuracy: float) -> Path:
+    from tinyformers.tasks import get_task
+
+    run = tmp_path / "f-conv"
+    run.mkdir(exist_ok=True)
+    config = {**vars(get_task("vision").Config()), "patch_embed": "conv", "flip": True, "max_time": 600.0}
+    (run / "config.json").write_text(json.dumps({"task": "vision", "config": config}))
+    (run / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy, "steps": 7000}))
+    return run
+
+
+def _measure(tmp_path: Path, verdict: str = "quiet") -> Path:
+    m = {
+        "exit": 0,
+        "wall_s": 650.0,
+        "others_cpu_share": 0.01 if verdict == "quiet" else 0.4,
+        "host_steal_share": 0.0,
+        "verdict": verdict,
+        "cpus": 2,
+        "calibration": {"torch": "2.13.0+cpu", "threads": 1, "fp32_gflops": 94.0, "bf16_gflops": 410.0},
+        "date": "2026-12-04 20:00 UTC",
+    }
+    path = tmp_path / f"{verdict}.json"
+    path.write_text(json.dumps(m))
+    return path
+
+
+def test_a_quiet_run_becomes_a_row_and_a_rerun_replaces_it(record, tmp_path, capsys):
+    run, quiet = _run(tmp_path, 0.91), _measure(tmp_path)
+    assert record.main(["v", str(run), "--label", "conv", "--field", "dataset=fashion", "--measure", str(quiet)]) == 0
+    _run(tmp_path, 0.92)
+    assert record.main(["v", str(run), "--label", "conv", "--measure", str(quiet)]) == 0
+    rows = json.loads((tmp_path / "results" / "v.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["test_accuracy"] == 0.92
+    cmd = rows[0]["command"]
+    assert cmd.startswith("OMP_NUM_THREADS=1 tinyformers train vision --out runs/f-conv --set ")
+    assert set(cmd.split("--set ")[1].split()) == {"patch_embed=conv", "flip=true", "max_time=600.0"}
+    assert rows[0]["measure"].startswith("measure: quiet | wall 650.0 s, exit 0 | others used 1% of 2 CPUs")
+
+
+def test_the_verdict_line_is_taken_from_the_log_when_given(record, tmp_path, capsys):
+    log = tmp_path / "run.log"
+    log.write_text("training...\nmeasure: quiet | as printed | 2026-12-04 20:00 UTC\n")
+    args = ["v", str(_run(tmp_path, 0.9)), "--label", "a", "--measure", str(_measure(tmp_path)), "--log", str(log)]
+    assert record.main(args) == 0
+    row = json.loads((tmp_path / "results" / "v.json").read_text())["rows"][0]
+    assert row["measure"] == "measure: quiet | as printed | 2026-12-04 20:00 UTC"
+
+
+def test_a_loaded_measurement_or_a_missing_run_is_refused(record, tmp_path, capsys):
+    loaded = _measure(tmp_path, "LOADED")
+    assert record.main(["v", str(_run(tmp_path, 0.9)), "--label", "a", "--measure", str(loaded)]) == 1
+    assert "verdict LOADED" in capsys.readouterr().err
+    assert record.main(["v", str(tmp_path / "nothing"), "--label", "a", "--measure", str(_measure(tmp_path))]) == 1
+    assert not (tmp_path / "results" / "v.json").exists()
