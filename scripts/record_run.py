@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "src"))  # the library of this checkout, installed or not
 
 
 def verdict_line(measure: dict, log: Path | None) -> str:
@@ -38,7 +39,6 @@ def verdict_line(measure: dict, log: Path | None) -> str:
 
 def train_command(run: Path, threads: int) -> str:
     """``tinyformers train`` with the settings of ``run`` that differ from its task's defaults."""
-    sys.path.insert(0, str(ROOT / "src"))
     from tinyformers.tasks import get_task
 
     saved = json.loads((run / "config.json").read_text())
@@ -90,17 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _machine(measure: dict) -> dict:
-    sys.path.insert(0, str(ROOT / "src"))
     from tinyformers.engine import calibration
 
     info = calibration.cpu_info()
-    flags = (("AVX2", info["avx2"]), ("AVX-512", info["avx512"]), ("native bf16", info["native_bf16"]))
-    kinds = ", ".join(k for k, on in flags if on) or "no AVX2"
-    return {
-        "cpu": f"{info['cpu']} ({info['capability']}; {kinds})",
-        "cpus": measure["cpus"],
-        "torch": measure["calibration"]["torch"],
-    }
+    return {"cpu": calibration.cpu_kind(info), "cpus": measure["cpus"], "torch": measure["calibration"]["torch"]}
 
 
 if __name__ == "__main__":

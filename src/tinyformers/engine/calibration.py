@@ -96,15 +96,15 @@ def calibrate(measure: bool | None = None, n: int = 1024, seconds: float = 0.3) 
     return {**info, **rates, "matmul_n": n}
 
 
+def cpu_kind(info: dict[str, Any]) -> str:
+    """The CPU and what it can do, e.g. 'AMD EPYC (AVX512; AVX2, AVX-512, native bf16)' (from :func:`cpu_info`)."""
+    flags = (("AVX2", info["avx2"]), ("AVX-512", info["avx512"]), ("native bf16", info["native_bf16"]))
+    return f"{info['cpu']} ({info['capability']}; {', '.join(k for k, on in flags if on) or 'no AVX2'})"
+
+
 def calibration_text(cal: dict[str, Any]) -> str:
     """One line: the CPU, its capability, threads and the measured matmul rates."""
-    kinds = [
-        k for k, on in (("AVX2", cal["avx2"]), ("AVX-512", cal["avx512"]), ("native bf16", cal["native_bf16"])) if on
-    ]
-    cpu = (
-        f"{cal['cpu']} ({cal['capability']}; {', '.join(kinds) or 'no AVX2'}), {cal['cpus']} CPUs, "
-        f"torch {cal['torch']} with {cal['threads']} threads"
-    )
+    cpu = f"{cpu_kind(cal)}, {cal['cpus']} CPUs, torch {cal['torch']} with {cal['threads']} threads"
     if cal.get("fp32_gflops") is None:
         return f"{cpu}; matmul not measured ({cal.get('skipped', 'skipped')})"
     bf16 = (
