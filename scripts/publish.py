@@ -141,20 +141,32 @@ def chorales() -> str:
     return f"{r['test_nll_per_note']:.3f} nats/note vs {r['ngram_nll_per_note']:.3f} n-gram"
 
 
+def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name: str) -> str:
+    """The headline of a text task: MiniLM fine-tuned (full, and LoRA when measured) against the linear baseline,
+    and the best from-scratch run, from the quiet runs of ``name``."""
+    r = _by_label(name)
+    full = r["MiniLM, full fine-tuning"]
+    text = f"{shown} {full[metric]:.3f} (MiniLM fine-tuned, {full['train_seconds']:.0f} CPU-s)"
+    if "MiniLM, LoRA" in r:
+        lora = r["MiniLM, LoRA"]
+        text += f", LoRA {lora[metric]:.3f} ({pct(lora['trainable_params'] / lora['params'])} of the weights trained)"
+    scratch = [v for k, v in r.items() if k.startswith("from scratch")]
+    if scratch:
+        best = max(scratch, key=lambda v: v[metric])
+        text += f"; from scratch {best[metric]:.3f} ({best['train_seconds'] / 60:.0f} CPU-min)"
+    return text + f" vs {baseline_name} {full[baseline]:.3f}"
+
+
 def sentiment() -> str:
-    r = row(load("sentiment_minilm_recipe"), model="minilm")
-    return (
-        f"macro F1 {r['test_macro_f1']:.3f} (MiniLM fine-tuned, {r['train_seconds']:.0f} CPU-s) vs TF-IDF "
-        f"{r['baseline_macro_f1']:.3f}"
-    )
+    return _text_task("sentiment_quiet", "test_macro_f1", "macro F1", "baseline_macro_f1", "TF-IDF")
 
 
 def ner() -> str:
-    r = row(load("ner_minilm_recipe"), model="minilm")
-    return (
-        f"entity F1 {r['test_entity_f1']:.3f} (MiniLM fine-tuned, {r['train_seconds']:.0f} CPU-s) vs per-token LR "
-        f"{r['baseline_entity_f1']:.3f}"
-    )
+    return _text_task("ner_quiet", "test_entity_f1", "entity F1", "baseline_entity_f1", "per-token LR")
+
+
+SENTIMENT_COLUMNS = {"variant": "model", "test_macro_f1": "macro F1", "baseline_macro_f1": "TF-IDF"}
+NER_COLUMNS = {"variant": "model", "test_entity_f1": "entity F1", "baseline_entity_f1": "per-token LR"}
 
 
 @dataclass(frozen=True)
@@ -223,10 +235,18 @@ ENTRIES = (
         "`sentiment`",
         "sentiment.md",
         "tweet sentiment, from scratch or from pretrained MiniLM",
-        ("sentiment_minilm_recipe",),
+        ("sentiment_quiet",),
         sentiment,
+        (("runs", lambda: runs_table("sentiment_quiet", SENTIMENT_COLUMNS)),),
     ),
-    Entry("`ner`", "ner.md", "named entities in tweets (WNUT-16)", ("ner_minilm_recipe",), ner),
+    Entry(
+        "`ner`",
+        "ner.md",
+        "named entities in tweets (WNUT-16)",
+        ("ner_quiet",),
+        ner,
+        (("runs", lambda: runs_table("ner_quiet", NER_COLUMNS)),),
+    ),
 )
 
 
@@ -257,6 +277,8 @@ def provenance(name: str) -> str:
             f"; {m.get('cpu', 'CPU not recorded')}, {m.get('torch_threads', '?')} torch threads, torch "
             f"{m.get('torch', '?')}; {m.get('note', 'no calibration or load recorded (measured before they were)')}"
         )
+    if "measure" in d:  # the ../shared/tools/measure verdict line of the run, recorded with its JSON
+        text += f"; `{d['measure']}`"
     return text
 
 

@@ -127,6 +127,19 @@ def test_beam_search_of_one_beam_is_greedy(run_dir):
     )
 
 
+def test_length_penalty_chosen_on_validation(run_dir):
+    """length_penalties: beam search on validation with each candidate; the best validation BLEU's is used."""
+    from tinyformers.engine.trainer import evaluate_run
+    from tinyformers.tasks import get_task
+
+    m = evaluate_run(get_task("translate"), run_dir, ["length_penalties=0.5,1.5"])
+    assert set(m) >= {"length_penalty_chosen", "val_bleu_beam_lp0.5", "val_bleu_beam_lp1.5", "test_bleu_beam"}
+    chosen = m[f"val_bleu_beam_lp{m['length_penalty_chosen']:g}"]
+    assert chosen == max(m["val_bleu_beam_lp0.5"], m["val_bleu_beam_lp1.5"])  # (a BLEU tie is settled by chrF)
+    with pytest.raises(ValueError, match="length_penalties"):
+        tr.TranslateConfig(length_penalties="short")
+
+
 DICTIONARY = """# comment :: line
 Hund {m} | Hunde {pl} :: dog | dogs
 gehen {vi} | gehend | er/sie geht :: to go | going | he/she goes

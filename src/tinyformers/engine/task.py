@@ -52,6 +52,10 @@ class TrainConfig:
             ``init=...`` where the task has it) and trains low-rank adapters (:mod:`tinyformers.core.lora`) plus the
             task's head. lora_r, lora_alpha, lora_dropout: the adapters. lora_targets: comma-separated
             subset of q,k,v,o,ffn.
+        pretrain: the share of the budget (of ``max_time`` with a time budget, else of ``max_steps``) spent first
+            on the task's self-supervised objective (a task with :class:`Pretrains`, e.g. masked-language
+            modelling of its own training texts); that phase has its own warmup and cosine, and evaluation and
+            checkpoint selection start after it (0 = none).
     """
 
     max_steps: int = 1000
@@ -77,6 +81,7 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: str = "q,v"
+    pretrain: float = 0.0
 
     def __post_init__(self) -> None:
         if str(self.compile).lower() in COMPILE_VALUES:  # true/false: the values from before 'auto'
@@ -103,6 +108,7 @@ class TrainConfig:
             "lora_dropout": 0 <= self.lora_dropout < 1,
             "lora_targets": bool(self.lora_targets)
             and set(self.lora_targets.split(",")) <= {"q", "k", "v", "o", "ffn"},
+            "pretrain": 0 <= self.pretrain < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -280,6 +286,17 @@ class Predicts(Protocol):
     def predict(
         self, model: nn.Module, cfg: Any, meta: dict[str, Any], inputs: list[str], **options: Any
     ) -> list[str]: ...
+
+
+@runtime_checkable
+class Pretrains(Protocol):
+    """``--set pretrain=F``: the first share ``F`` of the budget trains a self-supervised objective on the task's
+    own inputs (labels unused), e.g. BERT's masked-language model, before the task's loss. The model the task
+    builds must hold what that objective needs (a task adds its pretraining head when ``cfg.pretrain > 0``)."""
+
+    def pretrain_batch(self, data: TaskData, cfg: Any, generator: torch.Generator) -> Batch: ...
+
+    def pretrain_loss(self, model: nn.Module, batch: Batch, cfg: Any) -> Tensor: ...
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from tinyformers.engine import accel, distributed
 from tinyformers.engine.distributed import Dist
 from tinyformers.engine.loggers import Logger, check_logger, hyperparameters, make_logger
 from tinyformers.engine.rundir import RunDir
-from tinyformers.engine.task import Batch, Task, TaskData, TrainConfig, build_model, lora_config
+from tinyformers.engine.task import Batch, Pretrains, Task, TaskData, TrainConfig, build_model, lora_config
 from tinyformers.errors import Interrupted, UserError
 
 
@@ -58,20 +58,50 @@ def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), fused=fused)
 
 
-def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
+def learning_rate(
+    cfg: TrainConfig, step: int, elapsed: float, max_steps: int | None = None, max_time: float | None = None
+) -> float:
     """Linear warmup over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio``.
 
     Progress is the larger of the step fraction and, with a time budget, the time fraction, so a
-    time-limited run still ends its schedule at the budget.
+    time-limited run still ends its schedule at the budget. ``max_steps``/``max_time`` replace the config's
+    for a phase of the run (see :func:`phase_learning_rate`).
     """
+    max_steps = cfg.max_steps if max_steps is None else max_steps
+    max_time = cfg.max_time if max_time is None else max_time
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    if cfg.max_time > 0:
-        progress = max(progress, elapsed / cfg.max_time)
+    progress = (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps)
+    if max_time > 0:
+        progress = max(progress, elapsed / max_time)
     progress = min(1.0, progress)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def pretraining(cfg: TrainConfig, state: TrainState) -> bool:
+    """Whether the next step belongs to the ``pretrain`` phase (the first share of the budget)."""
+    if cfg.pretrain <= 0:
+        return False
+    if cfg.max_time > 0:
+        return state.elapsed < cfg.pretrain * cfg.max_time
+    return state.step < round(cfg.pretrain * cfg.max_steps)
+
+
+def phase_learning_rate(cfg: TrainConfig, state: TrainState, pre: bool) -> float:
+    """The learning rate of the next step: the pretraining phase and the task's phase each have their own warmup
+    and cosine over their share of the budget (one schedule over the whole run without ``pretrain``)."""
+    if pre:
+        return learning_rate(
+            cfg, state.step, state.elapsed, max(1, round(cfg.pretrain * cfg.max_steps)), cfg.pretrain * cfg.max_time
+        )
+    return learning_rate(
+        cfg,
+        state.step - state.pretrain_steps,
+        state.elapsed - state.pretrain_seconds,
+        max(1, cfg.max_steps - state.pretrain_steps),
+        max(0.0, cfg.max_time - state.pretrain_seconds) if cfg.max_time > 0 else 0.0,
+    )
 
 
 @contextlib.contextmanager
@@ -114,6 +144,8 @@ class TrainState:
         step: optimizer steps done. elapsed: training seconds so far (``cfg.clock``; evaluation excluded).
         best: best validation metric so far, at ``best_step``. stale: evaluations since it improved.
         tokens: input tokens seen (tasks whose batches have ``input_ids``).
+        pretrain_steps, pretrain_seconds: the steps and training seconds of the ``pretrain`` phase so far;
+        pretrain_loss: its mean loss over the last reads (the last ``SYNC_EVERY`` steps or so).
     """
 
     step: int = 0
@@ -122,6 +154,9 @@ class TrainState:
     best_step: int = -1
     stale: int = 0
     tokens: int = 0
+    pretrain_steps: int = 0
+    pretrain_seconds: float = 0.0
+    pretrain_loss: float | None = None
 
     def out_of_budget(self, cfg: TrainConfig) -> bool:
         return self.step >= cfg.max_steps or (cfg.max_time > 0 and self.elapsed >= cfg.max_time)
@@ -153,7 +188,7 @@ class Losses:
     ``SYNC_EVERY`` steps, at each evaluation and before any checkpoint; ``since_eval`` holds the values read since
     the last evaluation (their mean is the log's ``train_loss``)."""
 
-    pending: list[tuple[int, float, Tensor]] = field(default_factory=list)  # (steps done, lr, this rank's loss)
+    pending: list[tuple[int, float, Tensor, str]] = field(default_factory=list)  # (steps done, lr, loss, phase)
     since_eval: list[float] = field(default_factory=list)
 
 
@@ -238,6 +273,13 @@ def _setup(task: Task, cfg: TrainConfig, run: RunDir, dist: Dist, resume: bool) 
     status = task.data_status(cfg)
     if status:
         raise UserError(status)
+    if cfg.pretrain > 0:
+        if not isinstance(task, Pretrains):
+            raise UserError(f"--set pretrain: task {task.name} has no self-supervised objective to pretrain with")
+        if cfg.finetune == "lora":
+            raise UserError("--set pretrain: pretraining trains every weight; it cannot be combined with finetune=lora")
+        if dist.active:
+            raise UserError("--set pretrain: not supported under torchrun yet; train with one process")
     torch.manual_seed(cfg.seed)
     data = task.data(cfg)
     device = dist.device(pick_device(cfg.device))
@@ -262,17 +304,30 @@ def _train(t: Training, progress: bool) -> dict[str, float]:
     with stop_on_first_sigint() as stop_requested:
         # the checkpoint's clock is the same on every rank; later stops are rank 0's decisions
         done = state.out_of_budget(cfg)
+        if pretraining(cfg, state):
+            bar.set_description(f"{t.task.name} (pretraining)")
         while not done:
+            pre = pretraining(cfg, state)
             t0, wall0 = clock(), time.monotonic()
-            lr = learning_rate(cfg, state.step, state.elapsed)
-            losses.pending.append((state.step + 1, lr, _optimizer_step(t, step_model, autocast, scaler, lr)))
+            lr = phase_learning_rate(cfg, state, pre)
+            loss = _optimizer_step(t, step_model, autocast, scaler, lr, pre)
+            losses.pending.append((state.step + 1, lr, loss, "pretrain" if pre else "train"))
             state.step += 1
             seconds = clock() - t0
             state.elapsed += seconds
-            step_model.compiler.observe(time.monotonic() - wall0)  # wall time: a compile runs g++ subprocesses
+            if pre:
+                state.pretrain_steps, state.pretrain_seconds = state.step, state.elapsed
+            else:
+                step_model.compiler.observe(time.monotonic() - wall0)  # wall time: a compile runs g++ subprocesses
             bar.update(min(seconds, max(0.0, bar.total - bar.n)) if cfg.max_time > 0 else 1)  # never past the budget
             done = dist.decide(state.out_of_budget(cfg))
-            evaluate = state.step % cfg.eval_every == 0 or done
+            if pre and not pretraining(cfg, state):  # the phase ends: its losses are not the task's train_loss
+                _read_losses(t, losses, bar)
+                recent = losses.since_eval[-SYNC_EVERY:]
+                state.pretrain_loss = sum(recent) / max(1, len(recent))
+                losses.since_eval.clear()
+                bar.set_description(t.task.name)
+            evaluate = (not pre and state.step % cfg.eval_every == 0) or done
             if evaluate or state.step % SYNC_EVERY == 0:
                 _read_losses(t, losses, bar)  # before any checkpoint: a non-finite loss must never be saved
             if evaluate:
@@ -328,36 +383,42 @@ def _read_losses(t: Training, losses: Losses, bar: tqdm) -> None:
     """Read the pending losses (their mean over ranks) in one host sync, log them; a non-finite one stops the run."""
     if not losses.pending:
         return
-    values = t.dist.mean_all(torch.stack([loss for _, _, loss in losses.pending]))
-    for (step, lr, _), value in zip(losses.pending, values, strict=True):
+    values = t.dist.mean_all(torch.stack([loss for _, _, loss, _ in losses.pending]))
+    for (step, lr, _, phase), value in zip(losses.pending, values, strict=True):
         if not math.isfinite(value):
             raise UserError(
                 f"loss became {value} at step {step - 1}; the last good checkpoint is kept. "
                 "Usual causes: learning rate too high (try --set lr=...), fp16 overflow (try --set amp=off)"
             )
         losses.since_eval.append(value)
-        t.tracker.log(step, {"train/loss": value, "train/lr": lr})
+        t.tracker.log(step, {f"{phase}/loss": value, f"{phase}/lr": lr})
     bar.set_postfix(_postfix(t.cfg, t.state, loss=f"{values[-1]:.4f}", lr=f"{losses.pending[-1][1]:.2e}"))
     losses.pending.clear()
 
 
-def _optimizer_step(t: Training, step_model: StepModel, autocast: Any, scaler: Any, lr: float) -> Tensor:
+def _optimizer_step(
+    t: Training, step_model: StepModel, autocast: Any, scaler: Any, lr: float, pre: bool = False
+) -> Tensor:
     """One optimizer step at ``lr`` over ``grad_accum`` micro-batches; returns this rank's loss of the step, on the
-    device (read later with the others: see :class:`Losses`)."""
+    device (read later with the others: see :class:`Losses`). ``pre``: a step of the pretraining phase (the task's
+    :class:`Pretrains` batch and loss, on the eager model)."""
     cfg, step = t.cfg, t.state.step
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     parts: list[Tensor] = []
     for micro in range(cfg.grad_accum):
         gen = t.batch_gen.manual_seed(step_seed(cfg.seed, step, micro))  # reseeded: the draws of a new generator
-        batch = t.task.batch(t.data, cfg, gen)
+        batch = t.task.pretrain_batch(t.data, cfg, gen) if pre else t.task.batch(t.data, cfg, gen)
         ids = batch.get("input_ids")
         t.state.tokens += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
         batch = _to(t.dist.shard(batch), t.device)
         # dropout noise of this micro-batch (and rank: shards must not share masks)
         torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * t.dist.rank, step, micro))
         with autocast:
-            loss = t.task.loss(step_model(t, batch), batch, cfg) / cfg.grad_accum
+            if pre:
+                loss = t.task.pretrain_loss(t.model, batch, cfg) / cfg.grad_accum
+            else:
+                loss = t.task.loss(step_model(t, batch), batch, cfg) / cfg.grad_accum
         (scaler.scale(loss) if scaler else loss).backward()
         parts.append(loss.detach().float())
     if scaler:
@@ -412,6 +473,12 @@ def finish(t: Training) -> dict[str, float]:
     if cfg.finetune == "lora":  # the adapters and head; params counts the frozen base too
         metrics.update(trainable_params=count_parameters(t.model, trainable_only=True))
     metrics.update(train_seconds=round(seconds, 2), steps=state.step, best_step=state.best_step)
+    if cfg.pretrain > 0:
+        metrics.update(
+            pretrain_steps=state.pretrain_steps,
+            pretrain_seconds=round(state.pretrain_seconds, 2),
+            pretrain_loss=state.pretrain_loss,
+        )
     if state.tokens:
         metrics.update(train_tokens=state.tokens, tokens_per_s=round(state.tokens / max(seconds, 1e-9), 1))
     t.run.write_metrics(metrics)

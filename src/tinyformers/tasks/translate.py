@@ -42,6 +42,9 @@ class TranslateConfig(ModelSizes, TrainConfig):
     d_model, n_heads, n_layers (encoder and decoder each), d_ff, dropout, activation: the model.
     label_smoothing: probability mass spread over the vocabulary in the training loss (§5.4: 0.1).
     num_beams, length_penalty: beam search for the test scores and for ``predict`` (§6.1: 4 beams).
+    length_penalties: candidate length penalties, comma-separated (e.g. '0.6,1.0,1.4'): before the test scores,
+        beam search translates the validation split with each and the best BLEU's is used for the test
+        ('' = length_penalty as set). metrics.json reports the choice (``length_penalty_chosen``).
     extra_pairs: 'dictionary' adds the dictionary's other entries (words, forms, phrases) as training pairs, none
         holding a held-out sentence (the held-out sentences stay as with 'none'). extra_share: their share of a batch.
     """
@@ -59,6 +62,7 @@ class TranslateConfig(ModelSizes, TrainConfig):
     label_smoothing: float = 0.1
     num_beams: int = 4
     length_penalty: float = 1.0
+    length_penalties: str = ""
     max_steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
@@ -85,6 +89,19 @@ class TranslateConfig(ModelSizes, TrainConfig):
         }
         for message in (m for m, b in bad.items() if b):
             raise ValueError(message)  # the first one
+        if self.length_penalties:
+            length_penalty_grid(self.length_penalties)
+
+
+def length_penalty_grid(text: str) -> list[float]:
+    """``'0.6,1.0,1.4'`` -> [0.6, 1.0, 1.4]; a ValueError naming the setting for anything else."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"length_penalties={text!r}: comma-separated numbers, e.g. 0.6,1.0,1.4") from None
+    if not values:
+        raise ValueError(f"length_penalties={text!r}: give at least one number")
+    return values
 
 
 class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
@@ -215,12 +232,30 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             "copy_chrf": copy_chrf,
         }
         if split != "val":
-            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, cfg.length_penalty)
+            lp = cfg.length_penalty
+            if cfg.length_penalties:
+                lp, by_value = self.tune_length_penalty(model, data, cfg, tok)
+                metrics.update(length_penalty_chosen=lp, **by_value)
+            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, lp)
             metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(beam, examples)
         if "words" in data.splits:
             lookup = [pairs_io.word_by_word(s, data.splits["words"]) for s in sources]
             metrics["lookup_bleu"], metrics["lookup_chrf"] = pairs_io.corpus_scores(lookup, examples)
         return metrics
+
+    def tune_length_penalty(
+        self, model: nn.Module, data: TaskData, cfg: TranslateConfig, tok: Any
+    ) -> tuple[float, dict[str, float]]:
+        """The candidate of ``cfg.length_penalties`` whose beam search scores the best validation BLEU (then chrF);
+        and each one's validation BLEU (``val_bleu_beam_lp<value>``)."""
+        examples: list[Example] = data.splits["val"]
+        sources = [s for s, _ in examples]
+        scores: dict[float, tuple[float, float]] = {}
+        for value in length_penalty_grid(cfg.length_penalties):
+            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, value)
+            scores[value] = pairs_io.corpus_scores(beam, examples)
+        best = max(scores, key=lambda v: scores[v])
+        return best, {f"val_bleu_beam_lp{v:g}": bleu for v, (bleu, _) in scores.items()}
 
     def predict(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +50,7 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.scale = math.sqrt(cfg.d_model) if scale else 1.0
         self.max_len = cfg.max_len
+        self.subwords: CharNgrams | None = None  # optional character n-grams per token (see CharNgrams)
 
     def forward(self, input_ids: Tensor, offset: int = 0, token_type_ids: Tensor | None = None) -> Tensor:
         """``input_ids`` (B, T) whose first position is ``offset`` -> (B, T, d_model)."""
@@ -56,6 +58,8 @@ class Embeddings(nn.Module):
         if offset + t > self.max_len and self.positions is not None:
             raise ValueError(f"sequence of {offset + t} positions is longer than max_len={self.max_len}")
         x = self.tokens(input_ids) * self.scale
+        if self.subwords is not None:
+            x = x + self.subwords(input_ids)
         if self.positions is not None:
             x = x + self.positions(torch.arange(offset, offset + t, device=input_ids.device))
         if self.token_types is not None:
@@ -65,6 +69,46 @@ class Embeddings(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return self.dropout(x)
+
+
+def char_ngram_table(tokens: list[str], buckets: int, sizes: tuple[int, ...] = (3, 4, 5)) -> Tensor:
+    """Per token id, the hash buckets (1..buckets-1; 0 = none) of its character n-grams, fastText-style
+    (Bojanowski et al. 2017, §3.2): the token between boundary marks ``<`` and ``>`` (a WordPiece/BPE continuation
+    ``##ab`` has no left mark: it does not start a word), every n-gram of the given sizes plus the whole marked
+    token, hashed with CRC-32. Special tokens (``[PAD]``...) get none. Returns (len(tokens), K), right-padded
+    with 0."""
+    rows = []
+    for token in tokens:
+        if token.startswith("[") and token.endswith("]"):
+            rows.append([])
+            continue
+        marked = (token[2:] if token.startswith("##") else "<" + token) + ">"
+        grams = {marked} | {marked[i : i + n] for n in sizes for i in range(len(marked) - n + 1)}
+        rows.append(sorted({zlib.crc32(g.encode()) % (buckets - 1) + 1 for g in grams}))
+    width = max(1, max(len(r) for r in rows))
+    return torch.tensor([r + [0] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+class CharNgrams(nn.Module):
+    """Character-aware token vectors: the mean embedding of a token's character n-gram buckets
+    (:func:`char_ngram_table`), added to its own embedding by :class:`Embeddings`. Tokens that share
+    spelling share parameters, so a rare or misspelt piece ("gooood", "##ville") is not a lone, barely trained
+    vector. ``table`` is rebuilt from the tokenizer, so it is a buffer that is not saved."""
+
+    table: Tensor
+
+    def __init__(self, table: Tensor, buckets: int, d_model: int) -> None:
+        super().__init__()
+        self.register_buffer("table", table, persistent=False)
+        self.bags = nn.EmbeddingBag(buckets, d_model, mode="mean", padding_idx=0)
+        nn.init.normal_(self.bags.weight, std=0.02)
+        with torch.no_grad():
+            self.bags.weight[0].zero_()
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """(B, T) -> (B, T, d_model); a token without n-grams gets zeros."""
+        grams = self.table[input_ids.flatten()]  # (B*T, K)
+        return self.bags(grams).view(*input_ids.shape, -1)
 
 
 def make_rotary(cfg: CoreConfig) -> RotaryEmbedding | None:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.blocks import CoreConfig, EncoderStack, make_norm
 from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
@@ -130,6 +130,53 @@ class EncoderTokenClassifier(nn.Module):
                 labels = labels.masked_fill(attention_mask == 0, -100)  # padding never counts
             loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), weight=self.class_weight, ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, last_hidden_state=out.last_hidden_state, attentions=out.attentions)
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's masked-language-model head (Devlin et al. 2019, §3.1; HF ``BertLMPredictionHead``): a dense layer,
+    GELU and a norm, then scores over the vocabulary with the *token embedding matrix* (tied, so the head adds
+    only ``d_model^2 + 2 d_model + vocab_size`` parameters) plus a bias per token.
+
+    ``forward(hidden, embedding)``: hidden (..., d_model), the token embedding weight (vocab, d_model) ->
+    logits (..., vocab). The embedding is passed in, not stored: a module held twice would save twice.
+    """
+
+    def __init__(self, cfg: CoreConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm = make_norm(cfg)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, hidden: Tensor, embedding: Tensor) -> Tensor:
+        return F.linear(self.norm(F.gelu(self.dense(hidden))), embedding, self.bias)
+
+
+def mask_tokens(
+    input_ids: Tensor,
+    maskable: Tensor,
+    mask_id: int,
+    random_ids: tuple[int, int],
+    generator: torch.Generator | None = None,
+    p: float = 0.15,
+) -> tuple[Tensor, Tensor]:
+    """BERT's corruption for masked-language modelling (§3.1, "Masked LM"): each ``maskable`` position
+    (True = a real, non-special token) is chosen with probability ``p``; a chosen token becomes ``mask_id`` 80% of
+    the time, a random id in ``[random_ids[0], random_ids[1])`` 10%, and stays itself 10%.
+
+    Returns ``(inputs, labels)``: the corrupted ids, and the original ids at the chosen positions with -100
+    everywhere else (the loss scores only the chosen ones). At least one position is chosen when any is
+    maskable, so the loss is never a mean over nothing.
+    """
+    draws = torch.rand(input_ids.shape, generator=generator)
+    chosen = (draws < p) & maskable
+    if not chosen.any() and maskable.any():
+        chosen.view(-1)[int(maskable.view(-1).nonzero()[0])] = True
+    labels = input_ids.masked_fill(~chosen, -100)
+    how = torch.rand(input_ids.shape, generator=generator)
+    random = torch.randint(random_ids[0], random_ids[1], input_ids.shape, generator=generator)
+    inputs = torch.where(chosen & (how < 0.8), torch.full_like(input_ids, mask_id), input_ids)
+    inputs = torch.where(chosen & (how >= 0.8) & (how < 0.9), random, inputs)
+    return inputs, labels
 
 
 def sentence_embedding(encoder: Encoder, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
