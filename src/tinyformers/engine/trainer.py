@@ -408,15 +408,16 @@ def _optimizer_step(
     parts: list[Tensor] = []
     for micro in range(cfg.grad_accum):
         gen = t.batch_gen.manual_seed(step_seed(cfg.seed, step, micro))  # reseeded: the draws of a new generator
-        batch = t.task.pretrain_batch(t.data, cfg, gen) if pre else t.task.batch(t.data, cfg, gen)
+        pretrainer = t.task if pre and isinstance(t.task, Pretrains) else None  # _setup checked: always one
+        batch = pretrainer.pretrain_batch(t.data, cfg, gen) if pretrainer else t.task.batch(t.data, cfg, gen)
         ids = batch.get("input_ids")
         t.state.tokens += ids.numel() if torch.is_tensor(ids) else 0  # of the global batch
         batch = _to(t.dist.shard(batch), t.device)
         # dropout noise of this micro-batch (and rank: shards must not share masks)
         torch.manual_seed(step_seed(cfg.seed + 1 + 7919 * t.dist.rank, step, micro))
         with autocast:
-            if pre:
-                loss = t.task.pretrain_loss(t.model, batch, cfg) / cfg.grad_accum
+            if pretrainer:
+                loss = pretrainer.pretrain_loss(t.model, batch, cfg) / cfg.grad_accum
             else:
                 loss = t.task.loss(step_model(t, batch), batch, cfg) / cfg.grad_accum
         (scaler.scale(loss) if scaler else loss).backward()
@@ -477,8 +478,9 @@ def finish(t: Training) -> dict[str, float]:
         metrics.update(
             pretrain_steps=state.pretrain_steps,
             pretrain_seconds=round(state.pretrain_seconds, 2),
-            pretrain_loss=state.pretrain_loss,
         )
+        if state.pretrain_loss is not None:
+            metrics.update(pretrain_loss=state.pretrain_loss)
     if state.tokens:
         metrics.update(train_tokens=state.tokens, tokens_per_s=round(state.tokens / max(seconds, 1e-9), 1))
     t.run.write_metrics(metrics)

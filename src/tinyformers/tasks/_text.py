@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from torch import Tensor, nn
 
 from tinyformers.core.interop import load_minilm
-from tinyformers.core.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
+from tinyformers.core.models import Encoder, EncoderClassifier, EncoderConfig, EncoderTokenClassifier
 from tinyformers.core.models.base import CharNgrams, char_ngram_table
 from tinyformers.core.models.encoder import MaskedLMHead, mask_tokens
 from tinyformers.data.padding import PaddedRows
@@ -251,9 +251,10 @@ class MaskedLMPretraining:
         return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}
 
     def pretrain_loss(self, model: nn.Module, batch: dict[str, Tensor], cfg: TextConfig) -> Tensor:
-        hidden = model.encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+        encoder, head = cast(Encoder, model.encoder), cast(MaskedLMHead, model.mlm)
+        hidden = encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state
         chosen = batch["labels"] != IGNORE_INDEX  # score only the hidden tokens: (n, vocab), not (B, T, vocab)
-        logits = model.mlm(hidden[chosen], model.encoder.embed.tokens.weight)
+        logits = head(hidden[chosen], encoder.embed.tokens.weight)
         return F.cross_entropy(logits.float(), batch["labels"][chosen])
 
 

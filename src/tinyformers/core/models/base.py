@@ -77,7 +77,7 @@ def char_ngram_table(tokens: list[str], buckets: int, sizes: tuple[int, ...] = (
     ``##ab`` has no left mark: it does not start a word), every n-gram of the given sizes plus the whole marked
     token, hashed with CRC-32. Special tokens (``[PAD]``...) get none. Returns (len(tokens), K), right-padded
     with 0."""
-    rows = []
+    rows: list[list[int]] = []
     for token in tokens:
         if token.startswith("[") and token.endswith("]"):
             rows.append([])
