@@ -14,6 +14,7 @@ from tinyformers.core.attention import (
     MultiHeadAttention,
     causal_mask,
     fast_attention,
+    fused_sdpa,
     merge_masks,
     scaled_dot_product_attention,
 )
@@ -388,3 +389,27 @@ def test_decoder_stack_with_a_memory_of_another_width() -> None:
     cache, cross_cache = KVCache(2), KVCache(2)
     steps = [stack(x[:, i : i + 1], memory, None, mask, cache, cross_cache)[0] for i in range(5)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
+
+
+def test_fused_attention_runs_in_fp32_under_cpu_bf16_autocast() -> None:
+    """On a CPU, bf16 autocast leaves the fused attention kernel in fp32 (its bf16 backward is the slow part of a
+    small model's step); the result is the fp32 kernel's on the bf16 inputs, and gradients reach the bf16 inputs."""
+    q, k, v = (torch.randn(2, 4, 8, 16).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fused_sdpa(q, k, v, is_causal=True)
+    assert out.dtype == torch.float32
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16
+    x = torch.randn(2, 4, 8, 16)  # no autocast: exactly torch's call
+    assert torch.equal(fused_sdpa(x, x, x), F.scaled_dot_product_attention(x, x, x))
+
+
+def test_attention_module_under_bf16_autocast_is_close_to_fp32() -> None:
+    mha = MultiHeadAttention(32, 4, dropout=0.0).eval()
+    x = torch.randn(2, 10, 32)
+    ref, _ = mha(x, is_causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = mha(x, is_causal=True)
+    torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=5e-2)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from tinyformers.engine import rundir as runs
 from tinyformers.engine.task import TrainConfig, apply_overrides
-from tinyformers.engine.trainer import learning_rate, optimizer_for, train
+from tinyformers.engine.trainer import learning_rate, optimizer_for, seconds_since_process_start, train
 from tinyformers.errors import UserError
 from tinyformers.tasks import get_task, load_run
 
@@ -73,7 +73,9 @@ def test_train_writes_a_complete_run(tmp_path):
     } <= files
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved == metrics and all(isinstance(v, (int, float)) for v in saved.values())
-    assert {"test_exact_match", "test_loss", "params", "train_seconds"} <= set(saved)
+    assert {"test_exact_match", "test_loss", "params", "train_seconds", "first_step_seconds"} <= set(saved)
+    # from this process's start (pytest's, long before this test) to the end of the run's first step
+    assert seconds_since_process_start() - 60 < saved["first_step_seconds"] < seconds_since_process_start()
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [10, 20]
     _, _, meta, model = load_run(tmp_path / "run")
@@ -131,7 +133,7 @@ def _assert_same_run(ref: Path, run: Path) -> None:
     a, b = _weights(ref), _weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ref, run))
-    for k in ("train_seconds", "tokens_per_s"):
+    for k in ("train_seconds", "tokens_per_s", "first_step_seconds"):
         ma.pop(k, None), mb.pop(k, None)
     assert ma == mb
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.attention import KVCache, MultiHeadAttention
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.positions import ROPE_SCALINGS, RotaryEmbedding
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -109,7 +110,7 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if cfg.activation == "swiglu" else None
         self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gate is not None:
@@ -138,7 +139,7 @@ class _ResidualBlock(nn.Module):
         self.norm_attn = make_norm(cfg)
         self.ff = FeedForward(cfg)
         self.norm_ff = make_norm(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         """Pre-norm ``x + drop(f(norm(x)))`` or the paper's post-norm ``norm(x + drop(f(x)))``."""

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.attention import MultiHeadAttention
 from tinyformers.core.blocks import FeedForward
+from tinyformers.core.dropout import Dropout
 from tinyformers.errors import UserError
 
 TARGETS = ("q", "k", "v", "o", "ffn")
@@ -94,7 +95,7 @@ class LoRALinear(nn.Module):
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as nn.Linear (and peft) initialise A
             self.lora_A.append(nn.Parameter(a))
             self.lora_B.append(nn.Parameter(base.weight.new_zeros(stop - start, r)))  # B = 0: start at W0
-        self.lora_dropout = nn.Dropout(dropout)
+        self.lora_dropout = Dropout(dropout)
         self.merged = False
 
     def delta(self) -> Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +127,16 @@ def stop_on_first_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def seconds_since_process_start() -> float:
+    """Wall seconds since this process started (Linux: from ``/proc``), else since this module was imported."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED_AT
+
+
 def step_seed(seed: int, step: int, micro: int = 0) -> int:
     return (seed * 1_000_003 + step * 97 + micro) % (2**63 - 1)
 
@@ -177,8 +188,10 @@ class Training:
     state: TrainState = field(default_factory=TrainState)
     tracker: Logger = field(default_factory=Logger)
     batch_gen: torch.Generator = field(default_factory=torch.Generator)  # reseeded per micro-batch: (seed, step)
+    first_step_at: float | None = None  # seconds_since_process_start() when this process's first step was done
 
 
+_IMPORTED_AT = time.monotonic()
 SYNC_EVERY = 10  # steps between reads of the training loss (each read waits for the device: a host sync)
 
 
@@ -314,6 +327,8 @@ def _train(t: Training, progress: bool) -> dict[str, float]:
             losses.pending.append((state.step + 1, lr, loss, "pretrain" if pre else "train"))
             state.step += 1
             seconds = clock() - t0
+            if t.first_step_at is None:
+                t.first_step_at = seconds_since_process_start()
             state.elapsed += seconds
             if pre:
                 state.pretrain_steps, state.pretrain_seconds = state.step, state.elapsed
@@ -481,6 +496,8 @@ def finish(t: Training) -> dict[str, float]:
         )
         if state.pretrain_loss is not None:
             metrics.update(pretrain_loss=state.pretrain_loss)
+    if t.first_step_at is not None:  # what a user waits before training runs: imports, data, model, a compile
+        metrics.update(first_step_seconds=round(t.first_step_at, 2))
     if state.tokens:
         metrics.update(train_tokens=state.tokens, tokens_per_s=round(state.tokens / max(seconds, 1e-9), 1))
     t.run.write_metrics(metrics)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.models.base import ModelOutput, init_gpt2, key_padding_from_attention_mask
 from tinyformers.core.models.encoder import mean_pool
 from tinyformers.core.positions import make_positions
@@ -42,7 +43,7 @@ class SpectrogramTransformer(nn.Module):
         self.config = cfg
         self.patch_embed = nn.Linear(cfg.patch_frames * cfg.n_mels, cfg.d_model)
         self.positions = make_positions(cfg.positions, cfg.max_len, cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.stack = EncoderStack(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes)
         init_gpt2(self, cfg.n_layers)

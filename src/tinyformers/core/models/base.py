@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.attention import KVCache
 from tinyformers.core.blocks import CoreConfig, make_norm
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.positions import RotaryEmbedding, make_positions
 
 
@@ -47,7 +48,7 @@ class Embeddings(nn.Module):
         self.positions = make_positions(cfg.positions, cfg.max_len, cfg.d_model)
         self.token_types = nn.Embedding(type_vocab_size, cfg.d_model) if type_vocab_size else None
         self.norm = make_norm(cfg) if norm else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.scale = math.sqrt(cfg.d_model) if scale else 1.0
         self.max_len = cfg.max_len
         self.subwords: CharNgrams | None = None  # optional character n-grams per token (see CharNgrams)

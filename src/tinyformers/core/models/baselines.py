@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.models.base import ModelOutput
 
 
@@ -33,10 +34,10 @@ class ConvNet(nn.Module):
         side = image_size // 4
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(2 * channels * side * side, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 
@@ -54,10 +55,10 @@ class MLP(nn.Module):
             nn.Flatten(),
             nn.Linear(n_inputs, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.blocks import CoreConfig, EncoderStack, make_norm
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.models.base import (
     Embeddings,
     ModelOutput,
@@ -83,7 +84,7 @@ class EncoderClassifier(nn.Module):
             raise ValueError(f"unknown pooling {pooling!r}: choose cls or mean")
         self.encoder = Encoder(cfg)
         self.pooling = pooling
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_model, num_classes)
         self.register_buffer("class_weight", class_weight, persistent=False)
 
@@ -111,7 +112,7 @@ class EncoderTokenClassifier(nn.Module):
     def __init__(self, cfg: EncoderConfig, num_labels: int, class_weight: Tensor | None = None) -> None:
         super().__init__()
         self.encoder = Encoder(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_model, num_labels)
         self.register_buffer("class_weight", class_weight, persistent=False)
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.models.base import ModelOutput, init_gpt2
 from tinyformers.core.positions import make_positions
 
@@ -61,7 +62,7 @@ class PatchForecaster(nn.Module):
         self.config = cfg
         self.patch_embed = nn.Linear(cfg.patch_len, cfg.d_model)
         self.positions = cast(nn.Module, make_positions("learned", cfg.n_patches, cfg.d_model))  # 'learned': never None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.stack = EncoderStack(cfg)
         self.head = nn.Linear(cfg.n_patches * cfg.d_model, cfg.horizon * len(cfg.quantiles))
         self.skip = nn.Linear(cfg.lookback, cfg.horizon) if cfg.skip == "learned" else None

@@ -149,15 +149,19 @@ class EncoderDecoder(nn.Module):
         labels: Tensor,
         src_mask: Tensor | None = None,
         output_attentions: bool = False,
+        label_smoothing: float = 0.0,
     ) -> ModelOutput:
         """Teacher-forced pass. ``labels`` (B, T) = target ids ending in ``eos``, padded with ``pad_id``;
-        padding is ignored in the loss."""
+        padding is ignored in the loss. ``label_smoothing``: the loss's target is ``(1 - eps) one_hot + eps / V``
+        (§5.4; ``F.cross_entropy``'s argument), so a task that smooths needs no second cross-entropy."""
         cfg = self.config
         labels = labels.masked_fill(labels == cfg.pad_id, -100)
         memory, enc_w = self.encode(src_ids, src_mask, output_attentions)
         out = self.decode(shift_right(labels, cfg.bos_id, cfg.pad_id), memory, src_mask, None, None, output_attentions)
         assert out.logits is not None  # decode always computes them
-        out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        out.loss = F.cross_entropy(
+            out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, label_smoothing=label_smoothing
+        )
         out.attentions = enc_w + out.attentions
         return out
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinyformers.core.blocks import CoreConfig, EncoderStack
+from tinyformers.core.dropout import Dropout
 from tinyformers.core.models.base import ModelOutput, init_gpt2
 from tinyformers.core.positions import make_positions
 
@@ -107,7 +108,7 @@ class VisionTransformer(nn.Module):
         self.positions = make_positions(
             cfg.positions if cfg.positions != "rotary" else "none", cfg.max_len, cfg.d_model
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.stack = EncoderStack(cfg, final_norm=True)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes) if cfg.num_classes else None
         init_gpt2(self, cfg.n_layers)
