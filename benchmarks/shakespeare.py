@@ -2,6 +2,7 @@
 
     python benchmarks/shakespeare.py quality [--budget 100]
     python benchmarks/shakespeare.py throughput [--steps 400] [--repeats 3]
+    python benchmarks/shakespeare.py race [--iters 2000] [--share 0.333]
 
 quality: trains our default recipe and the nanoGPT CPU configuration (4 layers, 4 heads, 128 dims, block 64,
 batch 12, lr 1e-3, warmup 100, cosine to 1e-4; run by our trainer) with the same budget, evaluating often;
@@ -11,7 +12,10 @@ seconds (docs/tasks/shakespeare_loss_vs_time.png).
 throughput: the exact nanoGPT configuration trained for --steps steps by (a) a reference written like
 nanoGPT's model.py/train.py (benchmarks/nanogpt_ref.py) and (b) our trainer, eager and compiled; the runs
 are interleaved and repeated because this machine's speed drifts; medians are reported.
-Both write JSON to benchmarks/results/.
+race: the reference trains nanoGPT's 2,000-step CPU recipe (timed: training steps only), its loss is measured on
+our 1,000 fixed validation windows; then our default recipe trains with a third of that time (wall clock, the
+recipe's schedule fitted to it). Target: our loss at most the reference's. Same sitting, one after the other.
+All write JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from common import NANOGPT, machine, save, table
 from nanogpt_ref import train_reference
 
@@ -114,14 +119,59 @@ def throughput(steps: int, repeats: int) -> None:
     save("shakespeare_throughput", " ".join(["python", *sys.argv]), rows, {"steps": steps})
 
 
+@torch.no_grad()
+def reference_val_loss(model: torch.nn.Module, data, cfg) -> float:
+    """The reference model's loss (nats per character) on the task's own 1,000 fixed validation windows."""
+    task = get_task("shakespeare")
+    ids = data.splits["val"]
+    gen = torch.Generator().manual_seed(1234)  # the windows ShakespeareTask.evaluate draws
+    starts = torch.randint(len(ids) - cfg.block_size - 1, (cfg.eval_windows,), generator=gen)
+    model.eval()
+    total = 0.0
+    for i in range(0, len(starts), 128):
+        batch = task.windows(ids, starts[i : i + 128], cfg.block_size)
+        total += model(batch["input_ids"].contiguous(), batch["labels"].contiguous()).item() * batch["labels"].numel()
+    return total / (len(starts) * cfg.block_size)
+
+
+def race(iters: int, share: float) -> None:
+    """The reference's ``iters``-step nanoGPT CPU run, timed; then our default recipe with ``share`` of its time."""
+    task = get_task("shakespeare")
+    cfg = task.Config()
+    data = task.data(cfg)
+    vocab = len(data.meta["tokenizer"]["chars"])
+    model, stats = train_reference(data.splits["train"], vocab, iters=iters)
+    ref = {"run": f"nanoGPT-style reference, {iters} steps", "steps": stats["steps"]}
+    ref.update(train_seconds=round(stats["seconds"], 2), val_loss=reference_val_loss(model, data, cfg))
+    print(ref, file=sys.stderr)
+    budget = stats["seconds"] * share
+    with tempfile.TemporaryDirectory() as d:
+        m, log = run([f"max_time={budget}", "eval_every=100"], Path(d) / "ours")
+    crossed = next((e["train_seconds"] for e in log if e["val_loss"] <= ref["val_loss"]), None)
+    ours = {"run": f"tinyformers default, {share:.2f} of the reference's time", "steps": m["steps"]}
+    ours.update(train_seconds=m["train_seconds"], val_loss=m["val_loss"], reached_reference_at_s=crossed)
+    rows = [ref, ours]
+    print(table(rows, ["run", "steps", "train_seconds", "val_loss", "reached_reference_at_s"]))
+    verdict = "met" if m["val_loss"] <= ref["val_loss"] else "not met"
+    target = f"the reference's {ref['val_loss']:.3f} within {budget:.1f} s ({share:.2f} of {stats['seconds']:.1f} s)"
+    print(f"target: {target}: {verdict}")
+    print(machine())
+    save("shakespeare_race", " ".join(["python", *sys.argv]), rows, {"share": share, "verdict": verdict})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["quality", "throughput"])
+    ap.add_argument("what", choices=["quality", "throughput", "race"])
     ap.add_argument("--budget", type=float, default=100.0, help="seconds of training per recipe (quality)")
     ap.add_argument("--steps", type=int, default=400, help="steps per throughput run (compile time included)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=2000, help="reference steps (race)")
+    ap.add_argument("--share", type=float, default=1 / 3, help="our budget as a share of the reference's time (race)")
     args = ap.parse_args()
-    quality(args.budget) if args.what == "quality" else throughput(args.steps, args.repeats)
+    if args.what == "race":
+        race(args.iters, args.share)
+    else:
+        quality(args.budget) if args.what == "quality" else throughput(args.steps, args.repeats)
 
 
 if __name__ == "__main__":

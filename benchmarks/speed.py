@@ -2,7 +2,7 @@
 configuration against benchmarks/nanogpt_ref.py, and the achieved FLOP/s against this machine's matmul ceiling.
 
     python benchmarks/speed.py --baseline COMMIT [--tasks copy,shakespeare] [--steps 200] [--repeats 3]
-                               [--nanogpt-steps 2000] [--no-tasks] [--no-nanogpt] [--name speed]
+                               [--nanogpt-steps 2000] [--no-tasks] [--no-nanogpt] [--startup] [--name speed]
 
 Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdict line to quote).
 
@@ -26,6 +26,11 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
   The ceiling is the machine's calibration (``common.machine()``, :mod:`tinyformers.engine.calibration`:
   1024x1024 matmuls with torch's threads, ``--threads`` when given): fp32, and bf16 when the CPU has native
   bf16 (an emulated bf16 ceiling means nothing).
+
+* ``--startup``: seconds from process start to the first training step done (metrics.json's
+  ``first_step_seconds``: imports, data, model and, compiled, the compile) of the shakespeare recipe, current code:
+  eager, compiled with an empty compile cache (``TINYFORMERS_CACHE_DIR`` a fresh directory: a first run), and
+  compiled again with that cache (the second run of the same task), ``--repeats`` times.
 
 Writes benchmarks/results/<name>.json (default ``speed``), with the calibration and the load verdict of the
 whole benchmark (``machine``: a 'LOADED' run's speeds are upper bounds on time, not speeds).
@@ -65,8 +70,8 @@ print(json.dumps(stats))
 """
 
 
-def python_env(src: Path, threads: int | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
+def python_env(src: Path, threads: int | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(src), **(extra or {})}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
@@ -81,12 +86,18 @@ def run_python(code: str, src: Path, threads: int | None, timeout: float) -> dic
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def train_run(src: Path, task: str, settings: list[str], threads: int | None, timeout: float) -> dict:
+def train_run(
+    src: Path, task: str, settings: list[str], threads: int | None, timeout: float, env: dict[str, str] | None = None
+) -> dict:
     """One ``tinyformers train`` in a subprocess; its metrics plus the recipe's batch size and layout."""
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "tinyformers", "train", task, "--out", d, "--overwrite", "--no-progress"]
         out = subprocess.run(
-            [*cmd, "--set", *settings], env=python_env(src, threads), capture_output=True, text=True, timeout=timeout
+            [*cmd, "--set", *settings],
+            env=python_env(src, threads, env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if out.returncode != 0:
             tail = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
@@ -209,6 +220,39 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
     return rows
 
 
+def bench_startup(args: argparse.Namespace, sides: dict[str, Path]) -> list[dict]:
+    """Seconds from process start to the first training step done (``first_step_seconds``), current code, the
+    shakespeare recipe: eager (``compile=off``), compiled with an empty compile cache (a first run), and compiled
+    again with that cache (a second run of the same task)."""
+    settings = ["max_steps=20", "max_time=0", "eval_every=20", "eval_windows=10"]
+    runs = [
+        ("eager (compile=off)", "compile=off"),
+        ("compile=on, first run", "compile=on"),
+        ("compile=on, second run", "compile=on"),
+    ]
+    results: dict[str, list[float]] = {name: [] for name, _ in runs}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {"TINYFORMERS_CACHE_DIR": cache}
+            for name, setting in runs:
+                r = train_run(sides["current"], "shakespeare", [*settings, setting], args.threads, args.timeout, env)
+                if "metrics" in r and "first_step_seconds" in r["metrics"]:
+                    results[name].append(r["metrics"]["first_step_seconds"])
+                else:
+                    print(name, r.get("error", "no first_step_seconds"), file=sys.stderr)
+        print({k: v[-1] for k, v in results.items() if v}, file=sys.stderr)
+    eager = statistics.median(results["eager (compile=off)"]) if results["eager (compile=off)"] else None
+    rows = []
+    for name, values in results.items():
+        if values:
+            median = statistics.median(values)
+            row = {"run": name, "first_step_seconds": median, "runs": values}
+            if eager is not None:
+                row["vs_eager_seconds"] = median - eager
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", required=True, help="commit (or branch) to compare against")
@@ -218,6 +262,7 @@ def main() -> None:
     ap.add_argument("--nanogpt-steps", type=int, default=2000)
     ap.add_argument("--no-tasks", action="store_true", help="only the nanoGPT configuration")
     ap.add_argument("--no-nanogpt", action="store_true", help="only the tasks")
+    ap.add_argument("--startup", action="store_true", help="also: seconds to the first step, cold and warm compile")
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value settings for both sides' task runs")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: unset)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
@@ -239,6 +284,7 @@ def main() -> None:
         started = time.time()
         task_rows = [] if args.no_tasks else bench_tasks(args, sides, cal)
         nano_rows = [] if args.no_nanogpt else bench_nanogpt(args, sides, cal)
+        startup_rows = bench_startup(args, sides) if args.startup else []
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
@@ -255,7 +301,10 @@ def main() -> None:
             print(f"median speed-up over {len(ratios)} tasks: {median:.3f}, lowest {lowest:.3f}")
     if nano_rows:
         print(table(nano_rows, ["variant", "tokens_per_s", "vs_reference", "gflops", "frac_fp32", "frac_bf16", "runs"]))
-    extra = {**summary, "nanogpt": nano_rows, "steps": args.steps, "nanogpt_steps": args.nanogpt_steps}
+    if startup_rows:
+        print(table(startup_rows, ["run", "first_step_seconds", "vs_eager_seconds", "runs"]))
+    extra = {**summary, "nanogpt": nano_rows, "startup": startup_rows, "steps": args.steps}
+    extra["nanogpt_steps"] = args.nanogpt_steps
     path = save(args.name, " ".join(["python", *sys.argv]), task_rows, extra)
     print(f"wrote {path}", file=sys.stderr)
 
