@@ -13,6 +13,9 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
   timed training. steps/s = steps / train_seconds (metrics.json: the sum of the step times, compile time
   included); examples/s = steps/s x batch_size x grad_accum. The held-out metric of both sides at that step
   budget is in the table too: speed must not cost quality.
+* ``--baseline-set`` adds settings to the baseline side's task runs only: with ``--baseline HEAD`` it measures
+  one setting of the current code, e.g. ``--baseline-set amp=off`` against the recipes' own choice (bf16 autocast
+  where a task opts in on a CPU with native bf16): speed and held-out metric at equal steps.
 * Runs are interleaved (baseline, current, current, baseline, ...: the order flips every repeat) and repeated;
   the table shows medians. These VMs drift +-15-20% from minute to minute.
 * nanoGPT configuration (4 layers, 4 heads, 128 dims, block 64, batch 12, dropout 0, lr 1e-3 with 100 warmup
@@ -160,7 +163,8 @@ def bench_tasks(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> 
                 continue
             order = ["baseline", "current"] if rep % 2 == 0 else ["current", "baseline"]
             for side in order:
-                runs[name][side].append(train_run(sides[side], name, settings, args.threads, args.timeout))
+                extra = args.baseline_set if side == "baseline" else []
+                runs[name][side].append(train_run(sides[side], name, [*settings, *extra], args.threads, args.timeout))
             print(name, rep, {s: runs[name][s][-1].get("error", "ok") for s in order}, file=sys.stderr)
     rows = []
     for name in names:
@@ -264,6 +268,13 @@ def main() -> None:
     ap.add_argument("--no-nanogpt", action="store_true", help="only the tasks")
     ap.add_argument("--startup", action="store_true", help="also: seconds to the first step, cold and warm compile")
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value settings for both sides' task runs")
+    ap.add_argument(
+        "--baseline-set",
+        nargs="*",
+        default=[],
+        help="settings for the baseline side's task runs only (an A/B of one "
+        "setting: --baseline HEAD --baseline-set amp=off)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run (default: unset)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     ap.add_argument("--name", default="speed", help="results file benchmarks/results/<name>.json")
