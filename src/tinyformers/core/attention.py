@@ -106,13 +106,13 @@ def scaled_dot_product_attention(
 def fused_sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs: Any) -> Tensor:
     """``F.scaled_dot_product_attention``, kept in fp32 on a CPU under bf16 autocast.
 
-    There, PyTorch's fused CPU kernel in bf16 is the slow part of a small model's step: its backward measured
-    ~6x slower than in fp32 for the nanoGPT configuration (4 heads of 32 dims, 64 tokens; 3.0 ms vs 0.5 ms a
-    call, torch 2.13 on an AVX-512 bf16 CPU), which cancels what bf16 matmuls save. The projections around it
-    still run in bf16 (autocast casts the fp32 output back at ``out_proj``). Elsewhere (CUDA, no autocast)
-    the call is unchanged.
+    There, PyTorch's fused CPU kernel in bf16 is the slow part of a small model's step: in a profile of the
+    nanoGPT configuration (4 heads of 32 dims, 64 tokens; torch 2.13, AVX-512 bf16 CPU) its backward took 43%
+    of the bf16 step and several times the fp32 kernel's time (``benchmarks/cpu_kernels.py`` measures both),
+    cancelling what the bf16 matmuls save. The projections around it still run in bf16 (autocast casts the fp32
+    output back at ``out_proj``). Elsewhere (CUDA, no autocast) the call is unchanged.
     """
-    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu") and q.dtype != torch.float32:
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs)
     return F.scaled_dot_product_attention(q, k, v, **kwargs)

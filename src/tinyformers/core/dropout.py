@@ -4,13 +4,12 @@ The math is ``nn.Dropout``'s: in training each element is zeroed with probabilit
 scaled by ``1 / (1 - p)`` so the expectation is unchanged; in eval mode it is the identity.
 
 Why a subclass: on a CPU, drawing the mask is most of the cost of dropout. ``torch.bernoulli_`` draws one
-Mersenne-Twister number per element; at the sizes of this project's models that costs ~80 element-wise
-multiplies' worth of time (2.4M floats: 11 ms for the mask, 0.14 ms for a multiply; torch 2.13, 2-core
-AVX-512 CPU), and it was 22-26% of a whole training step of the ``translate`` and ``pixels`` recipes. Here the
-mask comes from 16-bit uniform integers cut out of 64-bit random words (``random_`` fills four elements'
-worth per draw): ~5x cheaper. ``p`` is then a multiple of 1/65536 (rounded to the nearest); the scale uses the
-exact keep probability, so the expectation is still unchanged. Elsewhere (CUDA, eval, ``p`` = 0 or 1) this is
-``nn.Dropout``.
+Mersenne-Twister number per element, many times the cost of the multiply that applies the mask
+(``benchmarks/cpu_kernels.py`` measures both; docs/speed.md), and in a profile it was about a quarter of a whole
+training step of the ``translate`` and ``pixels`` recipes. Here the mask comes from 16-bit uniform integers cut
+out of 64-bit random words (``random_`` fills four elements' worth per draw). ``p`` is then a multiple of 1/65536
+(rounded to the nearest); the scale uses the exact keep probability, so the expectation is still unchanged.
+Elsewhere (CUDA, eval, ``p`` = 0 or 1, ``inplace``) this is ``nn.Dropout``.
 """
 
 from __future__ import annotations

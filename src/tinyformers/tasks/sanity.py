@@ -52,7 +52,6 @@ class SanityConfig(ModelSizes, TrainConfig):
     norm_first: bool = True
     positions: str = "auto"
     max_steps: int = 2000
-    cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 100

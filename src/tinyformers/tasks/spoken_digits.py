@@ -98,7 +98,6 @@ class SpokenDigitsConfig(ModelSizes, TrainConfig):
     time_mask: int = 10
     label_smoothing: float = 0.1
     max_steps: int = 2000
-    cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
