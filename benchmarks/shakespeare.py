@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from common import NANOGPT, machine, save, table
@@ -119,19 +120,22 @@ def throughput(steps: int, repeats: int) -> None:
     save("shakespeare_throughput", " ".join(["python", *sys.argv]), rows, {"steps": steps})
 
 
+class _TaskView(torch.nn.Module):
+    """The reference model called as the task calls ours (``model(input_ids=, labels=).loss``), so
+    ``ShakespeareTask.evaluate`` scores it on the same fixed windows with the same estimator."""
+
+    def __init__(self, ref: torch.nn.Module) -> None:
+        super().__init__()
+        self.ref = ref
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(loss=self.ref(input_ids.contiguous(), labels.contiguous()))
+
+
 @torch.no_grad()
 def reference_val_loss(model: torch.nn.Module, data, cfg) -> float:
     """The reference model's loss (nats per character) on the task's own 1,000 fixed validation windows."""
-    task = get_task("shakespeare")
-    ids = data.splits["val"]
-    gen = torch.Generator().manual_seed(1234)  # the windows ShakespeareTask.evaluate draws
-    starts = torch.randint(len(ids) - cfg.block_size - 1, (cfg.eval_windows,), generator=gen)
-    model.eval()
-    total = 0.0
-    for i in range(0, len(starts), 128):
-        batch = task.windows(ids, starts[i : i + 128], cfg.block_size)
-        total += model(batch["input_ids"].contiguous(), batch["labels"].contiguous()).item() * batch["labels"].numel()
-    return total / (len(starts) * cfg.block_size)
+    return get_task("shakespeare").evaluate(_TaskView(model).eval(), data, "val", cfg)["val_loss"]
 
 
 def race(iters: int, share: float) -> None:

@@ -14,6 +14,8 @@ Elsewhere (CUDA, eval, ``p`` = 0 or 1, ``inplace``) this is ``nn.Dropout``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,9 +28,7 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
 
     Draws from torch's default generator (so ``torch.manual_seed`` makes it reproducible).
     """
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     # 64 random bits each: the full int64 range (plain ``random_()`` leaves the sign bit 0)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     uniform = words.view(torch.int16)[:n].view(shape)  # each 16 bits uniform in [-32768, 32767]
