@@ -107,10 +107,10 @@ def fused_sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs: Any) -> Tensor:
     """``F.scaled_dot_product_attention``, kept in fp32 on a CPU under bf16 autocast.
 
     There, PyTorch's fused CPU kernel in bf16 is the slow part of a small model's step: in a profile of the
-    nanoGPT configuration (4 heads of 32 dims, 64 tokens; torch 2.13, AVX-512 bf16 CPU) its backward took 43%
-    of the bf16 step and several times the fp32 kernel's time (``benchmarks/cpu_kernels.py`` measures both),
-    cancelling what the bf16 matmuls save. The projections around it still run in bf16 (autocast casts the fp32
-    output back at ``out_proj``). Elsewhere (CUDA, no autocast) the call is unchanged.
+    nanoGPT configuration (4 heads of 32 dims, 64 tokens; torch 2.13, AVX-512 bf16 CPU) its backward was the
+    largest item of the bf16 step and took several times the fp32 kernel's time (``benchmarks/cpu_kernels.py``
+    measures both), cancelling what the bf16 matmuls save. The projections around it still run in bf16
+    (autocast casts the fp32 output back at ``out_proj``). Elsewhere (CUDA, no autocast) the call is unchanged.
     """
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):

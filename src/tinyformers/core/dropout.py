@@ -5,7 +5,7 @@ scaled by ``1 / (1 - p)`` so the expectation is unchanged; in eval mode it is th
 
 Why a subclass: on a CPU, drawing the mask is most of the cost of dropout. ``torch.bernoulli_`` draws one
 Mersenne-Twister number per element, many times the cost of the multiply that applies the mask
-(``benchmarks/cpu_kernels.py`` measures both; docs/speed.md), and in a profile it was about a quarter of a whole
+(``benchmarks/cpu_kernels.py`` measures both; docs/speed.md), and in a profile it was among the largest items of a
 training step of the ``translate`` and ``pixels`` recipes. Here the mask comes from 16-bit uniform integers cut
 out of 64-bit random words (``random_`` fills four elements' worth per draw). ``p`` is then a multiple of 1/65536
 (rounded to the nearest); the scale uses the exact keep probability, so the expectation is still unchanged.
