@@ -1,7 +1,7 @@
 """Spoken digits: accuracy on espeak-ng voices never heard in training and on flite's voices (a speaker
 shift), against logistic regression on time-pooled log-mel bands, for the default recipe.
 
-    OMP_NUM_THREADS=1 python benchmarks/spoken_digits.py [--max-steps N] [--set key=value ...]
+    OMP_NUM_THREADS=1 python benchmarks/spoken_digits.py [--max-steps N] [--set key=value ...] [--extra-seeds 1,2]
 
 Prints a table; writes benchmarks/results/spoken_digits.json and the run's pictures to
 docs/tasks/spoken-digits_{confusion,confusion_flite,log_mel}.png. The first run synthesises the corpus
@@ -35,23 +35,34 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, help="default: the recipe's")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other settings of the recipe")
     ap.add_argument("--no-pictures", action="store_true", help="do not copy the PNGs into docs/tasks")
+    ap.add_argument(
+        "--extra-seeds",
+        default="",
+        help="comma-separated training seeds (init, batches, augmentation) also run after the recipe's own: "
+        "the spread between seeds; the voice split (data_seed) stays",
+    )
     args = ap.parse_args()
     task = get_task("spoken-digits")
     settings = [*args.set, *([f"max_steps={args.max_steps}"] if args.max_steps else [])]
-    cfg = apply_overrides(task.Config(), settings)
     t0 = time.perf_counter()
-    data = task.data(cfg)  # synthesises the corpus on the first run
+    data = task.data(apply_overrides(task.Config(), settings))  # synthesises the corpus on the first run
     data_seconds = time.perf_counter() - t0
     print(f"data ready in {data_seconds:.0f} s: {data.meta['clips']} clips", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as d:
-        cpu0 = time.process_time()
-        m = train(task, cfg, d, progress=False)
-        m["cpu_seconds"] = round(time.process_time() - cpu0, 1)  # this process's CPU time: training + evaluations
-        if not args.no_pictures:
-            for name in PICTURES:
-                if (Path(d) / f"{name}.png").exists():
-                    shutil.copy(Path(d) / f"{name}.png", DOCS / f"spoken-digits_{name}.png")
-    row = {"settings": " ".join(settings) or "defaults", "clips": data.meta["clips"], **m}
+    rows = []
+    for seed in [None, *(int(x) for x in args.extra_seeds.split(",") if x)]:
+        run_settings = settings + ([f"seed={seed}"] if seed is not None else [])
+        cfg = apply_overrides(task.Config(), run_settings)
+        with tempfile.TemporaryDirectory() as d:
+            cpu0 = time.process_time()
+            m = train(task, cfg, d, progress=False)
+            m["cpu_seconds"] = round(time.process_time() - cpu0, 1)  # this process's CPU time: training + evals
+            if seed is None and not args.no_pictures:
+                for name in PICTURES:
+                    if (Path(d) / f"{name}.png").exists():
+                        shutil.copy(Path(d) / f"{name}.png", DOCS / f"spoken-digits_{name}.png")
+        rows.append(
+            {"settings": " ".join(run_settings) or "defaults", "seed": cfg.seed, "clips": data.meta["clips"], **m}
+        )
     cols = [
         "settings",
         "test_accuracy",
@@ -64,9 +75,9 @@ def main() -> None:
         "train_seconds",
         "cpu_seconds",
     ]
-    print(table([row], cols))
+    print(table(rows, cols))
     print(machine(), f"threads={torch.get_num_threads()}")
-    save("spoken_digits", " ".join(["python", *sys.argv]), [row], {"data_seconds": round(data_seconds, 1)})
+    save("spoken_digits", " ".join(["python", *sys.argv]), rows, {"data_seconds": round(data_seconds, 1)})
 
 
 if __name__ == "__main__":

@@ -140,10 +140,19 @@ def pixels() -> str:
 
 
 def spoken_digits() -> str:
-    r = row(load("spoken_digits"), settings="defaults")
+    d = load("spoken_digits")
+    r = row(d, settings="defaults")
+    seeds = (
+        ""
+        if len(d["rows"]) < 2
+        else (
+            f" ({len(d['rows'])} training seeds: {pct(min(x['test_accuracy'] for x in d['rows']), 2)}–"
+            f"{pct(max(x['test_accuracy'] for x in d['rows']), 2)})"
+        )
+    )
     return (
-        f"{pct(r['test_accuracy'], 2)} on held-out espeak-ng voices vs {pct(r['baseline_accuracy'])} pooled-log-mel "
-        f"LR; flite voices {pct(r['test_accuracy_flite'])}"
+        f"{pct(r['test_accuracy'], 2)} on held-out espeak-ng voices{seeds} vs {pct(r['baseline_accuracy'])} "
+        f"pooled-log-mel LR; flite voices {pct(r['test_accuracy_flite'])}"
     )
 
 
