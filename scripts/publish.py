@@ -276,6 +276,18 @@ ENTRIES = (
 )
 
 
+def measured_quiet(data: dict) -> bool:
+    """Whether a results JSON says its numbers came from a quiet machine: the load a benchmark recorded
+    (``machine.load.verdict``), the ``../shared/tools/measure`` line of the whole run (``measure``, or
+    ``machine.note``), or that of every row (``scripts/record_run.py``)."""
+    machine = data.get("machine", {})
+    if machine.get("load", {}).get("verdict") == "quiet":
+        return True
+    if any("measure: quiet" in str(v) for v in (data.get("measure", ""), machine.get("note", ""))):
+        return True
+    return bool(data["rows"]) and all(str(r.get("measure", "")).startswith("measure: quiet") for r in data["rows"])
+
+
 def command(cmd: str) -> str:
     """A benchmark's command as run from the repository root (scripts named bare ran in benchmarks/)."""
     parts = cmd.split()

@@ -42,6 +42,22 @@ def test_a_changed_result_is_caught(publish, monkeypatch):
     assert all("0.500 bits/pixel" in d for d in diffs)
 
 
+def test_every_headline_comes_from_a_quiet_run(publish):
+    """Issue 21: no headline of the README or a task page is a number measured while other jobs shared the CPUs."""
+    loaded = [src for e in publish.ENTRIES for src in e.sources if not publish.measured_quiet(publish.load(src))]
+    assert not loaded, f"headline sources without a quiet measurement: {loaded}"
+
+
+def test_quiet_means_a_quiet_record(publish):
+    assert publish.measured_quiet({"machine": {"load": {"verdict": "quiet"}}, "rows": []})
+    assert not publish.measured_quiet({"machine": {"load": {"verdict": "LOADED"}}, "rows": [{}]})
+    assert not publish.measured_quiet({"machine": {"date": "2026-11-22"}, "rows": [{"x": 1}]})  # no load recorded
+    assert publish.measured_quiet({"machine": {}, "measure": "measure: quiet | wall 1 s", "rows": [{}]})
+    rows = [{"measure": "measure: quiet | wall 1 s"}, {"measure": "measure: LOADED | wall 1 s"}]
+    assert not publish.measured_quiet({"machine": {}, "rows": rows})  # one loaded row is enough
+    assert publish.measured_quiet({"machine": {}, "rows": rows[:1]})
+
+
 def test_every_page_block_names_its_source(publish):
     for path, blocks in publish.generated().items():
         for text in blocks.values():
