@@ -29,6 +29,7 @@ from common import machine, save, table
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import train
 from tinyformers.tasks import get_task
+from tinyformers.tasks._text import training_subset
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tasks"
 METRIC = {"sentiment": ("test_macro_f1", "baseline_macro_f1"), "ner": ("test_entity_f1", "baseline_entity_f1")}
@@ -82,6 +83,7 @@ def main() -> None:
         task = get_task(name)
         metric, baseline = METRIC[name]
         task_rows = []
+        full = len(task.data(apply_overrides(task.Config(), args.set)).splits["train"]["labels"])
         for fraction in fractions:
             settings = [
                 f"train_fraction={fraction}",
@@ -93,7 +95,7 @@ def main() -> None:
             cfg = apply_overrides(task.Config(), settings)
             with tempfile.TemporaryDirectory() as d:
                 m = train(task, cfg, d, progress=False)
-                n = len(task.data(cfg).splits["train"]["labels"])
+            n = len(training_subset(range(full), fraction, cfg.split_seed))  # the subset's size, as the task cuts it
             r = {
                 "task": name,
                 "fraction": fraction,

@@ -142,14 +142,8 @@ def pixels() -> str:
 def spoken_digits() -> str:
     d = load("spoken_digits")
     r = row(d, settings="defaults")
-    seeds = (
-        ""
-        if len(d["rows"]) < 2
-        else (
-            f" ({len(d['rows'])} training seeds: {pct(min(x['test_accuracy'] for x in d['rows']), 2)}–"
-            f"{pct(max(x['test_accuracy'] for x in d['rows']), 2)})"
-        )
-    )
+    accs = [x["test_accuracy"] for x in d["rows"]]  # one row per training seed
+    seeds = f" ({len(accs)} training seeds: {pct(min(accs), 2)}–{pct(max(accs), 2)})" if len(accs) > 1 else ""
     return (
         f"{pct(r['test_accuracy'], 2)} on held-out espeak-ng voices{seeds} vs {pct(r['baseline_accuracy'])} "
         f"pooled-log-mel LR; flite voices {pct(r['test_accuracy_flite'])}"
