@@ -3,6 +3,7 @@ configuration against benchmarks/nanogpt_ref.py, and the achieved FLOP/s against
 
     python benchmarks/speed.py --baseline COMMIT [--tasks copy,shakespeare] [--steps 200] [--repeats 3]
                                [--nanogpt-steps 2000] [--no-tasks] [--no-nanogpt] [--startup] [--name speed]
+    python benchmarks/speed.py --no-tasks --nanogpt-compiled [--repeats 3]      # nanoGPT only, no baseline
 
 Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdict line to quote).
 
@@ -21,6 +22,10 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
 * nanoGPT configuration (4 layers, 4 heads, 128 dims, block 64, batch 12, dropout 0, lr 1e-3 with 100 warmup
   steps): tokens/s of the reference (``nanogpt_ref.train_reference``), the baseline and the current code,
   ``--nanogpt-steps`` steps each (2,000 = nanoGPT's CPU run; compile time included in the timed steps).
+  ``--nanogpt-compiled`` adds the current code with ``compile=on`` as a user's *second* run of the
+  configuration: one unmeasured run first fills a fresh compile cache (``TINYFORMERS_CACHE_DIR``), then each
+  measured run compiles from that cache, and its (warm) compile time counts in its tokens/s. Without
+  ``--baseline`` (only with ``--no-tasks``) the baseline row is left out.
 * FLOP/s = tokens/s x (6 N + 12 L d T) per token (Kaplan et al. 2020 / PaLM's accounting: 6 N for the
   forward and backward matmuls of N parameters, 12 L d T for the attention scores and weighted sums of L
   layers of width d over a context of T tokens). N counts every parameter, embedding tables included (an
@@ -189,9 +194,17 @@ def bench_tasks(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> 
 def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> list[dict]:
     steps = args.nanogpt_steps
     settings = [*NANOGPT, f"max_steps={steps}", "max_time=0", f"eval_every={steps}", "eval_windows=10"]
-    results: dict[str, list[float]] = {"nanoGPT-style reference": [], "baseline": [], "current": []}
+    compiled = "current, compile=on, second run (warm cache)"
+    variants = ["nanoGPT-style reference", *(["baseline"] if "baseline" in sides else []), "current"]
+    variants += [compiled] if args.nanogpt_compiled else []
+    results: dict[str, list[float]] = {v: [] for v in variants}
     fpt = None
     code = REFERENCE.format(bench=str(Path(__file__).resolve().parent), steps=steps)
+    cache = tempfile.TemporaryDirectory(prefix="tinyformers-cache-")
+    warm_env = {"TINYFORMERS_CACHE_DIR": cache.name}
+    if args.nanogpt_compiled:  # the first run: fills the compile cache, not measured
+        r = train_run(sides["current"], "shakespeare", [*settings, "compile=on"], args.threads, args.timeout, warm_env)
+        print("compile cache warmed:", r.get("error", "ok"), file=sys.stderr)
     for rep in range(args.repeats):
         order = list(results) if rep % 2 == 0 else list(reversed(results))
         for variant in order:
@@ -199,13 +212,18 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
                 stats = run_python(code, sides["current"], args.threads, args.timeout)
                 results[variant].append(stats["tokens_per_s"])
                 continue
-            r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
+            if variant == compiled:
+                run = [*settings, "compile=on"]
+                r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
+            else:
+                r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
             if "metrics" not in r:
                 print(variant, r["error"], file=sys.stderr)
                 continue
             results[variant].append(r["metrics"]["tokens_per_s"])
             fpt = fpt or flops_per_token(r["metrics"], r["config"])
         print({k: round(v[-1]) for k, v in results.items() if v}, file=sys.stderr)
+    cache.cleanup()
     ref = statistics.median(results["nanoGPT-style reference"])
     rows = []
     for name, values in results.items():
@@ -259,13 +277,16 @@ def bench_startup(args: argparse.Namespace, sides: dict[str, Path]) -> list[dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", required=True, help="commit (or branch) to compare against")
+    ap.add_argument("--baseline", default=None, help="commit (or branch) to compare against (needed for the tasks)")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: every task with data)")
     ap.add_argument("--steps", type=int, default=200, help="training steps per task run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nanogpt-steps", type=int, default=2000)
     ap.add_argument("--no-tasks", action="store_true", help="only the nanoGPT configuration")
     ap.add_argument("--no-nanogpt", action="store_true", help="only the tasks")
+    ap.add_argument(
+        "--nanogpt-compiled", action="store_true", help="also the current code compiled, as a second run (warm cache)"
+    )
     ap.add_argument("--startup", action="store_true", help="also: seconds to the first step, cold and warm compile")
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value settings for both sides' task runs")
     ap.add_argument(
@@ -279,14 +300,19 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     ap.add_argument("--name", default="speed", help="results file benchmarks/results/<name>.json")
     args = ap.parse_args()
+    if args.baseline is None and not args.no_tasks:
+        ap.error("--baseline COMMIT is needed for the tasks (or pass --no-tasks)")
 
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", args.baseline], capture_output=True, text=True, check=True
-    ).stdout.strip()
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    worktree = Path(tempfile.mkdtemp(prefix="tinyformers-baseline-")) / "wt"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), commit], check=True)
-    sides = {"baseline": worktree / "src", "current": ROOT / "src"}
+    sides = {"current": ROOT / "src"}
+    commit, worktree = None, None
+    if args.baseline is not None:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", args.baseline], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        worktree = Path(tempfile.mkdtemp(prefix="tinyformers-baseline-")) / "wt"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), commit], check=True)
+        sides["baseline"] = worktree / "src"
     if args.threads:  # the calibration's matmuls use the runs' threads
         torch.set_num_threads(args.threads)
     cal = machine()["calibration"]
@@ -297,9 +323,10 @@ def main() -> None:
         nano_rows = [] if args.no_nanogpt else bench_nanogpt(args, sides, cal)
         startup_rows = bench_startup(args, sides) if args.startup else []
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+        if worktree is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
-    print(f"baseline {commit[:10]}, current {head[:10]} (+ uncommitted changes, if any)")
+    print(f"baseline {commit[:10] if commit else 'none'}, current {head[:10]} (+ uncommitted changes, if any)")
     summary: dict = {"baseline": commit, "current": head, "seconds": time.time() - started}
     if task_rows:
         cols = ["task", "steps_per_s_old", "steps_per_s_new", "speedup", "examples_per_s_new", "held_out"]

@@ -14,7 +14,9 @@ from test_images import make_folder, write_mnist_dir
 from tinyformers.apps.cli import main
 from tinyformers.core.models import VisionTransformer
 from tinyformers.data.augment import augment_images as augment
+from tinyformers.data.augment import erase_images
 from tinyformers.engine.task import apply_overrides
+from tinyformers.errors import UserError
 from tinyformers.tasks import get_task
 from tinyformers.tasks._metrics import confusion, macro_f1
 from tinyformers.viz.figures import attention_maps
@@ -66,6 +68,28 @@ def test_augment_translates_without_losing_ink_and_is_seeded():
     assert torch.equal(augment(x, 0, False, torch.Generator()), x)
     flipped = augment(x[:, :, :, :7], 0, True, torch.Generator().manual_seed(1))
     assert {tuple(f[0, 5].tolist()) for f in flipped} == {(0,) * 5 + (200,) * 2, (200,) * 2 + (0,) * 5}
+
+
+def test_erase_blanks_one_rectangle_per_chosen_image_and_is_seeded():
+    x = torch.ones(400, 1, 28, 28)
+    a = erase_images(x, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(a, erase_images(x, 0.5, torch.Generator().manual_seed(0)))
+    assert torch.equal(erase_images(x, 0.0, torch.Generator()), x)
+    zeros = a == 0
+    erased = zeros.any((1, 2, 3))
+    assert 0.4 < erased.float().mean() < 0.6  # p = 0.5 per image
+    for img in zeros[erased, 0][:50]:  # each blank is one full rectangle of 2-33% of the image
+        rows, cols = img.any(1).nonzero().squeeze(1), img.any(0).nonzero().squeeze(1)
+        assert img.sum() == len(rows) * len(cols) == img[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].sum()
+        assert 0.01 <= img.float().mean() <= 0.36
+    assert (a[~zeros] == 1).all()  # nothing else changes
+
+
+def test_erase_is_a_vision_option():
+    task, cfg = config("erase=0.5", "batch_size=64")
+    assert cfg.erase == 0.5
+    with pytest.raises(UserError, match="erase"):
+        config("erase=1.5")
 
 
 def test_macro_f1_matches_scikit_learn():

@@ -1,5 +1,6 @@
 """Training-time augmentation, done on the whole batch at once with the batch's ``torch.Generator`` (so a step's
-batch can be recomputed): images (random shifts and flips) and audio clips (speed, shift, noise, SpecAugment)."""
+batch can be recomputed): images (random shifts, flips and erasing) and audio clips (speed, shift, noise,
+SpecAugment)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,33 @@ def augment_images(pixels: Tensor, shift: int, flip: bool, generator: torch.Gene
         mirror = torch.rand(b, generator=generator) < 0.5
         pixels = torch.where(mirror[:, None, None, None], pixels.flip(-1), pixels)
     return pixels
+
+
+def erase_images(
+    pixels: Tensor, p: float, generator: torch.Generator, scale: tuple[float, float] = (0.02, 0.33)
+) -> Tensor:
+    """Random erasing (Zhong et al. 2020): with probability ``p`` per image, one rectangle is set to 0.
+
+    Meant for standardised pixels, where 0 is the training set's mean. The rectangle covers a uniform
+    ``scale`` fraction of the image with an aspect ratio log-uniform in [1/3, 3] (the paper's defaults),
+    clipped to the image; drawn for the whole batch at once.
+    """
+    b, _, h, w = pixels.shape
+    if p <= 0:
+        return pixels
+    area = torch.empty(b).uniform_(*scale, generator=generator) * h * w
+    log_ratio = torch.empty(b).uniform_(-1.0986123, 1.0986123, generator=generator)  # log(1/3) .. log(3)
+    eh = (area * log_ratio.exp()).sqrt().round().clamp(1, h).long()
+    ew = (area / log_ratio.exp()).sqrt().round().clamp(1, w).long()
+    top = (torch.rand(b, generator=generator) * (h - eh + 1)).long()
+    left = (torch.rand(b, generator=generator) * (w - ew + 1)).long()
+    chosen = torch.rand(b, generator=generator) < p
+    rows = torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (B, W)
+    box = in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]  # (B, H, W)
+    return pixels.masked_fill(box[:, None], 0.0)
 
 
 class ClipAugmentation(Protocol):

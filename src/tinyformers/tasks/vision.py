@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.models import MLP, ConvNet, VisionTransformer, ViTConfig
 from tinyformers.data import images
-from tinyformers.data.augment import augment_images
+from tinyformers.data.augment import augment_images, erase_images
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._metrics import confusion, macro_f1, top_classes
@@ -58,7 +58,9 @@ class VisionConfig(ModelSizes, TrainConfig):
     cnn_channels: channels of the CNN's first stage (doubled in the second). cnn_hidden: its dense layer.
     mlp_hidden: width of the MLP's two hidden layers. (dropout applies to all three models.)
     shift: augmentation, random translation by up to this many pixels (0 = off). flip: random horizontal
-        flips (right for clothes, wrong for digits). label_smoothing: Szegedy et al. 2016, Eq. in §7.
+        flips (right for clothes, wrong for digits). erase: probability of random erasing per image (Zhong et al.
+        2020: one rectangle of 2-33% of the image set to the mean pixel; 0 = off). label_smoothing: Szegedy
+        et al. 2016, Eq. in §7.
     """
 
     dataset: str = "fashion"
@@ -81,6 +83,7 @@ class VisionConfig(ModelSizes, TrainConfig):
     mlp_hidden: int = 256
     shift: int = 0
     flip: bool = False
+    erase: float = 0.0
     label_smoothing: float = 0.0
     max_steps: int = 2000
     cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
@@ -110,9 +113,11 @@ class VisionConfig(ModelSizes, TrainConfig):
             or self.shift < 0
             or not 0 <= self.label_smoothing < 1
             or not 0 <= self.dropout < 1
+            or not 0 <= self.erase <= 1
         ):
             raise ValueError(
-                "need image_size >= 0, patch_size >= 0, shift >= 0, 0 <= label_smoothing < 1 and 0 <= dropout < 1"
+                "need image_size >= 0, patch_size >= 0, shift >= 0, 0 <= erase <= 1, 0 <= label_smoothing < 1 "
+                "and 0 <= dropout < 1"
             )
 
     @property
@@ -204,8 +209,8 @@ class VisionTask(Task[VisionConfig], Predicts, ViewsAttention):
     def batch(self, data: TaskData, cfg: VisionConfig, generator: torch.Generator) -> Batch:
         x, y = data.splits["train"]
         idx = torch.randint(len(y), (cfg.batch_size,), generator=generator)
-        pixels = augment_images(x[idx], cfg.shift, cfg.flip, generator)
-        return {"pixels": self.normalize(pixels, data.meta), "labels": y[idx]}
+        pixels = self.normalize(augment_images(x[idx], cfg.shift, cfg.flip, generator), data.meta)
+        return {"pixels": erase_images(pixels, cfg.erase, generator), "labels": y[idx]}
 
     def loss(self, model: nn.Module, batch: Batch, cfg: VisionConfig) -> Tensor:
         logits = model(batch["pixels"]).logits  # (B, classes)
