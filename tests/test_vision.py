@@ -14,7 +14,7 @@ from test_images import make_folder, write_mnist_dir
 from tinyformers.apps.cli import main
 from tinyformers.core.models import VisionTransformer
 from tinyformers.data.augment import augment_images as augment
-from tinyformers.data.augment import erase_images
+from tinyformers.data.augment import cutmix_images, erase_images
 from tinyformers.engine.task import apply_overrides
 from tinyformers.errors import UserError
 from tinyformers.tasks import get_task
@@ -90,6 +90,38 @@ def test_erase_is_a_vision_option():
     assert cfg.erase == 0.5
     with pytest.raises(UserError, match="erase"):
         config("erase=1.5")
+
+
+def test_cutmix_pastes_one_box_and_lambda_is_the_kept_area():
+    b = 64
+    x = torch.arange(b, dtype=torch.float32)[:, None, None, None].expand(b, 1, 12, 12).contiguous()  # image i is all i
+    mixed, perm, lam = cutmix_images(x, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed, cutmix_images(x, torch.Generator().manual_seed(0))[0])
+    assert sorted(perm.tolist()) == list(range(b))
+    for i in range(b):
+        kept = (mixed[i] == i).float().mean()
+        pasted = mixed[i] == perm[i]
+        if perm[i] != i:
+            assert torch.isclose(lam[i], kept) and ((mixed[i] == i) | pasted).all()
+    assert lam.min() >= 0 and lam.max() <= 1 and 0.2 < lam.mean() < 0.8
+
+
+def test_cutmix_batches_have_fixed_keys_and_the_loss_mixes_both_labels():
+    task, cfg = config(*TINY_VIT, "cutmix=1.0", "dataset=digits")
+    data = task.data(cfg)
+    batch = task.batch(data, cfg, torch.Generator().manual_seed(0))
+    assert set(batch) == {"pixels", "labels", "mix_labels", "lam"}
+    model = task.model(cfg, data.meta)
+    logits = model(batch["pixels"]).logits
+    ce = torch.nn.functional.cross_entropy
+    lam = batch["lam"]
+    want = (lam * ce(logits, batch["labels"], reduction="none")).mean()
+    want = want + ((1 - lam) * ce(logits, batch["mix_labels"], reduction="none")).mean()
+    assert torch.allclose(task.loss(model, batch, cfg), want, atol=1e-6)
+    _, off = config(*TINY_VIT, "cutmix=0.0", "dataset=digits")
+    assert set(task.batch(data, off, torch.Generator().manual_seed(0))) == {"pixels", "labels"}
+    with pytest.raises(UserError, match="cutmix"):
+        config("cutmix=2")
 
 
 def test_macro_f1_matches_scikit_learn():

@@ -1,5 +1,5 @@
 """Training-time augmentation, done on the whole batch at once with the batch's ``torch.Generator`` (so a step's
-batch can be recomputed): images (random shifts, flips and erasing) and audio clips (speed, shift, noise,
+batch can be recomputed): images (random shifts, flips, erasing and CutMix) and audio clips (speed, shift, noise,
 SpecAugment)."""
 
 from __future__ import annotations
@@ -59,6 +59,31 @@ def erase_images(
     in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (B, W)
     box = in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]  # (B, H, W)
     return pixels.masked_fill(box[:, None], 0.0)
+
+
+def cutmix_images(pixels: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """CutMix (Yun et al. 2019) with alpha = 1: each image gets a box pasted from another image of the batch.
+
+    The box's area is a uniform fraction 1 - lambda of the image (Beta(1, 1)), its centre uniform, clipped to
+    the image; lambda is then recomputed from the clipped box. Returns the mixed pixels, the permutation that
+    says which image each box came from, and lambda per image: the loss is
+    ``lam * CE(logits, y) + (1 - lam) * CE(logits, y[perm])``.
+    """
+    b, _, h, w = pixels.shape
+    perm = torch.randperm(b, generator=generator)
+    cut = (1 - torch.rand(b, generator=generator)).sqrt()  # side fraction: area fraction 1 - lambda
+    ch, cw = (cut * h).round().long(), (cut * w).round().long()
+    cy = (torch.rand(b, generator=generator) * h).long()
+    cx = (torch.rand(b, generator=generator) * w).long()
+    top, bottom = (cy - ch // 2).clamp(0, h), (cy + ch - ch // 2).clamp(0, h)
+    left, right = (cx - cw // 2).clamp(0, w), (cx + cw - cw // 2).clamp(0, w)
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < right[:, None])
+    box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+    mixed = torch.where(box[:, None], pixels[perm], pixels)
+    lam = 1 - box.flatten(1).float().mean(1)
+    return mixed, perm, lam
 
 
 class ClipAugmentation(Protocol):

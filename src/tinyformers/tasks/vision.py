@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from tinyformers.core.models import MLP, ConvNet, VisionTransformer, ViTConfig
 from tinyformers.data import images
-from tinyformers.data.augment import augment_images, erase_images
+from tinyformers.data.augment import augment_images, cutmix_images, erase_images
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._metrics import confusion, macro_f1, top_classes
@@ -59,7 +59,9 @@ class VisionConfig(ModelSizes, TrainConfig):
     mlp_hidden: width of the MLP's two hidden layers. (dropout applies to all three models.)
     shift: augmentation, random translation by up to this many pixels (0 = off). flip: random horizontal
         flips (right for clothes, wrong for digits). erase: probability of random erasing per image (Zhong et al.
-        2020: one rectangle of 2-33% of the image set to the mean pixel; 0 = off). label_smoothing: Szegedy
+        2020: one rectangle of 2-33% of the image set to the mean pixel; 0 = off). cutmix: probability that a
+        training batch is mixed by CutMix (Yun et al. 2019, alpha 1; the loss mixes both labels by area; 0 = off).
+        label_smoothing: Szegedy
         et al. 2016, Eq. in §7.
     """
 
@@ -84,6 +86,7 @@ class VisionConfig(ModelSizes, TrainConfig):
     shift: int = 0
     flip: bool = False
     erase: float = 0.0
+    cutmix: float = 0.0
     label_smoothing: float = 0.0
     max_steps: int = 2000
     cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
@@ -114,9 +117,11 @@ class VisionConfig(ModelSizes, TrainConfig):
             or not 0 <= self.label_smoothing < 1
             or not 0 <= self.dropout < 1
             or not 0 <= self.erase <= 1
+            or not 0 <= self.cutmix <= 1
         ):
             raise ValueError(
-                "need image_size >= 0, patch_size >= 0, shift >= 0, 0 <= erase <= 1, 0 <= label_smoothing < 1 "
+                "need image_size >= 0, patch_size >= 0, shift >= 0, 0 <= erase <= 1, 0 <= cutmix <= 1, "
+                "0 <= label_smoothing < 1 "
                 "and 0 <= dropout < 1"
             )
 
@@ -210,11 +215,26 @@ class VisionTask(Task[VisionConfig], Predicts, ViewsAttention):
         x, y = data.splits["train"]
         idx = torch.randint(len(y), (cfg.batch_size,), generator=generator)
         pixels = self.normalize(augment_images(x[idx], cfg.shift, cfg.flip, generator), data.meta)
-        return {"pixels": erase_images(pixels, cfg.erase, generator), "labels": y[idx]}
+        batch = {"pixels": erase_images(pixels, cfg.erase, generator), "labels": y[idx]}
+        if cfg.cutmix > 0:  # the same keys in every batch; an unmixed one has lam = 1
+            mix = torch.rand((), generator=generator) < cfg.cutmix
+            mixed, perm, lam = cutmix_images(batch["pixels"], generator)
+            if mix:
+                batch.update(pixels=mixed, mix_labels=y[idx][perm], lam=lam)
+            else:
+                batch.update(mix_labels=y[idx], lam=torch.ones(len(idx)))
+        return batch
 
     def loss(self, model: nn.Module, batch: Batch, cfg: VisionConfig) -> Tensor:
         logits = model(batch["pixels"]).logits  # (B, classes)
-        return F.cross_entropy(logits, batch["labels"], label_smoothing=cfg.label_smoothing)
+        if "lam" not in batch:
+            return F.cross_entropy(logits, batch["labels"], label_smoothing=cfg.label_smoothing)
+        ce = [
+            F.cross_entropy(logits, batch[k], label_smoothing=cfg.label_smoothing, reduction="none")
+            for k in ("labels", "mix_labels")
+        ]
+        lam = batch["lam"]
+        return (lam * ce[0] + (1 - lam) * ce[1]).mean()
 
     # --- model ---------------------------------------------------------------------------------------
     def model(self, cfg: VisionConfig, meta: dict[str, Any]) -> nn.Module:
