@@ -21,6 +21,7 @@ from tinyformers.core.models import ConvStem, EncoderDecoder, ImageClassifier
 from tinyformers.data import images
 from tinyformers.engine.task import apply_overrides
 from tinyformers.engine.trainer import train
+from tinyformers.errors import UserError
 from tinyformers.tasks import get_task
 from tinyformers.tasks._metrics import edit_distance, word_metrics
 from tinyformers.tasks.mnist_words import EOS, PAD
@@ -97,6 +98,17 @@ def write_idx(path, array: np.ndarray) -> None:
     code = 0x08  # uint8
     header = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_erase_blanks_part_of_some_training_images_to_background(fake_mnist):
+    task, cfg = tiny_cfg("erase=1.0", "batch_size=32")
+    data = task.data(cfg)
+    plain = task.batch(data, tiny_cfg("batch_size=32")[1], torch.Generator().manual_seed(0))["images"]
+    erased = task.batch(data, cfg, torch.Generator().manual_seed(0))["images"]
+    assert erased.dtype == plain.dtype == torch.uint8
+    assert (erased <= plain).all() and (erased < plain).any()  # only set to 0 (background), never added ink
+    with pytest.raises(UserError, match="erase"):
+        tiny_cfg("erase=-0.1")
 
 
 def test_fashion_names_with_spaces_and_slashes_round_trip(tmp_path):

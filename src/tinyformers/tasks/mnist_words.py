@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from tinyformers.core.models import EncoderDecoder, ImageClassifier, ImageEncoder, Seq2SeqConfig, ViTConfig
 from tinyformers.core.tokenizers import CharTokenizer
 from tinyformers.data import images
-from tinyformers.data.augment import augment_images
+from tinyformers.data.augment import augment_images, erase_images
 from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task, TaskData, TrainConfig, ViewsAttention
 from tinyformers.errors import UserError
 from tinyformers.tasks._metrics import word_metrics
@@ -61,6 +61,7 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
     patch_size, patch_embed ('linear' or 'conv', the ViT's), d_model, n_heads, d_ff, dropout: shared by encoder
         and decoder. enc_layers: ViT blocks. dec_layers: decoder blocks (words only).
     shift: augmentation, random translation of training images by up to this many pixels (0 = off).
+    erase: probability of random erasing per training image (one rectangle set to background; 0 = off).
     num_beams: decoding in evaluation (1 = greedy); ``predict --num-beams`` chooses its own.
     """
 
@@ -74,6 +75,7 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
     enc_layers: int = 3
     dec_layers: int = 1
     shift: int = 2
+    erase: float = 0.0
     num_beams: int = 1
     max_steps: int = 3000
     batch_size: int = 64
@@ -92,8 +94,8 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
             raise ValueError(f"model={self.model!r}: choose words or classifier")
         if self.enc_layers < 1 or self.dec_layers < 1 or self.num_beams < 1:
             raise ValueError("enc_layers, dec_layers and num_beams must be >= 1")
-        if self.shift < 0 or not 0 <= self.dropout < 1:
-            raise ValueError("need shift >= 0 and 0 <= dropout < 1")
+        if self.shift < 0 or not 0 <= self.dropout < 1 or not 0 <= self.erase <= 1:
+            raise ValueError("need shift >= 0, 0 <= erase <= 1 and 0 <= dropout < 1")
         if self.n_layers != ModelSizes.n_layers:
             raise ValueError("mnist-words has two stacks: set enc_layers and dec_layers instead of n_layers")
 
@@ -154,6 +156,7 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
         x, y = data.splits["train"]
         idx = torch.randint(len(y), (cfg.batch_size,), generator=generator)
         pixels = augment_images(x[idx], cfg.shift, False, generator)  # (B, 1, H, W) uint8; digits are never flipped
+        pixels = erase_images(pixels, cfg.erase, generator)  # to 0: MNIST's background
         return {"images": pixels, "labels": self.labels(data.meta, y[idx], cfg)}
 
     def loss(self, model: nn.Module, batch: Batch, cfg: MnistWordsConfig) -> Tensor:
