@@ -165,11 +165,14 @@ def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name:
     if loras:
         lora = max(loras, key=lambda v: v[metric])
         text += f", LoRA {lora[metric]:.3f} ({pct(lora['trainable_params'] / lora['params'])} of the weights trained)"
+    digits = 3
     scratch = [v for k, v in r.items() if k.startswith("from scratch")]
     if scratch:
         best = max(scratch, key=lambda v: v[metric])
-        text += f"; from scratch {best[metric]:.3f} ({best['train_seconds'] / 60:.0f} CPU-min)"
-    return text + f" vs {baseline_name} {full[baseline]:.3f}"
+        if f"{best[metric]:.3f}" == f"{full[baseline]:.3f}":  # level to 3 decimals: show which side it is on
+            digits = 4
+        text += f"; from scratch {best[metric]:.{digits}f} ({best['train_seconds'] / 60:.0f} CPU-min)"
+    return text + f" vs {baseline_name} {full[baseline]:.{digits}f}"
 
 
 def sentiment() -> str:
