@@ -51,6 +51,15 @@ def test_any_shape_and_rate(shape: list[int], p: float) -> None:
     torch.testing.assert_close(out[nonzero] * (1 - round(p * LEVELS) / LEVELS), x[nonzero])
 
 
+def test_a_rate_that_rounds_to_one_drops_everything() -> None:
+    # regression: p = 0.9999999999999999 rounded to 65536/65536 and divided by zero (found by hypothesis)
+    x = torch.randn(3, 5)
+    for p in (0.9999999999999999, 1 - 1 / (4 * LEVELS)):
+        assert (fast_dropout(x, p) == 0).all()
+    kept = fast_dropout(torch.ones(4096), 1 - 2 / LEVELS)  # just below: a real dropout, survivors scaled up
+    assert torch.isin(kept, torch.tensor([0.0, LEVELS / 2])).all()
+
+
 def test_reproducible_with_the_global_seed_and_eval_is_identity() -> None:
     layer = Dropout(0.3)
     x = torch.randn(4, 8, 16)

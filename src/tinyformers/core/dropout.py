@@ -43,6 +43,8 @@ def fast_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     threshold = round(p * LEVELS)
     if threshold == 0:
         return x
+    if threshold == LEVELS:  # p within 1/131072 of 1 rounds to "drop everything", as F.dropout does at p = 1
+        return F.dropout(x, 1.0, training)
     keep = dropout_mask(x.shape, p, x.device)
     return x * keep * (LEVELS / (LEVELS - threshold))
 
