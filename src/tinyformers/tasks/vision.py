@@ -61,8 +61,7 @@ class VisionConfig(ModelSizes, TrainConfig):
         flips (right for clothes, wrong for digits). erase: probability of random erasing per image (Zhong et al.
         2020: one rectangle of 2-33% of the image set to the mean pixel; 0 = off). cutmix: probability that a
         training batch is mixed by CutMix (Yun et al. 2019, alpha 1; the loss mixes both labels by area; 0 = off).
-        label_smoothing: Szegedy
-        et al. 2016, Eq. in §7.
+        label_smoothing: Szegedy et al. 2016, Eq. in §7.
     """
 
     dataset: str = "fashion"
@@ -121,8 +120,7 @@ class VisionConfig(ModelSizes, TrainConfig):
         ):
             raise ValueError(
                 "need image_size >= 0, patch_size >= 0, shift >= 0, 0 <= erase <= 1, 0 <= cutmix <= 1, "
-                "0 <= label_smoothing < 1 "
-                "and 0 <= dropout < 1"
+                "0 <= label_smoothing < 1 and 0 <= dropout < 1"
             )
 
     @property
