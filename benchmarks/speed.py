@@ -200,30 +200,30 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
     results: dict[str, list[float]] = {v: [] for v in variants}
     fpt = None
     code = REFERENCE.format(bench=str(Path(__file__).resolve().parent), steps=steps)
-    cache = tempfile.TemporaryDirectory(prefix="tinyformers-cache-")
-    warm_env = {"TINYFORMERS_CACHE_DIR": cache.name}
-    if args.nanogpt_compiled:  # the first run: fills the compile cache, not measured
-        r = train_run(sides["current"], "shakespeare", [*settings, "compile=on"], args.threads, args.timeout, warm_env)
-        print("compile cache warmed:", r.get("error", "ok"), file=sys.stderr)
-    for rep in range(args.repeats):
-        order = list(results) if rep % 2 == 0 else list(reversed(results))
-        for variant in order:
-            if variant == "nanoGPT-style reference":
-                stats = run_python(code, sides["current"], args.threads, args.timeout)
-                results[variant].append(stats["tokens_per_s"])
-                continue
-            if variant == compiled:
-                run = [*settings, "compile=on"]
-                r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
-            else:
-                r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
-            if "metrics" not in r:
-                print(variant, r["error"], file=sys.stderr)
-                continue
-            results[variant].append(r["metrics"]["tokens_per_s"])
-            fpt = fpt or flops_per_token(r["metrics"], r["config"])
-        print({k: round(v[-1]) for k, v in results.items() if v}, file=sys.stderr)
-    cache.cleanup()
+    with tempfile.TemporaryDirectory(prefix="tinyformers-cache-") as cache:
+        warm_env = {"TINYFORMERS_CACHE_DIR": cache}
+        if args.nanogpt_compiled:  # the first run: fills the compile cache, not measured
+            run = [*settings, "compile=on"]
+            r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
+            print("compile cache warmed:", r.get("error", "ok"), file=sys.stderr)
+        for rep in range(args.repeats):
+            order = list(results) if rep % 2 == 0 else list(reversed(results))
+            for variant in order:
+                if variant == "nanoGPT-style reference":
+                    stats = run_python(code, sides["current"], args.threads, args.timeout)
+                    results[variant].append(stats["tokens_per_s"])
+                    continue
+                if variant == compiled:
+                    run = [*settings, "compile=on"]
+                    r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
+                else:
+                    r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
+                if "metrics" not in r:
+                    print(variant, r["error"], file=sys.stderr)
+                    continue
+                results[variant].append(r["metrics"]["tokens_per_s"])
+                fpt = fpt or flops_per_token(r["metrics"], r["config"])
+            print({k: round(v[-1]) for k, v in results.items() if v}, file=sys.stderr)
     ref = statistics.median(results["nanoGPT-style reference"])
     rows = []
     for name, values in results.items():

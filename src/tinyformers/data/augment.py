@@ -34,6 +34,14 @@ def augment_images(pixels: Tensor, shift: int, flip: bool, generator: torch.Gene
     return pixels
 
 
+def _boxes(top: Tensor, bottom: Tensor, left: Tensor, right: Tensor, h: int, w: int) -> Tensor:
+    """(B, H, W) masks, True inside each image's box: rows [top, bottom), columns [left, right)."""
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < right[:, None])  # (B, W)
+    return in_rows[:, :, None] & in_cols[:, None, :]
+
+
 def erase_images(
     pixels: Tensor, p: float, generator: torch.Generator, scale: tuple[float, float] = (0.02, 0.33)
 ) -> Tensor:
@@ -53,11 +61,7 @@ def erase_images(
     top = (torch.rand(b, generator=generator) * (h - eh + 1)).long()
     left = (torch.rand(b, generator=generator) * (w - ew + 1)).long()
     chosen = torch.rand(b, generator=generator) < p
-    rows = torch.arange(h)[None, :]
-    cols = torch.arange(w)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # (B, H)
-    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (B, W)
-    box = in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]  # (B, H, W)
+    box = _boxes(top, top + eh, left, left + ew, h, w) & chosen[:, None, None]
     return pixels.masked_fill(box[:, None], 0.0)
 
 
@@ -77,10 +81,7 @@ def cutmix_images(pixels: Tensor, generator: torch.Generator) -> tuple[Tensor, T
     cx = (torch.rand(b, generator=generator) * w).long()
     top, bottom = (cy - ch // 2).clamp(0, h), (cy + ch - ch // 2).clamp(0, h)
     left, right = (cx - cw // 2).clamp(0, w), (cx + cw - cw // 2).clamp(0, w)
-    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < right[:, None])
-    box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+    box = _boxes(top, bottom, left, right, h, w)
     mixed = torch.where(box[:, None], pixels[perm], pixels)
     lam = 1 - box.flatten(1).float().mean(1)
     return mixed, perm, lam
