@@ -4,7 +4,7 @@
 RUN/
   config.json          task name, full config, meta (vocabulary, classes...) — rebuilds model + tokenizer
   model.safetensors    the best weights (by the task's validation metric)
-  checkpoint.safetensors  last weights + optimizer state + trainer state, for --resume
+  checkpoint.safetensors  last weights + optimizer state (+ weight average) + trainer state, for --resume
   log.jsonl            one line per evaluation
   metrics.json         final held-out metrics, a flat JSON object
   adapters.safetensors with finetune=lora: the best adapters + task head alone (load_adapted puts them on the base)
@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from tinyformers import __version__
 from tinyformers.core.lora import LoRAConfig, load_adapters, save_adapters
+from tinyformers.engine.averaging import WeightEMA
 from tinyformers.engine.task import Task, TrainConfig, apply_overrides, build_model
 from tinyformers.errors import UserError
 from tinyformers.io import atomic_write, read_json, write_json
@@ -110,9 +111,18 @@ def save_weights(model: nn.Module, path: str | Path, task: str = "", meta: dict 
     atomic_write(path, lambda tmp: save_file(unique_tensors(model), tmp, metadata=info))
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Weights, AdamW moments and trainer state in one safetensors file (tensors + JSON metadata)."""
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict,
+    ema: WeightEMA | None = None,
+) -> None:
+    """Weights, AdamW moments, the weight average (with ``ema``) and trainer state in one safetensors file
+    (tensors + JSON metadata)."""
     tensors = {f"model.{k}": v for k, v in unique_tensors(model).items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state().items()})
     opt = optimizer.state_dict()
     for idx, s in opt["state"].items():
         for k, v in s.items():
@@ -122,10 +132,17 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore model and optimizer in place; return the trainer state."""
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: WeightEMA | None = None
+) -> dict:
+    """Restore model, optimizer (and the weight average, with ``ema``) in place; return the trainer state."""
     tensors, meta = read_safetensors(path)
     load_tensors(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    if ema is not None:
+        try:
+            ema.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, str(path))
+        except ValueError as e:
+            raise UserError(str(e)) from None
     state: dict[int, dict[str, Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -322,11 +339,13 @@ class RunDir:
         model.eval()
         return cfg, meta, model
 
-    def save_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-        save_checkpoint(self.checkpoint, model, optimizer, state)
+    def save_checkpoint(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, ema: WeightEMA | None = None
+    ) -> None:
+        save_checkpoint(self.checkpoint, model, optimizer, state, ema)
 
-    def load_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-        return load_checkpoint(self.checkpoint, model, optimizer)
+    def load_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, ema: WeightEMA | None = None) -> dict:
+        return load_checkpoint(self.checkpoint, model, optimizer, ema)
 
     def save_adapters(self, model: nn.Module, lora: LoRAConfig) -> None:
         """Write ``ADAPTERS``: the LoRA adapters and fully trained head of ``model`` (a few % of its weights)."""

@@ -56,6 +56,8 @@ class TrainConfig:
             on the task's self-supervised objective (a task with :class:`Pretrains`, e.g. masked-language
             modelling of its own training texts); that phase has its own warmup and cosine, and evaluation and
             checkpoint selection start after it (0 = none).
+        ema: the decay of an exponential moving average of the weights (:mod:`tinyformers.engine.averaging`),
+            e.g. 0.999; evaluation, the best checkpoint and the final metrics use the average (0 = off).
     """
 
     max_steps: int = 1000
@@ -82,6 +84,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_targets: str = "q,v"
     pretrain: float = 0.0
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         if str(self.compile).lower() in COMPILE_VALUES:  # true/false: the values from before 'auto'
@@ -109,6 +112,7 @@ class TrainConfig:
             "lora_targets": bool(self.lora_targets)
             and set(self.lora_targets.split(",")) <= {"q", "k", "v", "o", "ffn"},
             "pretrain": 0 <= self.pretrain < 1,
+            "ema": 0 <= self.ema < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

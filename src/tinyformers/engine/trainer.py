@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tinyformers.engine import accel, distributed
+from tinyformers.engine.averaging import WeightEMA
 from tinyformers.engine.distributed import Dist
 from tinyformers.engine.loggers import Logger, check_logger, hyperparameters, make_logger
 from tinyformers.engine.rundir import RunDir
@@ -189,6 +190,7 @@ class Training:
     tracker: Logger = field(default_factory=Logger)
     batch_gen: torch.Generator = field(default_factory=torch.Generator)  # reseeded per micro-batch: (seed, step)
     first_step_at: float | None = None  # seconds_since_process_start() when this process's first step was done
+    ema: WeightEMA | None = None  # with cfg.ema: the weight average that evaluation and the best checkpoint use
 
 
 _IMPORTED_AT = time.monotonic()
@@ -299,8 +301,10 @@ def _setup(task: Task, cfg: TrainConfig, run: RunDir, dist: Dist, resume: bool) 
     model = build_model(task, cfg, data.meta).to(device)
     optimizer = optimizer_for(model, cfg)
     t = Training(task, cfg, run, data, model, optimizer, dist, device)
+    if cfg.ema > 0:
+        t.ema = WeightEMA(model, cfg.ema)
     if resume:
-        t.state = TrainState(**run.load_checkpoint(model, optimizer))
+        t.state = TrainState(**run.load_checkpoint(model, optimizer, t.ema))
     return t
 
 
@@ -353,7 +357,7 @@ def _train(t: Training, progress: bool) -> dict[str, float]:
                 _read_losses(t, losses, bar)
                 bar.close()
                 if dist.main:
-                    t.run.save_checkpoint(t.model, t.optimizer, asdict(state))
+                    t.run.save_checkpoint(t.model, t.optimizer, asdict(state), t.ema)
                 raise Interrupted(
                     f"interrupted at step {state.step}; checkpoint saved. Continue with: "
                     f"tinyformers train {t.task.name} --out {t.run} --resume"
@@ -447,24 +451,27 @@ def _optimizer_step(
     else:
         t.optimizer.step()
     t.optimizer.zero_grad(set_to_none=True)
+    if t.ema is not None and not pre:  # the average follows the task's phase only; its cost is the step's
+        t.ema.update(t.model, step + 1 - t.state.pretrain_steps)
     return torch.stack(parts).sum()
 
 
 def _eval_and_checkpoint(t: Training, train_losses: list[float], bar: tqdm) -> bool:
     """Evaluate on validation, keep the best weights, write the checkpoint; True = stop early."""
     task, state = t.task, t.state
-    metrics = _evaluate(task, t.model, t.data, "val", t.cfg)
-    key = f"val_{task.metric}"
-    if key not in metrics:
-        raise RuntimeError(f"task {task.name} evaluate() returned no {key!r}")
-    value = metrics[key]
-    best = state.best
-    improved = best is None or (value > best if task.maximize else value < best)
-    if improved:
-        state.best, state.best_step, state.stale = value, state.step, 0
-        t.run.save_weights(t.model, task.name, t.data.meta)  # load_model checks both
-    else:
-        state.stale += 1
+    with t.ema.applied(t.model) if t.ema is not None else contextlib.nullcontext():
+        metrics = _evaluate(task, t.model, t.data, "val", t.cfg)
+        key = f"val_{task.metric}"
+        if key not in metrics:
+            raise RuntimeError(f"task {task.name} evaluate() returned no {key!r}")
+        value = metrics[key]
+        best = state.best
+        improved = best is None or (value > best if task.maximize else value < best)
+        if improved:
+            state.best, state.best_step, state.stale = value, state.step, 0
+            t.run.save_weights(t.model, task.name, t.data.meta)  # load_model checks both
+        else:
+            state.stale += 1
     entry = {
         "step": state.step,
         "train_seconds": round(state.elapsed, 3),
@@ -473,7 +480,7 @@ def _eval_and_checkpoint(t: Training, train_losses: list[float], bar: tqdm) -> b
     }
     t.run.append_log(entry)
     t.tracker.log(state.step, {f"eval/{k}": v for k, v in entry.items() if k != "step"})
-    t.run.save_checkpoint(t.model, t.optimizer, asdict(state))
+    t.run.save_checkpoint(t.model, t.optimizer, asdict(state), t.ema)
     bar.set_postfix(_postfix(t.cfg, state, loss=f"{entry['train_loss']:.4f}", **{key: f"{value:.4f}"}))
     return t.cfg.patience > 0 and state.stale >= t.cfg.patience
 
