@@ -124,6 +124,28 @@ def test_cutmix_batches_have_fixed_keys_and_the_loss_mixes_both_labels():
         config("cutmix=2")
 
 
+def test_tta_averages_the_probabilities_of_an_image_and_its_mirror():
+    task, cfg = config(*TINY_VIT, "dataset=digits", "flip=true", "tta=true")
+    data = task.data(cfg)
+    torch.manual_seed(0)
+    model = task.model(cfg, data.meta).eval()
+    x = data.splits["test"][0][:20]
+    with torch.no_grad():
+        tta = task.logits(model, x, data.meta, chunk=7, tta=True)
+        plain, mirrored = (task.logits(model, v, data.meta) for v in (x, x.flip(-1)))
+        # a softmax of the result is the mean of the two views' softmax; mirroring the input changes nothing
+        torch.testing.assert_close(tta.softmax(-1), (plain.softmax(-1) + mirrored.softmax(-1)) / 2)
+        torch.testing.assert_close(task.logits(model, x.flip(-1), data.meta, tta=True), tta)
+    assert not torch.allclose(plain, mirrored)  # the model alone is not mirror-symmetric: TTA does something
+    with torch.no_grad():
+        xs, ys = data.splits["test"]
+        both, one = (torch.nn.functional.cross_entropy(task.logits(model, xs, data.meta, tta=t), ys) for t in (1, 0))
+        got = task.evaluate(model, data, "test", cfg)["test_loss"]
+        assert got == pytest.approx(both.item(), rel=1e-6) and got != pytest.approx(one.item(), rel=1e-6)
+    with pytest.raises(UserError, match="flip=true"):
+        config("tta=true")
+
+
 def test_macro_f1_matches_scikit_learn():
     from sklearn.metrics import f1_score
 
