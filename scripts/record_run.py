@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure", type=Path, required=True, help="the JSON that measure --json wrote")
     ap.add_argument("--log", type=Path, help="the captured output with measure's verdict line")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the run (0 = unset)")
-    ap.add_argument("--field", action="append", default=[], help="extra key=value for the row (e.g. dataset=fashion)")
+    ap.add_argument("--field", action="append", default=[], help="extra key=value for the row (e.g. dataset=fashion; numbers stay numbers)")
     args = ap.parse_args(argv)
     try:
         metrics = json.loads((args.run / "metrics.json").read_text())
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     row = {
         "label": args.label,
-        **dict(f.split("=", 1) for f in args.field),
+        **{k: _value(v) for k, v in (f.split("=", 1) for f in args.field)},
         **metrics,
         "command": train_command(args.run, args.threads),
         "measure": verdict_line(measure, args.log),
@@ -87,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"{path}: {args.label}: {row['measure']}")
     return 0
+
+
+def _value(text: str) -> float | int | str:
+    """A ``--field`` value: a number when it reads as one (``tta_test_accuracy=0.9141``), else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _machine(measure: dict) -> dict:

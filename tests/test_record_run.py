@@ -65,6 +65,14 @@ def test_a_quiet_run_becomes_a_row_and_a_rerun_replaces_it(record, tmp_path, cap
     assert rows[0]["measure"].startswith("measure: quiet | wall 650.0 s, exit 0 | others used 1% of 2 CPUs")
 
 
+def test_fields_that_read_as_numbers_are_stored_as_numbers(record, tmp_path, capsys):
+    run, quiet = _run(tmp_path, 0.91), _measure(tmp_path)
+    fields = ["--field", "tta=0.9141", "--field", "seeds=3", "--field", "variant=3 layers, lr 0.003"]
+    assert record.main(["v", str(run), "--label", "a", *fields, "--measure", str(quiet)]) == 0
+    row = json.loads((tmp_path / "results" / "v.json").read_text())["rows"][0]
+    assert row["tta"] == 0.9141 and row["seeds"] == 3 and row["variant"] == "3 layers, lr 0.003"
+
+
 def test_the_verdict_line_is_taken_from_the_log_when_given(record, tmp_path, capsys):
     log = tmp_path / "run.log"
     log.write_text("training...\nmeasure: quiet | as printed | 2026-12-04 20:00 UTC\n")
