@@ -212,3 +212,16 @@ def test_extra_tweets_never_hold_a_held_out_sentence():
     kept = extra_tweets(cfg, held_out)
     assert tweets[0] not in kept and tweets[1] not in kept and len(kept) <= len(tweets) - 2
     assert extra_tweets(NERConfig(), [held_out[0]]) == []  # mlm_corpus=train: none
+
+
+def test_the_weight_average_follows_the_task_phase_only(tmp_path, monkeypatch):
+    from tinyformers.engine.averaging import WeightEMA
+
+    calls: list[int] = []
+    update = WeightEMA.update
+    monkeypatch.setattr(WeightEMA, "update", lambda self, model, n: (calls.append(n), update(self, model, n))[1])
+    write_csv(tmp_path / "reviews.csv")
+    settings = [f"csv={tmp_path / 'reviews.csv'}", "text=review", "label=stars", *TINY, "eval_every=10"]
+    argv = ["train", "sentiment", "--out", str(tmp_path / "run"), "--max-steps", "30", "--no-progress", "--set"]
+    assert main([*argv, *settings, "pretrain=0.5", "ema=0.99"]) == 0
+    assert calls == list(range(1, 16))  # 15 MLM steps leave it alone; it starts (copies) at the task's first step
