@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_training import TINY
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -139,8 +140,7 @@ def test_training_keeps_and_evaluates_the_average(tmp_path):
     task = get_task("copy")
     cfg = apply_overrides(
         task.Config(),
-        ["d_model=16", "n_heads=2", "n_layers=1", "d_ff=32", "max_digits=4", "n_val=16", "n_test=16", "batch_size=8"]
-        + ["max_steps=40", "eval_every=40", "ema=0.9", "compile=off"],
+        [*TINY, "max_steps=40", "eval_every=40", "ema=0.9", "compile=off"],
     )
     train(task, cfg, tmp_path / "run", progress=False)
     ckpt = load_file(tmp_path / "run" / "checkpoint.safetensors")

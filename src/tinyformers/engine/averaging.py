@@ -48,10 +48,16 @@ class WeightEMA:
         live = averaged_tensors(model)
         self.names = list(live)
         self.shadow = [t.detach().clone() for t in live.values()]
+        self._model: nn.Module | None = None
+        self._tensors: list[Tensor] = []
 
     def _live(self, model: nn.Module) -> list[Tensor]:
-        live = averaged_tensors(model)
-        return [live[name].detach() for name in self.names]
+        """``model``'s tensors in ``names`` order, looked up once per model: the optimizer and BatchNorm update
+        them in place, so the same tensors hold the live weights at every step."""
+        if model is not self._model:
+            live = averaged_tensors(model)
+            self._model, self._tensors = model, [live[name].detach() for name in self.names]
+        return self._tensors
 
     def decay_at(self, updates: int) -> float:
         """``d_t`` for the ``updates``-th update (1 = the first: the average becomes the live weights)."""
@@ -82,7 +88,7 @@ class WeightEMA:
 
     def state(self) -> dict[str, Tensor]:
         """The averaged tensors by name (what a checkpoint stores to resume exactly)."""
-        return {name: t.detach().contiguous().cpu() for name, t in zip(self.names, self.shadow, strict=True)}
+        return {name: t.contiguous().cpu() for name, t in zip(self.names, self.shadow, strict=True)}
 
     @torch.no_grad()
     def load_state(self, tensors: dict[str, Tensor], source: str) -> None:
