@@ -155,6 +155,10 @@ def test_conv_stem_encoder_trains_and_round_trips(fake_mnist):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     _, cls_cfg = tiny_cfg("patch_embed=conv", "model=classifier")
     assert isinstance(task.model(cls_cfg, meta).encoder.patch_embed, ConvStem)
+    _, staged = tiny_cfg("patch_embed=conv", "stem_channels=4", "stem_stages=2", "patch_size=4")
+    stem = task.model(staged, meta).encoder.patch_embed
+    assert [m.out_channels for m in stem.convs if isinstance(m, torch.nn.Conv2d)] == [4, 4, 8, 8]
+    assert task.model(staged, meta).encode(grey)[0].shape[1] == 1 + 49  # class token + 7x7 patches of 4x4
 
 
 def test_source_bug_malformed_sequential_shapes_end_to_end(fake_mnist):

@@ -59,7 +59,9 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
     data_dir: a directory with the Fashion-MNIST IDX files ('' = the Debian package's). data_seed: the splits.
     model: 'words' (encoder-decoder writing the name) or 'classifier' (the same encoder, 10-way head + lookup).
     patch_size, patch_embed ('linear' or 'conv', the ViT's), d_model, n_heads, d_ff, dropout: shared by encoder
-        and decoder. enc_layers: ViT blocks. dec_layers: decoder blocks (words only).
+        and decoder. stem_channels, stem_stages: the convolutional stem's (with patch_embed=conv; see
+        :class:`~tinyformers.core.models.vit.ConvStem`). enc_layers: ViT blocks. dec_layers: decoder blocks (words
+        only).
     shift: augmentation, random translation of training images by up to this many pixels (0 = off).
     erase: probability of random erasing per training image (one rectangle set to background; 0 = off).
     num_beams: decoding in evaluation (1 = greedy); ``predict --num-beams`` chooses its own.
@@ -71,6 +73,8 @@ class MnistWordsConfig(ModelSizes, TrainConfig):
     model: str = "words"
     patch_size: int = 7
     patch_embed: str = "linear"
+    stem_channels: int = 32
+    stem_stages: int = 1
     d_ff: int = 128
     enc_layers: int = 3
     dec_layers: int = 1
@@ -169,6 +173,8 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
             image_size=meta["image_size"],
             patch_size=cfg.patch_size,
             patch_embed=cfg.patch_embed,
+            stem_channels=cfg.stem_channels,
+            stem_stages=cfg.stem_stages,
             in_channels=1,
             num_classes=len(meta["classes"]) if cfg.model == "classifier" else 0,
             positions="learned",
