@@ -6,8 +6,11 @@ scripts/publish.py instead of by hand.
 
 The row is the run's metrics.json, plus its label, the exact ``tinyformers train`` command (rebuilt from
 the run's config.json: the settings that differ from the task's defaults), the measure verdict line and
-the machine it ran on. A row with the same label is replaced; the other rows are kept. Exits 1 with one
-line when the run or the measure record is missing or the run was not quiet.
+the machine it ran on. A label names one row: recording another run under a label already there is refused
+unless ``--replace`` says the new run supersedes it; the old row then moves to the file's ``superseded`` list
+with its command and verdict line (and the date it was superseded), so a number a page once quoted keeps its
+provenance. Exits 1 with one line when the run or the measure record is missing, the run was not quiet, or
+the label is taken.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure", type=Path, required=True, help="the JSON that measure --json wrote")
     ap.add_argument("--log", type=Path, help="the captured output with measure's verdict line")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the run (0 = unset)")
+    ap.add_argument("--replace", action="store_true", help="supersede the row with the same label (kept under 'superseded')")
     ap.add_argument("--field", action="append", default=[], help="extra key=value for the row (e.g. dataset=fashion; numbers stay numbers)")
     args = ap.parse_args(argv)
     try:
@@ -82,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = RESULTS / f"{args.name}.json"
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    old = [r for r in data["rows"] if r.get("label") == args.label]
+    if old and not args.replace:
+        print(
+            f"error: {path.name} already has a row labelled {args.label!r} ({old[0].get('measure', '?')[-20:]}); "
+            "choose another label, or --replace to supersede it",
+            file=sys.stderr,
+        )
+        return 1
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    data.setdefault("superseded", []).extend({**r, "superseded": today} for r in old)
+    if not data["superseded"]:
+        del data["superseded"]
     data["rows"] = [r for r in data["rows"] if r.get("label") != args.label] + [row]
     data["machine"] = _machine(measure)
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -52,17 +52,28 @@ def _measure(tmp_path: Path, verdict: str = "quiet") -> Path:
     return path
 
 
-def test_a_quiet_run_becomes_a_row_and_a_rerun_replaces_it(record, tmp_path, capsys):
+def test_a_quiet_run_becomes_a_row_and_a_rerun_supersedes_it_only_when_asked(record, tmp_path, capsys):
     run, quiet = _run(tmp_path, 0.91), _measure(tmp_path)
     assert record.main(["v", str(run), "--label", "conv", "--field", "dataset=fashion", "--measure", str(quiet)]) == 0
+    path = tmp_path / "results" / "v.json"
+    first = path.read_text()
+    assert "superseded" not in json.loads(first)
     _run(tmp_path, 0.92)
-    assert record.main(["v", str(run), "--label", "conv", "--measure", str(quiet)]) == 0
-    rows = json.loads((tmp_path / "results" / "v.json").read_text())["rows"]
+    assert record.main(["v", str(run), "--label", "conv", "--measure", str(quiet)]) == 1  # the label is taken
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--replace" in err and path.read_text() == first
+    assert record.main(["v", str(run), "--label", "conv", "--measure", str(quiet), "--replace"]) == 0
+    data = json.loads(path.read_text())
+    rows = data["rows"]
     assert len(rows) == 1 and rows[0]["test_accuracy"] == 0.92
     cmd = rows[0]["command"]
     assert cmd.startswith("OMP_NUM_THREADS=1 tinyformers train vision --out runs/f-conv --set ")
     assert set(cmd.split("--set ")[1].split()) == {"patch_embed=conv", "flip=true", "max_time=600.0"}
     assert rows[0]["measure"].startswith("measure: quiet | wall 650.0 s, exit 0 | others used 1% of 2 CPUs")
+    # the superseded row keeps what a page may still quote: its number, command and verdict line
+    (old,) = data["superseded"]
+    assert old["test_accuracy"] == 0.91 and old["command"] == cmd and old["measure"] == rows[0]["measure"]
+    assert old["dataset"] == "fashion" and len(old["superseded"]) == 10  # the date, YYYY-MM-DD
 
 
 def test_fields_that_read_as_numbers_are_stored_as_numbers(record, tmp_path, capsys):
