@@ -116,7 +116,9 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
         baseline_runs=(("classifier_word_accuracy", ("model=classifier",)),),
         quick=("d_model=32", "n_heads=2", "enc_layers=1", "d_ff=64"),
         summary="Held-out MNIST digits whose name an image-to-text transformer writes exactly, vs classify + look up.",
-        recipe=("patch_embed=conv", "max_steps=100000", "eval_every=1000"),
+        # a 16-channel stem (about twice the steps of the 32-channel one in the budget) and dropout 0.1: quiet,
+        # 2026-12-05, words 97.3% -> 97.9%, the classifier baseline 98.4% -> 98.8% (docs/tasks/mnist-words.md)
+        recipe=("patch_embed=conv", "stem_channels=16", "dropout=0.1", "max_steps=100000", "eval_every=1000"),
         budget_minutes=10.0,
     )
 
