@@ -5,10 +5,11 @@ scripts/publish.py instead of by hand.
     python scripts/record_run.py vision_quiet runs/v --label "conv-stem ViT" --measure M.json --log v.log
 
 The row is the run's metrics.json, plus its label, the exact ``tinyformers train`` command (rebuilt from
-the run's config.json: the settings that differ from the task's defaults), the measure verdict line and
-the machine it ran on. A label names one row: recording another run under a label already there is refused
-unless ``--replace`` says the new run supersedes it; the old row then moves to the file's ``superseded`` list
-with its command and verdict line (and the date it was superseded), so a number a page once quoted keeps its
+the run's config.json: the settings that differ from the task's defaults), every setting of the run
+(``config``, so the row still says what ran if a default changes later), the measure verdict line and the
+machine it ran on. A label names one row: recording another run under a label already there is refused unless
+``--replace`` says the new run supersedes it; the old row then moves to the file's ``superseded`` list with
+its command and verdict line (and the date it was superseded), so a number a page once quoted keeps its
 provenance. Exits 1 with one line when the run or the measure record is missing, the run was not quiet, or
 the label is taken.
 """
@@ -66,8 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure", type=Path, required=True, help="the JSON that measure --json wrote")
     ap.add_argument("--log", type=Path, help="the captured output with measure's verdict line")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the run (0 = unset)")
-    ap.add_argument("--replace", action="store_true", help="supersede the row with the same label (kept under 'superseded')")
-    ap.add_argument("--field", action="append", default=[], help="extra key=value for the row (e.g. dataset=fashion; numbers stay numbers)")
+    ap.add_argument(
+        "--replace", action="store_true", help="supersede the row with the same label (kept under 'superseded')"
+    )
+    ap.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        help="extra key=value for the row (e.g. dataset=fashion; numbers stay numbers)",
+    )
     args = ap.parse_args(argv)
     try:
         metrics = json.loads((args.run / "metrics.json").read_text())
@@ -84,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         **metrics,
         "command": train_command(args.run, args.threads),
         "measure": verdict_line(measure, args.log),
+        # every setting, defaults included: the command above lists only those that differed from the defaults of
+        # the day, so a later change of a default would otherwise change what the row's command means
+        "config": json.loads((args.run / "config.json").read_text())["config"],
     }
     path = RESULTS / f"{args.name}.json"
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}

@@ -70,6 +70,7 @@ def test_a_quiet_run_becomes_a_row_and_a_rerun_supersedes_it_only_when_asked(rec
     assert cmd.startswith("OMP_NUM_THREADS=1 tinyformers train vision --out runs/f-conv --set ")
     assert set(cmd.split("--set ")[1].split()) == {"patch_embed=conv", "flip=true", "max_time=600.0"}
     assert rows[0]["measure"].startswith("measure: quiet | wall 650.0 s, exit 0 | others used 1% of 2 CPUs")
+    assert rows[0]["config"]["patch_embed"] == "conv" and rows[0]["config"]["n_layers"] == 4  # defaults kept too
     # the superseded row keeps what a page may still quote: its number, command and verdict line
     (old,) = data["superseded"]
     assert old["test_accuracy"] == 0.91 and old["command"] == cmd and old["measure"] == rows[0]["measure"]
