@@ -81,14 +81,23 @@ def _by_label(name: str) -> dict[str, dict]:
     return {r["label"]: r for r in load(name)["rows"]}
 
 
+def _seeds(rows: dict[str, dict], prefix: str, key: str) -> list[float]:
+    """``key`` of every row of one recipe: its label is ``prefix``, or ``prefix`` and ", second seed" etc."""
+    return [v[key] for label, v in rows.items() if label.startswith(prefix)]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def mnist_words() -> str:
     r = _by_label("mnist_words_quiet")
 
     def seeds(prefix: str) -> tuple[str, str]:
-        """The mean words-exact of the rows of one recipe (its seeds), and the seeds' values when several."""
-        runs = [v["test_word_accuracy"] for k, v in r.items() if k.startswith(prefix)]
+        """The mean words-exact of one recipe's seeds, and the seeds' values when several."""
+        runs = _seeds(r, prefix, "test_word_accuracy")
         each = f" ({len(runs)} seeds: {', '.join(pct(x) for x in runs)})" if len(runs) > 1 else ""
-        return pct(sum(runs) / len(runs)), each
+        return pct(_mean(runs)), each
 
     (words, words_each), (classifier, classifier_each) = (
         seeds("encoder-decoder, 16-channel stem"),
@@ -107,12 +116,12 @@ def vision() -> str:
     def acc(label: str) -> str:
         return pct(r[label]["test_accuracy"])
 
-    seeds = [r[f"plain ViT, 3 layers{s}"] for s in ("", ", second seed", ", third seed")]
-    plain = pct(sum(x["test_accuracy"] for x in seeds) / 3)
-    plain_tta = pct(sum(x["tta_test_accuracy"] for x in seeds) / 3)
+    plain = _seeds(r, "plain ViT, 3 layers", "test_accuracy")
+    plain_tta = _mean(_seeds(r, "plain ViT, 3 layers", "tta_test_accuracy"))
     return (
         f"Fashion-MNIST, 10 CPU-min each: conv-stem ViT {acc('conv-stem ViT')}, CNN {acc('CNN')}, MLP {acc('MLP')}, "
-        f"plain-patch ViT {plain} (3 seeds; {plain_tta} with mirror test-time augmentation); "
+        f"plain-patch ViT {pct(_mean(plain))} ({len(plain)} seeds; {pct(plain_tta)} with mirror test-time "
+        "augmentation); "
         "MNIST-5k, 5 CPU-min each: conv-stem ViT "
         f"{acc('conv-stem ViT, MNIST-5k')}, CNN {acc('CNN, MNIST-5k')}"
     )

@@ -106,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    data.setdefault("superseded", []).extend({**r, "superseded": today} for r in old)
-    if not data["superseded"]:
-        del data["superseded"]
+    if old:
+        today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        data.setdefault("superseded", []).extend({**r, "superseded": today} for r in old)
     data["rows"] = [r for r in data["rows"] if r.get("label") != args.label] + [row]
     data["machine"] = _machine(measure)
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -205,6 +205,12 @@ def load_tokenizer(cfg: TextConfig, meta: dict[str, Any]) -> Tokenizer:
     return tk
 
 
+def first_piece(tk: Tokenizer) -> int:
+    """The id of the first ordinary piece: every special (``[PAD]`` ... ``[MASK]``; MiniLM's ``[unused...]``)
+    comes before it, so ``ids >= first_piece(tk)`` are the pieces masking and word dropout may touch."""
+    return 1 + max(i for token, i in tk.get_vocab().items() if token.startswith("[") and token.endswith("]"))
+
+
 # --- the model ----------------------------------------------------------------------------------------
 
 
@@ -261,12 +267,11 @@ class MaskedLMPretraining:
             mask_id = tk.token_to_id(MASK)
             if mask_id is None:
                 raise UserError("this run's tokenizer has no [MASK] token; pretraining needs a run trained with it")
-            specials = [i for token, i in tk.get_vocab().items() if token.startswith("[") and token.endswith("]")]
             # random replacements: the ordinary pieces, after the last special ([MASK]; MiniLM's [unused...])
             data.splits["_mlm"] = {
                 "rows": self.mlm_rows(data, cfg),
                 "mask_id": mask_id,
-                "pieces": (max(specials) + 1, tk.get_vocab_size()),
+                "pieces": (first_piece(tk), tk.get_vocab_size()),
             }
         mlm = data.splits["_mlm"]
         rows = mlm["rows"].take(torch.randint(len(mlm["rows"]), (cfg.batch_size,), generator=generator))
@@ -296,8 +301,7 @@ def drop_words(
         return batch
     if "_pieces" not in data.splits:  # looked up once, at the first training step
         tk = load_tokenizer(cfg, data.meta)
-        specials = [i for token, i in tk.get_vocab().items() if token.startswith("[") and token.endswith("]")]
-        data.splits["_pieces"] = {"first": max(specials) + 1, "unk": tk.token_to_id("[UNK]")}
+        data.splits["_pieces"] = {"first": first_piece(tk), "unk": tk.token_to_id("[UNK]")}
     pieces = data.splits["_pieces"]
     ids = batch["input_ids"]
     drop = (ids >= pieces["first"]) & (torch.rand(ids.shape, generator=generator) < cfg.word_dropout)
