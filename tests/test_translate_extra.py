@@ -93,3 +93,59 @@ def test_extra_pairs_settings_are_checked(tmp_path):
         tr.TranslateConfig(extra_pairs="dictionary", pairs=str(tmp_path / "p.tsv"))
     with pytest.raises(ValueError, match="extra_share"):
         tr.TranslateConfig(extra_share=1.0)
+    with pytest.raises(ValueError, match="extra_batch"):
+        tr.TranslateConfig(extra_batch=-1)
+    with pytest.raises(ValueError, match="extra_batch"):
+        tr.TranslateConfig(extra_batch=8)  # needs the extra pairs
+
+
+def test_by_length_is_a_shuffled_stable_sort_and_neighbours_are_a_window():
+    pairs = [([1] * (i % 5 + 1), [2] * (i % 3 + 1)) for i in range(40)]
+    ordered = tr.by_length(pairs, seed=0)
+    assert sorted(map(str, ordered)) == sorted(map(str, pairs))  # the same pairs
+    keys = [(len(s), len(t)) for s, t in ordered]
+    assert keys == sorted(keys) and tr.by_length(pairs, seed=0) == ordered  # sorted, by the seed alone
+    window = tr.neighbours(40, 8, torch.Generator().manual_seed(3))
+    assert window.tolist() == list(range(int(window[0]), int(window[0]) + 8))
+    assert tr.neighbours(5, 8, torch.Generator()).tolist() == [0, 1, 2, 3, 4]  # never past the end
+
+
+def test_extra_batch_is_a_length_bucket_of_its_own_and_the_loss_weighs_tokens(tmp_path, monkeypatch):
+    path = tmp_path / "de-en"
+    path.write_text(dictionary_text(), encoding="utf-8")
+    monkeypatch.setattr(pairs_io, "DING", path)
+    sizes = {"vocab_size": 300, "n_val": 6, "n_test": 6, "batch_size": 10}
+    task = tr.TranslateTask()
+    mixed_cfg = tr.TranslateConfig(**sizes, extra_pairs="dictionary")
+    mixed = task.data(mixed_cfg)
+    cfg = tr.TranslateConfig(**sizes, extra_pairs="dictionary", extra_batch=16, length_buckets=True)
+    data = task.data(cfg)
+    for split in ("val", "test", "train"):  # bucketing reorders training pairs only
+        assert data.splits[split] == mixed.splits[split]
+    assert sorted(map(str, data.splits["train_ids"])) == sorted(map(str, mixed.splits["train_ids"]))
+    batch = task.batch(data, cfg, torch.Generator().manual_seed(0))
+    assert batch["src_ids"].shape[0] == 10 and batch["extra_src_ids"].shape[0] == 16  # all sentences + 16 extras
+    sentences = {tuple(s) for s, _ in data.splits["train_ids"]}
+    extras = {tuple(s) for s, _ in data.splits["extra_ids"]}
+    assert {tuple(r[r != pairs_io.PAD].tolist()) for r in batch["src_ids"]} <= sentences
+    assert {tuple(r[r != pairs_io.PAD].tolist()) for r in batch["extra_src_ids"]} <= extras
+    # a bucket is padded to about its own length, not to the longest sentence
+    lengths = (batch["extra_src_ids"] != pairs_io.PAD).sum(1)
+    assert int(lengths.max() - lengths.min()) <= 2 and batch["extra_src_mask"].shape == batch["extra_src_ids"].shape
+    # the loss: the mean over the target tokens of both parts, with the same smoothing
+    torch.manual_seed(0)
+    model = task.model(tr.TranslateConfig(**sizes, d_model=16, n_heads=2, n_layers=1, d_ff=32), data.meta).eval()
+    main = {k: v for k, v in batch.items() if not k.startswith("extra_")}
+    extra = {k.removeprefix("extra_"): v for k, v in batch.items() if k.startswith("extra_")}
+    n, n_extra = (main["labels"] != pairs_io.PAD).sum(), (extra["labels"] != pairs_io.PAD).sum()
+    both = model(**main, label_smoothing=0.1).loss * n + model(**extra, label_smoothing=0.1).loss * n_extra
+    assert torch.allclose(task.loss(model, batch, cfg), both / (n + n_extra))
+    # the default mode's draws are unchanged by the new options (recorded runs keep their meaning)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    idx = torch.randint(len(mixed.splits["train_ids"]), (5,), generator=g2)
+    jdx = torch.randint(len(mixed.splits["extra_ids"]), (5,), generator=g2).tolist()
+    expected = pairs_io.collate_pairs(
+        [mixed.splits["train_ids"][i] for i in idx.tolist()] + [mixed.splits["extra_ids"][j] for j in jdx]
+    )
+    got = task.batch(mixed, mixed_cfg, g1)
+    assert all(torch.equal(got[k], expected[k]) for k in expected) and set(got) == set(expected)

@@ -30,6 +30,8 @@ from tinyformers.engine.task import Batch, ModelSizes, Predicts, Scorecard, Task
 from tinyformers.errors import UserError
 from tinyformers.viz.figures import draw_cross_attention
 
+IdPair = tuple[list[int], list[int]]  # (source ids, target ids + <eos>)
+
 
 @dataclass
 class TranslateConfig(ModelSizes, TrainConfig):
@@ -46,6 +48,15 @@ class TranslateConfig(ModelSizes, TrainConfig):
         ('' = length_penalty as set). metrics.json reports the choice (``length_penalty_chosen``).
     extra_pairs: 'dictionary' adds the dictionary's other entries (words, forms, phrases) as training pairs, none
         holding a held-out sentence (the held-out sentences stay as with 'none'). extra_share: their share of a batch.
+    extra_batch: 0 = the extra pairs are ``extra_share`` of the batch, padded with the sentences to the longest
+        row (most extra pairs are a few tokens long, so most of their row is padding). N > 0 = every step also
+        takes N extra pairs as a sub-batch of their own (the sentence batch keeps all ``batch_size`` rows,
+        ``extra_share`` is not used), N neighbours in the extra pairs sorted by length (shuffled first), so the
+        sub-batch is padded to about its own length: length bucketing, as NMT toolkits batch by tokens. The
+        loss is the mean over the target tokens of both.
+    length_buckets: draw each step's sentences as ``batch_size`` neighbours in the training pairs sorted by
+        length (shuffled first) instead of at random, so a batch is padded to about its own length (random
+        batches of 64 are padded to ~2x their mean length).
     """
 
     pairs: str = ""
@@ -73,6 +84,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
     eval_every: int = 250
     extra_pairs: str = "none"
     extra_share: float = 0.5
+    extra_batch: int = 0
+    length_buckets: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,11 +99,27 @@ class TranslateConfig(ModelSizes, TrainConfig):
             not in ("none", "dictionary")
             or bool(self.pairs and self.extra_pairs != "none"),
             "extra_share must be in [0, 1)": not 0 <= self.extra_share < 1,
+            "extra_batch must be >= 0, and > 0 only with extra_pairs=dictionary": self.extra_batch < 0
+            or (self.extra_batch > 0 and self.extra_pairs != "dictionary"),
         }
         for message in (m for m, b in bad.items() if b):
             raise ValueError(message)  # the first one
         if self.length_penalties:
             length_penalty_grid(self.length_penalties)
+
+
+def by_length(pairs: list[IdPair], seed: int) -> list[IdPair]:
+    """``pairs`` shuffled (by ``seed``), then stably sorted by (source, target) length: pairs of one length stay in
+    random order, and any run of neighbours has similar lengths (a length bucket)."""
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted((pairs[i] for i in order), key=lambda p: (len(p[0]), len(p[1])))
+
+
+def neighbours(n: int, size: int, generator: torch.Generator) -> Tensor:
+    """Indices of ``size`` consecutive items (fewer if ``n`` is smaller) starting at a random place of ``0..n-1``."""
+    size = min(size, n)
+    start = int(torch.randint(n - size + 1, (1,), generator=generator))
+    return torch.arange(start, start + size)
 
 
 def length_penalty_grid(text: str) -> list[float]:
@@ -140,6 +169,10 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             splits[name] = [(s, t) for s, t in encoded if len(s) <= cfg.max_len and len(t) <= cfg.max_len]
         if not splits["train_ids"]:
             raise UserError(f"{source}: no training pair fits in max_len={cfg.max_len} tokens")
+        if cfg.length_buckets:
+            splits["train_ids"] = by_length(splits["train_ids"], cfg.data_seed)
+        if cfg.extra_batch:
+            splits["extra_ids"] = by_length(splits["extra_ids"], cfg.data_seed)
         splits["train_rows"] = pairs_io.pad_pairs(splits["train_ids"])  # padded once: a batch indexes rows
         if entries is not None:  # the word-by-word baseline needs the German-English dictionary
             splits["words"] = pairs_io.dictionary_words(entries)
@@ -163,19 +196,36 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         )
 
     def batch(self, data: TaskData, cfg: TranslateConfig, generator: torch.Generator) -> Batch:
-        """Training pairs drawn at random; with extra pairs, ``extra_share`` of the batch drawn from those."""
+        """Training pairs drawn at random (or, with ``length_buckets``, as neighbours in length order); extra pairs
+        as ``extra_share`` of the batch, or as a length-bucketed sub-batch of ``extra_batch`` pairs of their own."""
         train, extra = data.splits["train_ids"], data.splits["extra_ids"]
-        n_extra = round(cfg.extra_share * cfg.batch_size) if extra else 0
-        idx = torch.randint(len(train), (cfg.batch_size - n_extra,), generator=generator)
-        if not n_extra:  # the training split alone: its rows were padded once
-            src, tgt = data.splits["train_rows"]
+        src, tgt = data.splits["train_rows"]
+        mixed = round(cfg.extra_share * cfg.batch_size) if extra and not cfg.extra_batch else 0
+        size = cfg.batch_size - mixed
+        if cfg.length_buckets:
+            idx = neighbours(len(train), size, generator)
+        else:
+            idx = torch.randint(len(train), (size,), generator=generator)
+        if not extra or not (mixed or cfg.extra_batch):  # the training split alone: its rows were padded once
             return pairs_io.collate_pairs((src.take(idx), tgt.take(idx)))
-        jdx = torch.randint(len(extra), (n_extra,), generator=generator).tolist()
+        if cfg.extra_batch:  # all batch_size sentences, and a length bucket of extra pairs of its own
+            sentences = pairs_io.collate_pairs((src.take(idx), tgt.take(idx)))
+            bucket = pairs_io.collate_pairs([extra[i] for i in neighbours(len(extra), cfg.extra_batch, generator)])
+            return {**sentences, **{f"extra_{k}": v for k, v in bucket.items()}}
+        jdx = torch.randint(len(extra), (mixed,), generator=generator).tolist()
         return pairs_io.collate_pairs([train[i] for i in idx.tolist()] + [extra[j] for j in jdx])
 
     def loss(self, model: nn.Module, batch: Batch, cfg: TranslateConfig) -> Tensor:
-        """Cross-entropy with label smoothing (§5.4): the target is ``(1 - eps) one_hot + eps / V``."""
-        return cast(Tensor, model(**batch, label_smoothing=cfg.label_smoothing).loss)  # padding ignored
+        """Cross-entropy with label smoothing (§5.4): the target is ``(1 - eps) one_hot + eps / V``; padding
+        ignored. With a sub-batch of extra pairs (``extra_batch``), the mean over the target tokens of both."""
+        main = {k: v for k, v in batch.items() if not k.startswith("extra_")}
+        loss = cast(Tensor, model(**main, label_smoothing=cfg.label_smoothing).loss)
+        if "extra_labels" not in batch:
+            return loss
+        extra = {k.removeprefix("extra_"): v for k, v in batch.items() if k.startswith("extra_")}
+        extra_loss = cast(Tensor, model(**extra, label_smoothing=cfg.label_smoothing).loss)
+        n, n_extra = (batch["labels"] != PAD).sum(), (batch["extra_labels"] != PAD).sum()
+        return (loss * n + extra_loss * n_extra) / (n + n_extra)
 
     def translate(
         self,
