@@ -138,11 +138,51 @@ def translate() -> str:
         return "above" if ours > lookup else "below"
 
     bleu, chrf = side(r["test_bleu_beam"], r["lookup_bleu"]), side(r["test_chrf"], r["lookup_chrf"])
-    return (
+    text = (
         f"BLEU {r['test_bleu_beam']:.2f} (beam), chrF {r['test_chrf']:.1f} after {r['train_seconds'] / 60:.0f} "
         f"CPU-min: BLEU {bleu} the dictionary-lookup baseline's {r['lookup_bleu']:.2f}, chrF {chrf} its "
         f"{r['lookup_chrf']:.1f}"
     )
+    long = _by_label("translate_quiet").get(TRANSLATE_CURVE)
+    if long:  # the longer run with length buckets: how far the recipe goes
+        text += (
+            f"; with length buckets, {long['train_seconds'] / 60:.0f} CPU-min: BLEU {long['test_bleu_beam']:.2f}, "
+            f"chrF {long['test_chrf']:.1f} ({side(long['test_chrf'], long['lookup_chrf'])} the lookup's)"
+        )
+    return text
+
+
+TRANSLATE_CURVE = "length buckets, 80 CPU-min, bf16"  # the row whose validation curve translate.md shows
+
+
+def curve_table(name: str, label: str, every_min: float = 5.0) -> str:
+    """The validation curve kept with a run's row (``record_run.py --curve``): the first evaluation, the first at
+    or after every ``every_min`` CPU-minutes, and the last; BLEU and chrF (greedy) against the lookup's on the same
+    sentences."""
+    r = _by_label(name)[label]
+    curve = r["curve"]
+    shown, mark = [], every_min
+    for i, e in enumerate(curve):
+        if i == 0 or e["train_seconds"] / 60 >= mark or i == len(curve) - 1:
+            shown.append(e)
+            while e["train_seconds"] / 60 >= mark:
+                mark += every_min
+    lookup = curve[-1]
+    lines = [
+        "| CPU-min | step | BLEU (greedy) | chrF (greedy) |",
+        "|---|---|---|---|",
+        *(
+            f"| {e['train_seconds'] / 60:.1f} | {e['step']:,} | {e['val_bleu_greedy']:.2f} | "
+            f"{e['val_chrf_greedy']:.1f} |"
+            for e in shown
+        ),
+        f"| lookup baseline | — | {lookup['lookup_bleu']:.2f} | {lookup['lookup_chrf']:.1f} |",
+        "",
+        f'<sub>Validation (greedy) of the run "{label}" in `benchmarks/results/{name}.json` (its command and '
+        f"measure line: the table of runs above), the first evaluation and the first at or after each "
+        f"{every_min:g} CPU-minutes.</sub>",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 TRANSLATE_COLUMNS = {
@@ -270,7 +310,10 @@ ENTRIES = (
         "German -> English encoder-decoder, beam search, BLEU",
         ("translate_quiet",),
         translate,
-        (("runs", lambda: runs_table("translate_quiet", TRANSLATE_COLUMNS)),),
+        (
+            ("runs", lambda: runs_table("translate_quiet", TRANSLATE_COLUMNS)),
+            ("curve", lambda: curve_table("translate_quiet", TRANSLATE_CURVE)),
+        ),
     ),
     Entry(
         "`arithmetic`", "arithmetic.md", "`123+456=` -> `579` with a decoder LM", ("arithmetic_default",), arithmetic

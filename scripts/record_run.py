@@ -10,8 +10,9 @@ the run's config.json: the settings that differ from the task's defaults), every
 machine it ran on. A label names one row: recording another run under a label already there is refused unless
 ``--replace`` says the new run supersedes it; the old row then moves to the file's ``superseded`` list with
 its command and verdict line (and the date it was superseded), so a number a page once quoted keeps its
-provenance. Exits 1 with one line when the run or the measure record is missing, the run was not quiet, or
-the label is taken.
+provenance. ``--curve`` also keeps the run's evaluations (``log.jsonl``) in the row, for a page's curve.
+Exits 1 with one line when the run, its log (with ``--curve``) or the measure record is missing, the run was
+not quiet, or the label is taken.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         "--replace", action="store_true", help="supersede the row with the same label (kept under 'superseded')"
     )
     ap.add_argument(
+        "--curve",
+        action="store_true",
+        help="also keep the run's evaluations (log.jsonl: step, training seconds, validation metrics) as 'curve'",
+    )
+    ap.add_argument(
         "--field",
         action="append",
         default=[],
@@ -83,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    curve = None
+    if args.curve:
+        try:
+            curve = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as e:
+            print(f"error: {args.run / 'log.jsonl'}: {e}", file=sys.stderr)
+            return 1
     if measure.get("verdict") != "quiet" or measure.get("exit") != 0:
         print(f"error: {args.measure}: verdict {measure.get('verdict')}, exit {measure.get('exit')}", file=sys.stderr)
         return 1
@@ -96,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         # the day, so a later change of a default would otherwise change what the row's command means
         "config": json.loads((args.run / "config.json").read_text())["config"],
     }
+    if curve is not None:  # the validation curve of one run: quality against CPU time within its schedule
+        row["curve"] = curve
     path = RESULTS / f"{args.name}.json"
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}
     old = [r for r in data["rows"] if r.get("label") == args.label]

@@ -100,3 +100,15 @@ def test_a_loaded_measurement_or_a_missing_run_is_refused(record, tmp_path, caps
     assert "verdict LOADED" in capsys.readouterr().err
     assert record.main(["v", str(tmp_path / "nothing"), "--label", "a", "--measure", str(_measure(tmp_path))]) == 1
     assert not (tmp_path / "results" / "v.json").exists()
+
+
+def test_curve_keeps_the_runs_evaluations_and_needs_its_log(record, tmp_path, capsys):
+    run, quiet = _run(tmp_path, 0.9), _measure(tmp_path)
+    assert record.main(["v", str(run), "--label", "a", "--curve", "--measure", str(quiet)]) == 1  # no log.jsonl
+    assert "log.jsonl" in capsys.readouterr().err and not (tmp_path / "results" / "v.json").exists()
+    evals = [{"step": 500, "train_seconds": 60.1, "val_accuracy": 0.8}, {"step": 1000, "train_seconds": 120.3}]
+    (run / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    assert record.main(["v", str(run), "--label", "a", "--curve", "--measure", str(quiet)]) == 0
+    assert record.main(["v", str(run), "--label", "b", "--measure", str(quiet)]) == 0
+    rows = json.loads((tmp_path / "results" / "v.json").read_text())["rows"]
+    assert rows[0]["curve"] == evals and "curve" not in rows[1]

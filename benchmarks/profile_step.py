@@ -1,0 +1,121 @@
+"""Where a training step's time goes: each task's default recipe under torch.profiler, ops grouped by kind.
+
+    python benchmarks/profile_step.py [--tasks copy,reverse,sort] [--steps 30] [--warmup 20]
+
+For each task, the step the trainer runs (its batch, the recipe's autocast, forward and loss, backward, gradient
+clipping, fused AdamW step), eagerly: ``--warmup`` steps, then ``--steps`` steps timed without the profiler
+(ms/step), then the same number under ``torch.profiler`` (CPU activities). Each op's *self* CPU time goes to one
+group: matmul (mm, addmm, bmm, matmul, linear, convolution), attention (the fused ``scaled_dot_product_*``
+kernels, forward and backward), optimizer (AdamW and gradient clipping's norms), layer norm, softmax and
+cross-entropy, the autograd engine's own time per node, and everything else (element-wise ops, copies, views,
+indexing). "unaccounted" is the profiled
+wall time not inside any op: Python, module calls, autograd bookkeeping and batch assembly between ops. The
+profiler adds its own overhead, so shares are approximate; ms/step is from the unprofiled steps.
+
+Wrap it in ../shared/tools/measure for ms/step to mean anything (the shares need no quiet machine).
+Prints a Markdown table, writes benchmarks/results/profile_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+from common import save, table
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from tinyformers.engine import accel
+from tinyformers.engine.trainer import optimizer_for
+from tinyformers.tasks import get_task
+
+GROUPS = {
+    "matmul": (
+        "aten::mm",
+        "aten::addmm",
+        "aten::bmm",
+        "aten::matmul",
+        "aten::linear",
+        "aten::convolution",
+        "aten::mkldnn_convolution",
+        "aten::_convolution",
+        "aten::convolution_backward",
+        "aten::baddbmm",
+    ),
+    "attention": ("aten::_scaled_dot_product",),
+    "optimizer": ("aten::_fused_adamw", "aten::_foreach", "aten::linalg_vector_norm", "Optimizer."),
+    "layer norm": ("aten::native_layer_norm",),
+    "softmax, loss": ("aten::_log_softmax", "aten::_softmax", "aten::nll_loss", "aten::cross_entropy"),
+}
+
+
+def group(name: str) -> str:
+    if name.startswith("autograd::") or name.endswith(("Backward0", "Backward1")):
+        return "autograd nodes"  # the engine's own time per node, around the kernels it calls
+    for g, prefixes in GROUPS.items():
+        if name.startswith(prefixes):
+            return g
+    return "other ops"
+
+
+def profile_task(name: str, steps: int, warmup: int) -> dict:
+    task = get_task(name)
+    cfg = task.Config()
+    data = task.data(cfg)
+    torch.manual_seed(0)
+    model = task.model(cfg, data.meta)
+    model.train()
+    opt = optimizer_for(model, cfg)
+    autocast, _ = accel.autocast_for(cfg, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        batch = task.batch(data, cfg, gen)
+        with autocast:
+            loss = task.loss(model, batch, cfg)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    ms = (time.perf_counter() - start) / steps * 1000
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        profiled_us = (time.perf_counter() - start) * 1e6  # the steps only, not the profiler's own collection
+    shares: dict[str, float] = {g: 0.0 for g in [*GROUPS, "autograd nodes", "other ops"]}
+    for event in prof.key_averages():
+        shares[group(event.key)] += event.self_cpu_time_total
+    shares["unaccounted"] = max(0.0, profiled_us - sum(shares.values()))
+    total = sum(shares.values())
+    row = {"task": name, "ms_per_step": round(ms, 2), "amp": "bf16" if isinstance(autocast, torch.autocast) else "fp32"}
+    row.update({g: round(100 * v / total, 1) for g, v in shares.items()})
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="copy,reverse,sort,languages,mnist-words,weather")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=20)
+    args = ap.parse_args()
+    rows = []
+    for name in args.tasks.split(","):
+        rows.append(profile_task(name, args.steps, args.warmup))
+        print(rows[-1], file=sys.stderr)
+    print("% of the profiled step's CPU time (self time of each op, by group)")
+    print(table(rows, list(rows[0])))
+    save("profile_step", " ".join(["python", *sys.argv]), rows, {"steps": args.steps, "warmup": args.warmup})
+
+
+if __name__ == "__main__":
+    main()
