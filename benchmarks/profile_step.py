@@ -2,15 +2,15 @@
 
     python benchmarks/profile_step.py [--tasks copy,reverse,sort] [--steps 30] [--warmup 20]
 
-For each task, the step the trainer runs (its batch, the recipe's autocast, forward and loss, backward, gradient
-clipping, fused AdamW step), eagerly: ``--warmup`` steps, then ``--steps`` steps timed without the profiler
-(ms/step), then the same number under ``torch.profiler`` (CPU activities). Each op's *self* CPU time goes to one
-group: matmul (mm, addmm, bmm, matmul, linear, convolution), attention (the fused ``scaled_dot_product_*``
-kernels, forward and backward), optimizer (AdamW and gradient clipping's norms), layer norm, softmax and
-cross-entropy, the autograd engine's own time per node, and everything else (element-wise ops, copies, views,
-indexing). "unaccounted" is the profiled
-wall time not inside any op: Python, module calls, autograd bookkeeping and batch assembly between ops. The
-profiler adds its own overhead, so shares are approximate; ms/step is from the unprofiled steps.
+For each task, the trainer's own setup and optimizer step (``trainer._setup``, ``trainer._optimizer_step``: the
+batch, the recipe's autocast, forward and loss, backward, gradient clipping, fused AdamW), eagerly: ``--warmup``
+steps, then ``--steps`` steps timed without the profiler (ms/step), then the same number under
+``torch.profiler`` (CPU activities). Each op's *self* CPU time goes to one group: matmul (mm, addmm, bmm,
+matmul, linear, convolution), attention (the fused ``scaled_dot_product_*`` kernels, forward and backward),
+optimizer (AdamW and gradient clipping's norms), layer norm, softmax and cross-entropy, the autograd engine's
+own time per node, and everything else (element-wise ops, copies, views, indexing). "unaccounted" is the
+profiled wall time not inside any op: Python, module calls and batch assembly between ops. The profiler adds
+its own overhead, so shares are approximate; ms/step is from the unprofiled steps.
 
 Wrap it in ../shared/tools/measure for ms/step to mean anything (the shares need no quiet machine).
 Prints a Markdown table, writes benchmarks/results/profile_step.json.
@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from common import save, table
-from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from tinyformers.engine import accel
-from tinyformers.engine.trainer import optimizer_for
+from tinyformers.engine import accel, trainer
+from tinyformers.engine.distributed import Dist
+from tinyformers.engine.rundir import RunDir
 from tinyformers.tasks import get_task
 
 GROUPS = {
@@ -60,26 +62,18 @@ def group(name: str) -> str:
     return "other ops"
 
 
-def profile_task(name: str, steps: int, warmup: int) -> dict:
+def profile_task(name: str, steps: int, warmup: int, tmp: Path) -> dict:
     task = get_task(name)
     cfg = task.Config()
-    data = task.data(cfg)
-    torch.manual_seed(0)
-    model = task.model(cfg, data.meta)
-    model.train()
-    opt = optimizer_for(model, cfg)
-    autocast, _ = accel.autocast_for(cfg, torch.device("cpu"))
-    gen = torch.Generator().manual_seed(0)
+    t = trainer._setup(task, cfg, RunDir(tmp / name), Dist(), resume=False)  # what `tinyformers train` builds
+    compiler = accel.AutoCompile("off", t.model, name, cfg.amp, t.device)
+    autocast, use_scaler = accel.autocast_for(cfg, t.device)
+    scaler = torch.amp.GradScaler(t.device.type) if use_scaler else None
+    t.model.train()
 
-    def step() -> None:
-        batch = task.batch(data, cfg, gen)
-        with autocast:
-            loss = task.loss(model, batch, cfg)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def step() -> None:  # the trainer's own optimizer step (batch, autocast, loss, backward, clipping, AdamW)
+        trainer._optimizer_step(t, trainer.StepModel(compiler), autocast, scaler, cfg.lr)
+        t.state.step += 1
 
     for _ in range(warmup):
         step()
@@ -109,9 +103,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     args = ap.parse_args()
     rows = []
-    for name in args.tasks.split(","):
-        rows.append(profile_task(name, args.steps, args.warmup))
-        print(rows[-1], file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.tasks.split(","):
+            rows.append(profile_task(name, args.steps, args.warmup, Path(tmp)))
+            print(rows[-1], file=sys.stderr)
     print("% of the profiled step's CPU time (self time of each op, by group)")
     print(table(rows, list(rows[0])))
     save("profile_step", " ".join(["python", *sys.argv]), rows, {"steps": args.steps, "warmup": args.warmup})

@@ -91,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     curve = None
     if args.curve:
-        try:
-            curve = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines() if line.strip()]
-        except (OSError, ValueError) as e:
-            print(f"error: {args.run / 'log.jsonl'}: {e}", file=sys.stderr)
+        from tinyformers.engine.rundir import RunDir
+
+        curve = RunDir(args.run).read_log()
+        if not curve:
+            print(f"error: {args.run / 'log.jsonl'}: no evaluations logged", file=sys.stderr)
             return 1
     if measure.get("verdict") != "quiet" or measure.get("exit") != 0:
         print(f"error: {args.measure}: verdict {measure.get('verdict')}, exit {measure.get('exit')}", file=sys.stderr)
