@@ -148,14 +148,21 @@ class VisionTask(Task[VisionConfig], Predicts, ViewsAttention):
     scorecard: ClassVar[Scorecard | None] = Scorecard(
         "test_accuracy",
         baselines=("majority_accuracy",),
-        baseline_runs=(("cnn_accuracy", ("model=cnn",)), ("mlp_accuracy", ("model=mlp",))),
+        # Each baseline keeps the learning rate its probes were tuned at (the default); the ViT's is the recipe's.
+        baseline_runs=(("cnn_accuracy", ("model=cnn", "lr=0.002")), ("mlp_accuracy", ("model=mlp", "lr=0.002"))),
         quick=("dataset=digits", "d_model=32", "n_heads=2", "n_layers=1", "d_ff=64", "cnn_channels=4", "mlp_hidden=32"),
         summary="Fashion-MNIST test accuracy of a small ViT (after a convolutional stem) against a CNN and an MLP "
-        "trained on the same images, with the same augmentation and budget (the reconstructing-transformer table).",
+        "trained on the same images, with the same augmentation and budget (the reconstructing-transformer table); "
+        "the ViT trains at lr 0.003, the CNN and the MLP at 0.002 (each the rate its probes chose).",
         recipe=(
             "patch_embed=conv",
             "stem_channels=16",
+            "n_layers=2",
+            "lr=0.003",
             "flip=true",
+            "erase=0.25",
+            "cutmix=0.5",
+            "label_smoothing=0.1",
             "pooling=mean",
             "max_steps=100000",
             "eval_every=1000",
