@@ -373,9 +373,10 @@ def provenance(name: str) -> str:
     d = load(name)
     m = d.get("machine", {})
     if "command" not in d:  # rows recorded one run at a time by scripts/record_run.py
+        cpu = "more than one kind of host" if m["cpu"].startswith("per row") else m["cpu"]
         return (
-            f"`benchmarks/results/{name}.json` ({m['cpu']}, {m['cpus']} CPUs, torch {m['torch']}; each run's command "
-            "and `../shared/tools/measure` verdict line are in the page's table of runs)"
+            f"`benchmarks/results/{name}.json` ({cpu}, {m['cpus']} CPUs, torch {m['torch']}; each run's command, "
+            "`../shared/tools/measure` verdict line and, from two kinds of host, CPU are in the page's table of runs)"
         )
     text = f"`benchmarks/results/{name}.json`: `{command(d['command'])}`, {m.get('date', 'date not recorded')}"
     if "calibration" in m:
@@ -392,15 +393,19 @@ def provenance(name: str) -> str:
 
 def runs_table(name: str, columns: dict[str, str]) -> str:
     """The rows of a file written by scripts/record_run.py: ``columns`` (key -> heading), then each run's
-    CPU seconds, steps, command and measure verdict line."""
+    CPU seconds, steps, command and measure verdict line (and its CPU, when the file's rows come from two kinds
+    of host)."""
     lines = [
         "| run | " + " | ".join(columns.values()) + " | params | steps | CPU s | command | measure |",
         "|---|" + "---|" * (len(columns) + 5),
     ]
-    for r in load(name)["rows"]:
+    data = load(name)
+    per_row = data.get("machine", {}).get("cpu", "").startswith("per row")  # rows from two kinds of host
+    for r in data["rows"]:
         cells = [_cell(k, r.get(k)) for k in columns]
         size = f"{r['params']:,} | {r['steps']:,} | {r['train_seconds']:.0f}"
-        lines.append(f"| {r['label']} | {' | '.join(cells)} | {size} | `{r['command']}` | `{r['measure']}` |")
+        host = f" on {r['machine']}" if per_row and r.get("machine") else ""
+        lines.append(f"| {r['label']} | {' | '.join(cells)} | {size} | `{r['command']}` | `{r['measure']}`{host} |")
     lines += ["", f"<sub>From `benchmarks/results/{name}.json`, each row written by `scripts/record_run.py`.</sub>"]
     return "\n".join(lines) + "\n"
 

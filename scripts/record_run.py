@@ -4,15 +4,16 @@ scripts/publish.py instead of by hand.
     ../shared/tools/measure --json M.json -- tinyformers train vision --out runs/v --set ... > v.log 2>&1
     python scripts/record_run.py vision_quiet runs/v --label "conv-stem ViT" --measure M.json --log v.log
 
-The row is the run's metrics.json, plus its label, the exact ``tinyformers train`` command (rebuilt from
-the run's config.json: the settings that differ from the task's defaults), every setting of the run
-(``config``, so the row still says what ran if a default changes later), the measure verdict line and the
-machine it ran on. A label names one row: recording another run under a label already there is refused unless
-``--replace`` says the new run supersedes it; the old row then moves to the file's ``superseded`` list with
-its command and verdict line (and the date it was superseded), so a number a page once quoted keeps its
-provenance. ``--curve`` also keeps the run's evaluations (``log.jsonl``) in the row, for a page's curve.
-Exits 1 with one line when the run, its log (with ``--curve``) or the measure record is missing, the run was
-not quiet, or the label is taken.
+The row is the run's metrics.json, plus its label, the exact ``tinyformers train`` command (rebuilt from the run's
+config.json: the settings that differ from the task's defaults), every setting of the run (``config``, so the row
+still says what ran if a default changes later), the measure verdict line and the machine it ran on (``machine``:
+the CPU kind; when a file's rows come from two kinds of host, the rows recorded before get the file's old kind, so
+none is mislabelled). A label names one row: recording another run under a label already there is refused unless
+``--replace`` says the new run supersedes it; the old row then moves to the file's ``superseded`` list with its
+command and verdict line (and the date it was superseded), so a number a page once quoted keeps its provenance.
+``--curve`` also keeps the run's evaluations (``log.jsonl``) in the row, for a page's curve. Exits 1 with one line
+when the run, its log (with ``--curve``) or the measure record is missing, the run was not quiet, or the label is
+taken.
 """
 
 from __future__ import annotations
@@ -125,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     if old:
         today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         data.setdefault("superseded", []).extend({**r, "superseded": today} for r in old)
+    kind = _machine(measure)
+    row["machine"] = kind["cpu"]
+    previous = data.get("machine")
+    if previous and previous.get("cpu") != kind["cpu"]:  # a second kind of host: each row names its own
+        for r in data["rows"] + data.get("superseded", []):
+            r.setdefault("machine", previous["cpu"])
+        kind = {**kind, "cpu": "per row (each row's 'machine')"}
     data["rows"] = [r for r in data["rows"] if r.get("label") != args.label] + [row]
-    data["machine"] = _machine(measure)
+    data["machine"] = kind
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"{path}: {args.label}: {row['measure']}")
     return 0

@@ -25,6 +25,25 @@ def test_verdicts_in_both_directions_and_with_a_limit():
     assert verdict(mae, {"test_mae": 1.0})["verdict"] == "no baseline measured"
 
 
+def test_a_lead_inside_the_margin_is_level_not_a_win():
+    """mnist-words: 98.6% vs the classifier's 98.5% on 1,000 images is one run's draw; the verdict says so."""
+    card = get_task("mnist-words").scorecard
+    assert card.margin == 0.005
+    ahead = verdict(card, {"test_word_accuracy": 0.986, "classifier_word_accuracy": 0.985})["verdict"]
+    assert ahead.startswith("level with classifier_word_accuracy (0.985): 0.001 ahead of it") and "beats" not in ahead
+    behind = verdict(card, {"test_word_accuracy": 0.982, "classifier_word_accuracy": 0.986})["verdict"]
+    assert behind.startswith("level with") and "0.004 behind it" in behind
+    assert verdict(card, {"test_word_accuracy": 0.992, "classifier_word_accuracy": 0.986})["verdict"].startswith(
+        "beats"
+    )
+    assert verdict(card, {"test_word_accuracy": 0.98, "classifier_word_accuracy": 0.986})["verdict"].startswith(
+        "does NOT"
+    )
+    mae = Scorecard("test_mae", higher_is_better=False, baselines=("linear_mae",), margin=0.1)
+    assert verdict(mae, {"test_mae": 1.05, "linear_mae": 1.0})["verdict"].startswith("level with linear_mae")
+    assert verdict(mae, {"test_mae": 0.8, "linear_mae": 1.0})["verdict"].startswith("beats")
+
+
 def test_reaching_a_constant_limit_is_never_a_failure():
     """Copy's baseline (the input unchanged) is perfect: a perfect model cannot beat it, it reaches the limit."""
     card = get_task("copy").scorecard

@@ -87,3 +87,24 @@ def test_a_calibrated_result_names_its_machine_and_load(publish, monkeypatch):
     monkeypatch.setattr(publish, "load", calibrated)
     text = publish.provenance("pixels")
     assert "matmul fp32 59.0 GFLOP/s" in text and "load: LOADED | others used 30% of 2 CPUs" in text
+
+
+def test_rows_from_two_kinds_of_host_name_their_cpu(publish, monkeypatch):
+    """A results file whose rows ran on two kinds of host (record_run.py marks it 'per row'): each row of the
+    table of runs says its CPU, and the headline's source does not name one CPU for all of them."""
+    original = publish.load
+    kinds = {"cpu": "per row (each row's 'machine')"}
+
+    def two_hosts(name: str) -> dict:
+        data = copy.deepcopy(original(name))
+        data["machine"].update(kinds)
+        for i, r in enumerate(data["rows"]):
+            r["machine"] = "Intel Xeon (AMX)" if i == 0 else "AMD EPYC"
+        return data
+
+    monkeypatch.setattr(publish, "load", two_hosts)
+    table = publish.runs_table("vision_quiet", {"test_accuracy": "test acc"}).splitlines()
+    assert table[2].endswith("` on Intel Xeon (AMX) |") and table[3].endswith("` on AMD EPYC |")
+    assert "more than one kind of host" in publish.provenance("vision_quiet")
+    kinds["cpu"] = "AMD EPYC"  # one kind of host: the table says it once, in the text above it, not per row
+    assert " on AMD" not in publish.runs_table("vision_quiet", {"test_accuracy": "test acc"})

@@ -77,6 +77,24 @@ def test_a_quiet_run_becomes_a_row_and_a_rerun_supersedes_it_only_when_asked(rec
     assert old["dataset"] == "fashion" and len(old["superseded"]) == 10  # the date, YYYY-MM-DD
 
 
+def test_rows_from_another_kind_of_host_keep_each_rows_machine(record, tmp_path, monkeypatch):
+    """A file measured on an AMD host gets a row from an Intel host: no row is relabelled with the new CPU."""
+    run, quiet = _run(tmp_path, 0.91), _measure(tmp_path)
+    monkeypatch.setattr(record, "_machine", lambda m: {"cpu": "AMD EPYC (AVX-512)", "cpus": 2, "torch": "2.13.0"})
+    assert record.main(["v", str(run), "--label", "amd", "--measure", str(quiet)]) == 0
+    assert record.main(["v", str(run), "--label", "amd-2", "--measure", str(quiet)]) == 0
+    data = json.loads((tmp_path / "results" / "v.json").read_text())
+    assert data["machine"]["cpu"] == "AMD EPYC (AVX-512)" and data["rows"][0]["machine"] == "AMD EPYC (AVX-512)"
+    data["rows"][0].pop("machine")  # a row recorded before rows named their machine
+    (tmp_path / "results" / "v.json").write_text(json.dumps(data))
+    monkeypatch.setattr(record, "_machine", lambda m: {"cpu": "Intel Xeon (AMX)", "cpus": 2, "torch": "2.13.0"})
+    assert record.main(["v", str(run), "--label", "intel", "--measure", str(quiet)]) == 0
+    data = json.loads((tmp_path / "results" / "v.json").read_text())
+    by_label = {r["label"]: r["machine"] for r in data["rows"]}
+    assert by_label == {"amd": "AMD EPYC (AVX-512)", "amd-2": "AMD EPYC (AVX-512)", "intel": "Intel Xeon (AMX)"}
+    assert data["machine"]["cpu"].startswith("per row")
+
+
 def test_fields_that_read_as_numbers_are_stored_as_numbers(record, tmp_path, capsys):
     run, quiet = _run(tmp_path, 0.91), _measure(tmp_path)
     fields = ["--field", "tta=0.9141", "--field", "seeds=3", "--field", "variant=3 layers, lr 0.003"]

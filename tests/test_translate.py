@@ -140,6 +140,26 @@ def test_length_penalty_chosen_on_validation(run_dir):
         tr.TranslateConfig(length_penalties="short")
 
 
+def test_length_penalty_metric_picks_by_chrf_when_asked(monkeypatch):
+    """Where validation BLEU and chrF disagree, length_penalty_metric decides; the other metric breaks ties."""
+    from tinyformers.engine.task import TaskData
+
+    scores = {0.6: (9.0, 30.0), 1.0: (8.0, 33.0), 1.4: (8.0, 34.0), 2.0: (9.0, 29.0)}  # (BLEU, chrF) per value
+    monkeypatch.setattr(tr.TranslateTask, "translate", lambda self, m, c, t, src, beams, lp: [str(lp)] * len(src))
+    monkeypatch.setattr(pairs_io, "corpus_scores", lambda hyps, examples: scores[float(hyps[0])])
+    data = TaskData(splits={"val": [("ein Hund", "a dog")]})
+    grid = "0.6,1.0,1.4,2.0"
+    by_bleu, values = tr.TranslateTask().tune_length_penalty(
+        None, data, tr.TranslateConfig(length_penalties=grid), None
+    )
+    assert by_bleu == 0.6  # BLEU 9 twice: chrF 30 > 29 settles it
+    assert values["val_bleu_beam_lp1.4"] == 8.0 and values["val_chrf_lp1.4"] == 34.0
+    cfg = tr.TranslateConfig(length_penalties=grid, length_penalty_metric="chrf")
+    assert tr.TranslateTask().tune_length_penalty(None, data, cfg, None)[0] == 1.4
+    with pytest.raises(ValueError, match="length_penalty_metric"):
+        tr.TranslateConfig(length_penalty_metric="ter")
+
+
 DICTIONARY = """# comment :: line
 Hund {m} | Hunde {pl} :: dog | dogs
 gehen {vi} | gehend | er/sie geht :: to go | going | he/she goes

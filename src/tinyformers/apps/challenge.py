@@ -122,7 +122,8 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     A metric within ``card.tolerance`` of the limit "reaches the limit", even when a baseline does too: a toy
     whose baseline is already perfect (copy: the input is the answer) is a success when the model is perfect,
     and when it is not, the verdict says how far from the limit it is, never that it failed to beat a baseline
-    nothing can beat."""
+    nothing can beat. A metric closer than ``card.margin`` to the best baseline, on either side, is "level with"
+    it: within the noise the task page states, neither a win nor a loss."""
     value = metrics.get(card.metric)
     better = (lambda a, b: a > b) if card.higher_is_better else (lambda a, b: a < b)
     names = (*card.baselines, *(name for name, _ in card.baseline_runs))
@@ -148,6 +149,12 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
         text = "no baseline measured"
     elif reaches(best):
         text = f"does not reach the limit {limit_text}{within}, which {best_name} reaches"
+    elif abs(value - best) < card.margin:
+        lead = "ahead of" if better(value, best) else "behind"
+        text = (
+            f"level with {best_name} ({_fmt(best)}): {_fmt(abs(value - best))} {lead} it, "
+            f"inside the {_fmt(card.margin)} a win needs"
+        )
     elif better(value, best):
         text = f"beats every baseline (best: {best_name} {_fmt(best)})"
     else:

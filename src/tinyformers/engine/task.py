@@ -191,6 +191,10 @@ class Scorecard:
             page recommends when it differs from ``tinyformers train``'s quicker defaults), baselines included.
         budget_minutes: the training budget the task page states; the challenge gives every training of the task
             this much of its clock unless ``--budget-minutes`` sets one budget for all.
+        margin: the lead over the best baseline that a win needs (absolute, in the metric's units): a metric
+            closer to the best baseline than this, on either side, is "level with" it. For a metric whose
+            test-set noise is about as large as the differences the task produces (a few images in 1,000), so
+            that one run's lucky draw is not called a win; 0 = any lead wins.
     """
 
     metric: str
@@ -204,6 +208,7 @@ class Scorecard:
     summary: str = ""
     recipe: tuple[str, ...] = ()
     budget_minutes: float = 2.0
+    margin: float = 0.0
 
 
 @dataclass

@@ -120,6 +120,9 @@ class MnistWordsTask(Task[MnistWordsConfig], Predicts, ViewsAttention):
         # 2026-12-05, words 97.3% -> 98.2% (mean of 3 seeds), the classifier baseline 98.4% -> 98.6% (mnist-words.md)
         recipe=("patch_embed=conv", "stem_channels=16", "dropout=0.1", "max_steps=100000", "eval_every=1000"),
         budget_minutes=10.0,
+        # one standard error of a word accuracy near 98.5% on the 1,000 test images is ~0.4 points: a lead under
+        # half a point (the page's target, issue 19) is one run's draw, not a win
+        margin=0.005,
     )
 
     def data_status(self, cfg: MnistWordsConfig) -> str | None:

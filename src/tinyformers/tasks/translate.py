@@ -44,8 +44,11 @@ class TranslateConfig(ModelSizes, TrainConfig):
     label_smoothing: probability mass spread over the vocabulary in the training loss (§5.4: 0.1).
     num_beams, length_penalty: beam search for the test scores and for ``predict`` (§6.1: 4 beams).
     length_penalties: candidate length penalties, comma-separated (e.g. '0.6,1.0,1.4'): before the test scores,
-        beam search translates the validation split with each and the best BLEU's is used for the test
-        ('' = length_penalty as set). metrics.json reports the choice (``length_penalty_chosen``).
+        beam search translates the validation split with each and the best one (by ``length_penalty_metric``)
+        is used for the test ('' = length_penalty as set). metrics.json reports the choice (``length_penalty_chosen``).
+    length_penalty_metric: what picks the length penalty on validation: 'bleu' (then chrF on a tie) or 'chrf'
+        (then BLEU). chrF weighs character n-gram recall twice as much as precision (beta = 2), so it can prefer
+        longer translations than BLEU does.
     extra_pairs: 'dictionary' adds the dictionary's other entries (words, forms, phrases) as training pairs, none
         holding a held-out sentence (the held-out sentences stay as with 'none'). extra_share: their share of a batch.
     extra_batch: 0 = the extra pairs are ``extra_share`` of the batch, padded with the sentences to the longest
@@ -73,6 +76,7 @@ class TranslateConfig(ModelSizes, TrainConfig):
     num_beams: int = 4
     length_penalty: float = 1.0
     length_penalties: str = ""
+    length_penalty_metric: str = "bleu"
     max_steps: int = 1500
     cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
     batch_size: int = 64
@@ -95,6 +99,7 @@ class TranslateConfig(ModelSizes, TrainConfig):
             "max_len must be >= 4": self.max_len < 4,
             "label_smoothing must be in [0, 1)": not 0 <= self.label_smoothing < 1,
             "num_beams must be >= 1": self.num_beams < 1,
+            "length_penalty_metric: bleu or chrf": self.length_penalty_metric not in ("bleu", "chrf"),
             "extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)": self.extra_pairs
             not in ("none", "dictionary")
             or bool(self.pairs and self.extra_pairs != "none"),
@@ -291,16 +296,20 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
     def tune_length_penalty(
         self, model: nn.Module, data: TaskData, cfg: TranslateConfig, tok: Any
     ) -> tuple[float, dict[str, float]]:
-        """The candidate of ``cfg.length_penalties`` whose beam search scores the best validation BLEU (then chrF);
-        and each one's validation BLEU (``val_bleu_beam_lp<value>``)."""
+        """The candidate of ``cfg.length_penalties`` whose beam search scores the best validation BLEU then chrF
+        (``length_penalty_metric=chrf``: chrF then BLEU); and each one's validation BLEU and chrF
+        (``val_bleu_beam_lp<value>``, ``val_chrf_lp<value>``)."""
         examples: list[Example] = data.splits["val"]
         sources = [s for s, _ in examples]
         scores: dict[float, tuple[float, float]] = {}
         for value in length_penalty_grid(cfg.length_penalties):
             beam = self.translate(model, cfg, tok, sources, cfg.num_beams, value)
             scores[value] = pairs_io.corpus_scores(beam, examples)
-        best = max(scores, key=lambda v: scores[v])
-        return best, {f"val_bleu_beam_lp{v:g}": bleu for v, (bleu, _) in scores.items()}
+        first = 0 if cfg.length_penalty_metric == "bleu" else 1
+        best = max(scores, key=lambda v: (scores[v][first], scores[v][1 - first]))
+        by_value = {f"val_bleu_beam_lp{v:g}": bleu for v, (bleu, _) in scores.items()}
+        by_value.update({f"val_chrf_lp{v:g}": chrf for v, (_, chrf) in scores.items()})
+        return best, by_value
 
     def predict(
         self,
