@@ -30,9 +30,20 @@ def _golden_script():
 @pytest.mark.slow
 def test_fast_tasks_give_the_golden_numbers():
     """copy, reverse and sort trained in one child process (one import of torch for the three)."""
-    got = _golden_script().run_tasks(FAST_TASKS)
+    script = _golden_script()
+    got = script.run_tasks(FAST_TASKS)
     for task in FAST_TASKS:
-        assert got[task] == json.loads((GOLDEN / "metrics" / f"{task}.json").read_text()), task
+        want = json.loads((GOLDEN / "metrics" / f"{task}.json").read_text())
+        assert set(got[task]) == set(want), task
+        differ = {k: (want[k], got[task][k]) for k in want if not script.same(want[k], got[task][k])}
+        assert not differ, (task, differ)
+
+
+def test_golden_numbers_allow_another_hosts_rounding_and_nothing_more():
+    same = _golden_script().same
+    assert same(2.6430174708366394, 2.6430174112319946)  # reverse's test loss: AMD EPYC vs Intel Xeon (AMX)
+    assert not same(2.643, 2.644) and not same(0.926, 0.927) and not same(12, 13)
+    assert same(12, 12) and same("ok", "ok") and not same("ok", "no") and not same(None, 0.5)
 
 
 def _help(capsys, argv: list[str]) -> list[str]:
