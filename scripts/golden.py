@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
             print(f"recorded {name}: {len(got)} numbers")
             continue
         want = json.loads(path.read_text())
-        diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if not same(want.get(k), got.get(k))}
+        diff = differences(want, got)
         if diff and name in NOT_DETERMINISTIC:
             print(f"{name}: not deterministic (BPE training); {len(diff)} of {len(want)} numbers differ")
             continue
@@ -111,6 +111,11 @@ def same(want: object, got: object, rel: float = 1e-5) -> bool:
     if isinstance(want, float) and isinstance(got, float):
         return abs(want - got) <= rel * max(abs(want), abs(got), 1e-12)
     return want == got
+
+
+def differences(want: dict, got: dict) -> dict:
+    """Key -> (golden, now) for every number that is not :func:`same` (a key missing on one side included)."""
+    return {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if not same(want.get(k), got.get(k))}
 
 
 if __name__ == "__main__":

@@ -373,7 +373,7 @@ def provenance(name: str) -> str:
     d = load(name)
     m = d.get("machine", {})
     if "command" not in d:  # rows recorded one run at a time by scripts/record_run.py
-        cpu = "more than one kind of host" if m["cpu"].startswith("per row") else m["cpu"]
+        cpu = "more than one kind of host" if _per_row(m) else m["cpu"]
         return (
             f"`benchmarks/results/{name}.json` ({cpu}, {m['cpus']} CPUs, torch {m['torch']}; each run's command, "
             "`../shared/tools/measure` verdict line and, from two kinds of host, CPU are in the page's table of runs)"
@@ -400,7 +400,7 @@ def runs_table(name: str, columns: dict[str, str]) -> str:
         "|---|" + "---|" * (len(columns) + 5),
     ]
     data = load(name)
-    per_row = data.get("machine", {}).get("cpu", "").startswith("per row")  # rows from two kinds of host
+    per_row = _per_row(data.get("machine", {}))
     for r in data["rows"]:
         cells = [_cell(k, r.get(k)) for k in columns]
         size = f"{r['params']:,} | {r['steps']:,} | {r['train_seconds']:.0f}"
@@ -408,6 +408,11 @@ def runs_table(name: str, columns: dict[str, str]) -> str:
         lines.append(f"| {r['label']} | {' | '.join(cells)} | {size} | `{r['command']}` | `{r['measure']}`{host} |")
     lines += ["", f"<sub>From `benchmarks/results/{name}.json`, each row written by `scripts/record_run.py`.</sub>"]
     return "\n".join(lines) + "\n"
+
+
+def _per_row(machine: dict) -> bool:
+    """Whether a results file's rows come from two kinds of host (record_run.py then names each row's CPU)."""
+    return str(machine.get("cpu", "")).startswith("per row")
 
 
 def _cell(key: str, v: object) -> str:
