@@ -227,9 +227,13 @@ def chorales() -> str:
 
 def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name: str) -> str:
     """The headline of a text task: MiniLM fine-tuned (full, and the best LoRA run when measured) against the
-    linear baseline, and the best from-scratch run, from the quiet runs of ``name``."""
-    r = _by_label(name)
-    full = r["MiniLM, full fine-tuning"]
+    linear baseline, and the best from-scratch run, from the quiet runs of ``name``. The LoRA and from-scratch
+    runs are picked among those measured on the same kind of host as the full fine-tuning (a row without its
+    own ``machine`` has the file's), so one headline never sets one CPU's run against another's."""
+    data = load(name)
+    host = data["machine"]["cpu"]
+    full = next(v for v in data["rows"] if v["label"] == "MiniLM, full fine-tuning")
+    r = {v["label"]: v for v in data["rows"] if v.get("machine", host) == full.get("machine", host)}
     text = f"{shown} {full[metric]:.3f} (MiniLM fine-tuned, {full['train_seconds']:.0f} CPU-s)"
     loras = [v for k, v in r.items() if k.startswith("MiniLM, LoRA")]  # the best of the measured LoRA runs
     if loras:

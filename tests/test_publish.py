@@ -108,3 +108,19 @@ def test_rows_from_two_kinds_of_host_name_their_cpu(publish, monkeypatch):
     assert "more than one kind of host" in publish.provenance("vision_quiet")
     kinds["cpu"] = "AMD EPYC"  # one kind of host: the table says it once, in the text above it, not per row
     assert " on AMD" not in publish.runs_table("vision_quiet", {"test_accuracy": "test acc"})
+
+
+def test_a_text_headline_compares_runs_of_one_host(publish, monkeypatch):
+    """The sentiment/NER headline picks its LoRA and from-scratch runs among those of the full fine-tuning's
+    host: a better from-scratch run on another CPU is not set against it."""
+    rows = [
+        {"label": "MiniLM, full fine-tuning", "machine": "Intel", "f1": 0.78, "base": 0.74, "train_seconds": 600},
+        {"label": "from scratch", "machine": "Intel", "f1": 0.71, "train_seconds": 600},
+        {"label": "from scratch, other recipe", "machine": "AMD", "f1": 0.75, "train_seconds": 600},
+    ]
+    data = {"machine": {"cpu": "per row (each row's 'machine')"}, "rows": rows}
+    monkeypatch.setattr(publish, "load", lambda name: data)
+    text = publish._text_task("x", "f1", "F1", "base", "linear")
+    assert "from scratch 0.710" in text and "0.750" not in text
+    rows[2]["machine"] = "Intel"  # the same host: the better run is the headline's
+    assert "from scratch 0.750" in publish._text_task("x", "f1", "F1", "base", "linear")
