@@ -168,9 +168,14 @@ def translate() -> str:
         f"{r['lookup_chrf']:.1f}"
     )
     long = _by_label("translate_quiet").get(TRANSLATE_CURVE)
-    if long:  # the longer run with length buckets: how far the recipe goes
+    if long:  # the longer run with length buckets: how far the recipe goes (and on which host, when another)
+        host = long.get("machine", "")
+        where = f" on {_short_cpu(host)}" if host != r.get("machine", "") else ""
+        if where and r.get("machine"):  # two hosts: name the first run's too
+            text = text.replace(" CPU-min: BLEU", f" CPU-min on {_short_cpu(r['machine'])}: BLEU", 1)
         text += (
-            f"; with length buckets, {long['train_seconds'] / 60:.0f} CPU-min: BLEU {long['test_bleu_beam']:.2f}, "
+            f"; with length buckets, {long['train_seconds'] / 60:.0f} CPU-min{where}: "
+            f"BLEU {long['test_bleu_beam']:.2f}, "
             f"chrF {long['test_chrf']:.1f} ({side(long['test_chrf'], long['lookup_chrf'])} the lookup's)"
         )
     return text
