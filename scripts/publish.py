@@ -82,13 +82,17 @@ def _by_label(name: str) -> dict[str, dict]:
 
 
 def _one_host(name: str, reference: str) -> dict[str, dict]:
-    """The rows of ``name`` (by label) measured on the same kind of host as the row ``reference``; a row without its
-    own ``machine`` has the file's. A headline that compares runs takes them from here, so it never sets one CPU's
-    run against another's (the two kinds of host we measure on differ by up to 1.7x in steps per CPU-second)."""
+    """The rows of ``name`` (by label) measured on the same kind of host as the row ``reference`` (``_host``). A
+    headline that compares runs takes them from here, so it never sets one CPU's run against another's (the two
+    kinds of host we measure on differ by up to 1.7x in steps per CPU-second)."""
     data = load(name)
-    host = data["machine"]["cpu"]
     ref = next(v for v in data["rows"] if v["label"] == reference)
-    return {v["label"]: v for v in data["rows"] if v.get("machine", host) == ref.get("machine", host)}
+    return {v["label"]: v for v in data["rows"] if _host(data, v) == _host(data, ref)}
+
+
+def _host(data: dict, row: dict) -> str:
+    """The kind of host a row of a results file ran on: its own ``machine``, else the file's."""
+    return row.get("machine", data["machine"]["cpu"])
 
 
 def _short_cpu(machine: str) -> str:
@@ -157,7 +161,12 @@ WORDS_COLUMNS = {"variant": "model", "test_word_accuracy": "words exact"}
 
 
 def translate() -> str:
-    r = _by_label("translate_quiet")["extra pairs, 30 CPU-min, bf16"]
+    data = load("translate_quiet")
+    rows = {v["label"]: v for v in data["rows"]}
+    r, long = rows["extra pairs, 30 CPU-min, bf16"], rows.get(TRANSLATE_CURVE)
+    # two hosts (the longer run measured on another kind): each part of the headline names its own
+    two_hosts = long is not None and _host(data, long) != _host(data, r)
+    here, there = (f" on {_short_cpu(_host(data, v))}" if two_hosts else "" for v in (r, long or r))
 
     def side(ours: float, lookup: float) -> str:
         return "above" if ours > lookup else "below"
@@ -165,17 +174,12 @@ def translate() -> str:
     bleu, chrf = side(r["test_bleu_beam"], r["lookup_bleu"]), side(r["test_chrf"], r["lookup_chrf"])
     text = (
         f"BLEU {r['test_bleu_beam']:.2f} (beam), chrF {r['test_chrf']:.1f} after {r['train_seconds'] / 60:.0f} "
-        f"CPU-min: BLEU {bleu} the dictionary-lookup baseline's {r['lookup_bleu']:.2f}, chrF {chrf} its "
+        f"CPU-min{here}: BLEU {bleu} the dictionary-lookup baseline's {r['lookup_bleu']:.2f}, chrF {chrf} its "
         f"{r['lookup_chrf']:.1f}"
     )
-    long = _by_label("translate_quiet").get(TRANSLATE_CURVE)
-    if long:  # the longer run with length buckets: how far the recipe goes (and on which host, when another)
-        host = long.get("machine", "")
-        where = f" on {_short_cpu(host)}" if host != r.get("machine", "") else ""
-        if where and r.get("machine"):  # two hosts: name the first run's too
-            text = text.replace(" CPU-min: BLEU", f" CPU-min on {_short_cpu(r['machine'])}: BLEU", 1)
+    if long:  # the longer run with length buckets: how far the recipe goes
         text += (
-            f"; with length buckets, {long['train_seconds'] / 60:.0f} CPU-min{where}: "
+            f"; with length buckets, {long['train_seconds'] / 60:.0f} CPU-min{there}: "
             f"BLEU {long['test_bleu_beam']:.2f}, "
             f"chrF {long['test_chrf']:.1f} ({side(long['test_chrf'], long['lookup_chrf'])} the lookup's)"
         )
