@@ -9,7 +9,10 @@ Mersenne-Twister number per element, many times the cost of the multiply that ap
 training step of the ``translate`` and ``pixels`` recipes. Here the mask comes from 16-bit uniform integers cut
 out of 64-bit random words (``random_`` fills four elements' worth per draw). ``p`` is then a multiple of 1/65536
 (rounded to the nearest); the scale uses the exact keep probability, so the expectation is still unchanged.
-Elsewhere (CUDA, eval, ``p`` = 0 or 1, ``inplace``) this is ``nn.Dropout``.
+Elsewhere (CUDA, eval, ``p`` = 0 or 1, ``inplace``) this is ``nn.Dropout``; and so it is inside ``torch.compile``:
+Dynamo cannot trace ``random_``, so the mask would break the graph at every dropout (a model of 4 blocks fell into
+a dozen small graphs, each a recompile, and ran slower than eager), while Inductor draws ``F.dropout``'s mask in
+its own fused kernel.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
 
 def fast_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with :func:`dropout_mask` on a CPU (see the module docstring)."""
-    if not training or p <= 0.0 or p >= 1.0 or x.device.type != "cpu":
+    if not training or p <= 0.0 or p >= 1.0 or x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.dropout(x, p, training)
     threshold = round(p * LEVELS)
     if threshold == 0:

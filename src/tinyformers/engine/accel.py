@@ -33,6 +33,9 @@ from torch import nn
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 COMPILE_VALUES = {"auto": "auto", "on": "on", "off": "off", "true": "on", "false": "off", "1": "on", "0": "off"}
 LEDGER = "tinyformers-compiles.json"
+# bumped when a change in the library changes what compiling gains, so the ledger's old verdicts are not reused:
+# 2 = dropout no longer breaks the graph (2026-12-06; before, most of the zoo's keys measured "no gain")
+KEY_VERSION = 2
 
 
 # --- what the CPU can do ---------------------------------------------------------------------------------
@@ -190,6 +193,7 @@ def compile_key(task: str, model: nn.Module, batch: dict[str, Any], amp: str, de
         "params": [(n, list(p.shape), str(p.dtype), p.requires_grad) for n, p in model.named_parameters()],
         "batch": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(batch.items()) if torch.is_tensor(v)},
         "amp": amp,
+        "version": KEY_VERSION,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
