@@ -1,6 +1,10 @@
 """Where a training step's time goes: each task's default recipe under torch.profiler, ops grouped by kind.
 
     python benchmarks/profile_step.py [--tasks copy,reverse,sort] [--steps 30] [--warmup 20]
+                                      [--set key=value ...] [--name profile_step]
+
+``--set`` applies settings to every task's recipe, as ``tinyformers train --set`` does (e.g. ``--tasks translate
+--set extra_pairs=dictionary extra_batch=256 length_buckets=true``); they are in each row (``settings``).
 
 For each task, the trainer's own setup and optimizer step (``trainer._setup``, ``trainer._optimizer_step``: the
 batch, the recipe's autocast, forward and loss, backward, gradient clipping, fused AdamW), eagerly: ``--warmup``
@@ -31,6 +35,7 @@ from torch.profiler import ProfilerActivity, profile
 from tinyformers.engine import accel, trainer
 from tinyformers.engine.distributed import Dist
 from tinyformers.engine.rundir import RunDir
+from tinyformers.engine.task import apply_overrides
 from tinyformers.tasks import get_task
 
 GROUPS = {
@@ -62,9 +67,9 @@ def group(name: str) -> str:
     return "other ops"
 
 
-def profile_task(name: str, steps: int, warmup: int, tmp: Path) -> dict:
+def profile_task(name: str, steps: int, warmup: int, tmp: Path, settings: list[str] | None = None) -> dict:
     task = get_task(name)
-    cfg = task.Config()
+    cfg = apply_overrides(task.Config(), settings or [])
     t = trainer._setup(task, cfg, RunDir(tmp / name), Dist(), resume=False)  # what `tinyformers train` builds
     compiler = accel.AutoCompile("off", t.model, name, cfg.amp, t.device)
     autocast, use_scaler = accel.autocast_for(cfg, t.device)
@@ -91,7 +96,7 @@ def profile_task(name: str, steps: int, warmup: int, tmp: Path) -> dict:
         shares[group(event.key)] += event.self_cpu_time_total
     shares["unaccounted"] = max(0.0, profiled_us - sum(shares.values()))
     total = sum(shares.values())
-    row = {"task": name, "ms_per_step": round(ms, 2), "amp": "bf16" if isinstance(autocast, torch.autocast) else "fp32"}
+    row = {"task": name, "settings": " ".join(settings or []), "ms_per_step": round(ms, 2), "amp": "bf16" if isinstance(autocast, torch.autocast) else "fp32"}
     row.update({g: round(100 * v / total, 1) for g, v in shares.items()})
     return row
 
@@ -101,15 +106,17 @@ def main() -> None:
     ap.add_argument("--tasks", default="copy,reverse,sort,languages,mnist-words,weather")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings for every task's recipe")
+    ap.add_argument("--name", default="profile_step", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
-            rows.append(profile_task(name, args.steps, args.warmup, Path(tmp)))
+            rows.append(profile_task(name, args.steps, args.warmup, Path(tmp), args.set))
             print(rows[-1], file=sys.stderr)
     print("% of the profiled step's CPU time (self time of each op, by group)")
     print(table(rows, list(rows[0])))
-    save("profile_step", " ".join(["python", *sys.argv]), rows, {"steps": args.steps, "warmup": args.warmup})
+    save(args.name, " ".join(["python", *sys.argv]), rows, {"steps": args.steps, "warmup": args.warmup})
 
 
 if __name__ == "__main__":

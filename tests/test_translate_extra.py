@@ -149,3 +149,62 @@ def test_extra_batch_is_a_length_bucket_of_its_own_and_the_loss_weighs_tokens(tm
     )
     got = task.batch(mixed, mixed_cfg, g1)
     assert all(torch.equal(got[k], expected[k]) for k in expected) and set(got) == set(expected)
+
+
+def test_pretranslate_feeds_the_sentence_and_its_lookup_and_keeps_the_split(tmp_path, monkeypatch):
+    path = tmp_path / "de-en"
+    path.write_text(dictionary_text(), encoding="utf-8")
+    monkeypatch.setattr(pairs_io, "DING", path)
+    words = tr.dictionary_words(str(path))
+    assert tr.hinted("Der Hund schläft.", None) == "Der Hund schläft."
+    assert tr.hinted("Der Hund schläft.", words) == "Der Hund schläft. || Der dog schläft."  # what lookup knows
+    sizes = {"vocab_size": 300, "n_val": 6, "n_test": 6, "batch_size": 10, "max_len": 16}
+    task = tr.TranslateTask()
+    plain = task.data(tr.TranslateConfig(**sizes, extra_pairs="dictionary"))
+    cfg = tr.TranslateConfig(**sizes, extra_pairs="dictionary", pretranslate=True)
+    data = task.data(cfg)
+    for split in ("val", "test", "train", "extra"):  # the same sentences and extras: only the encoder input differs
+        assert data.splits[split] == plain.splits[split]
+    tok = pairs_io.run_tokenizer(data.meta)
+    fits = [de for de, en in data.splits["train"] if len(tok.encode(en)) < 16]  # targets + <eos> within max_len
+    hinted_train = [tok.encode(tr.hinted(de, words)) for de in fits]
+    assert [s for s, _ in data.splits["train_ids"]] == hinted_train  # every source fits in 2 * max_len here
+    assert [t for _, t in data.splits["train_ids"]] == [t for _, t in plain.splits["train_ids"]]  # targets as before
+    assert pairs_io.decode(tok, hinted_train[0]).strip() == tr.hinted(data.splits["train"][0][0], words)
+    assert cfg.source_len == 32 and max(map(len, hinted_train)) > 16  # longer than max_len, and they fit
+    extras = [s for s, _ in data.splits["extra_ids"]]
+    assert extras[0] == tok.encode(tr.hinted(data.splits["extra"][0][0], words))  # the extras are hinted too...
+    plain_extras = task.data(
+        tr.TranslateConfig(**sizes, extra_pairs="dictionary", pretranslate=True, pretranslate_extras=False)
+    )
+    unhinted = plain_extras.splits["extra_ids"]  # ...unless told not to: plain (a longer source limit lets more in)
+    assert set(map(str, plain.splits["extra_ids"])) <= set(map(str, unhinted))
+    assert not any("||" in pairs_io.decode(tok, s) for s, _ in unhinted)
+    held = [s for s, _ in data.splits["test"]]
+    assert task.source_ids(cfg, tok, held) == [tok.encode(tr.hinted(h, words))[:32] for h in held]
+    small = tr.TranslateConfig(**sizes, pretranslate=True, d_model=16, n_heads=2, n_layers=1, d_ff=32)
+    model = task.model(small, data.meta).eval()
+    assert len(task.translate(model, cfg, tok, held[:2])) == 2  # sources longer than max_len run through
+
+
+def test_pretranslate_needs_the_dictionary(tmp_path, monkeypatch, capsys):
+    from tinyformers.apps.cli import main
+
+    monkeypatch.setattr(pairs_io, "DING", tmp_path / "missing")
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("".join(f"{de}\t{en}\n" for de, en in SENTENCES), encoding="utf-8")
+    argv = [
+        "train",
+        "translate",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+        "--set",
+        f"pairs={tsv}",
+        "n_val=5",
+        "n_test=5",
+    ]
+    assert main([*argv, "pretranslate=true"]) != 0
+    err = capsys.readouterr().err
+    assert "pretranslate=true needs the dictionary" in err and "apt-get install trans-de-en" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
