@@ -96,7 +96,8 @@ def profile_task(name: str, steps: int, warmup: int, tmp: Path, settings: list[s
         shares[group(event.key)] += event.self_cpu_time_total
     shares["unaccounted"] = max(0.0, profiled_us - sum(shares.values()))
     total = sum(shares.values())
-    row = {"task": name, "settings": " ".join(settings or []), "ms_per_step": round(ms, 2), "amp": "bf16" if isinstance(autocast, torch.autocast) else "fp32"}
+    amp = "bf16" if isinstance(autocast, torch.autocast) else "fp32"
+    row = {"task": name, "settings": " ".join(settings or []), "ms_per_step": round(ms, 2), "amp": amp}
     row.update({g: round(100 * v / total, 1) for g, v in shares.items()})
     return row
 
