@@ -183,7 +183,19 @@ def translate() -> str:
             f"BLEU {long['test_bleu_beam']:.2f}, "
             f"chrF {long['test_chrf']:.1f} ({side(long['test_chrf'], long['lookup_chrf'])} the lookup's)"
         )
+    pre = rows.get(TRANSLATE_PRE)
+    if pre:  # the encoder also reads the dictionary's word-by-word lookup (pretranslate=true)
+        host = f" on {_short_cpu(_host(data, pre))}" if two_hosts or _host(data, pre) != _host(data, r) else ""
+        text += (
+            f"; with pre-translation (each sentence followed by its dictionary lookup), "
+            f"{pre['train_seconds'] / 60:.0f} CPU-min{host}: BLEU {pre['test_bleu_beam']:.2f}, chrF "
+            f"{pre['test_chrf']:.1f} ({side(pre['test_bleu_beam'], pre['lookup_bleu'])} the lookup's BLEU, "
+            f"{side(pre['test_chrf'], pre['lookup_chrf'])} its chrF)"
+        )
     return text
+
+
+TRANSLATE_PRE = "pre-translation, 30 CPU-min, bf16"  # the row of the pretranslate=true recipe, if measured
 
 
 TRANSLATE_CURVE = "length buckets, 80 CPU-min, bf16"  # the row whose validation curve translate.md shows
