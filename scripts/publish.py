@@ -184,13 +184,15 @@ def translate() -> str:
             f"chrF {long['test_chrf']:.1f} ({side(long['test_chrf'], long['lookup_chrf'])} the lookup's)"
         )
     pre = rows.get(TRANSLATE_PRE)
-    if pre:  # the encoder also reads the dictionary's word-by-word lookup (pretranslate=true)
+    if pre:  # the encoder also reads the dictionary's word-by-word lookup (pretranslate=true); its seeds' mean
         host = f" on {_short_cpu(_host(data, pre))}" if two_hosts or _host(data, pre) != _host(data, r) else ""
+        bleus, chrfs = _seeds(rows, TRANSLATE_PRE, "test_bleu_beam"), _seeds(rows, TRANSLATE_PRE, "test_chrf")
+        each = f" (mean of {len(chrfs)} seeds; chrF {', '.join(f'{c:.2f}' for c in chrfs)})" if len(chrfs) > 1 else ""
         text += (
             f"; with pre-translation (each sentence followed by its dictionary lookup), "
-            f"{pre['train_seconds'] / 60:.0f} CPU-min{host}: BLEU {pre['test_bleu_beam']:.2f}, chrF "
-            f"{pre['test_chrf']:.1f} ({side(pre['test_bleu_beam'], pre['lookup_bleu'])} the lookup's BLEU, "
-            f"{side(pre['test_chrf'], pre['lookup_chrf'])} its chrF)"
+            f"{pre['train_seconds'] / 60:.0f} CPU-min{host}: BLEU {_mean(bleus):.2f}, chrF {_mean(chrfs):.1f}{each} "
+            f"({side(_mean(bleus), pre['lookup_bleu'])} the lookup's BLEU, {side(_mean(chrfs), pre['lookup_chrf'])} "
+            "its chrF)"
         )
     return text
 
