@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tinyformers.apps.cli import main
 from tinyformers.data import translation as pairs_io
 from tinyformers.tasks import translate as tr
 
@@ -188,8 +189,6 @@ def test_pretranslate_feeds_the_sentence_and_its_lookup_and_keeps_the_split(tmp_
 
 
 def test_pretranslate_needs_the_dictionary(tmp_path, monkeypatch, capsys):
-    from tinyformers.apps.cli import main
-
     monkeypatch.setattr(pairs_io, "DING", tmp_path / "missing")
     tsv = tmp_path / "p.tsv"
     tsv.write_text("".join(f"{de}\t{en}\n" for de, en in SENTENCES), encoding="utf-8")

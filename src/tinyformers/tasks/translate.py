@@ -143,6 +143,7 @@ def neighbours(n: int, size: int, generator: torch.Generator) -> Tensor:
 
 
 SEPARATOR = " || "  # between a sentence and its word-by-word lookup (``pretranslate``)
+NEEDS_DICTIONARY = f"pretranslate=true needs the dictionary's words: {pairs_io.INSTALL_HINT}"
 
 
 @functools.cache
@@ -182,7 +183,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
 
     def data_status(self, cfg: TranslateConfig) -> str | None:
         if cfg.pretranslate and not pairs_io.DING.is_file():
-            return f"pretranslate=true needs the dictionary's words: {pairs_io.INSTALL_HINT}"
+            return NEEDS_DICTIONARY
         return None if cfg.pairs or pairs_io.DING.is_file() else pairs_io.INSTALL_HINT
 
     def data(self, cfg: TranslateConfig, meta: dict[str, Any] | None = None) -> TaskData:
@@ -203,8 +204,8 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         words = self.hint_words(cfg)
         extra_words = words if cfg.pretranslate_extras else None
         for name, part, hints in (("train_ids", splits["train"], words), ("extra_ids", splits["extra"], extra_words)):
-            texts = [text for de, en in part for text in (hinted(de, hints), en)]
-            ids = [e.ids for e in tok.tokenizer.encode_batch(texts)]
+            sides = [text for de, en in part for text in (hinted(de, hints), en)]  # source, target, source, ...
+            ids = [e.ids for e in tok.tokenizer.encode_batch(sides)]
             encoded = zip(ids[0::2], [t + [EOS] for t in ids[1::2]], strict=True)
             splits[name] = [(s, t) for s, t in encoded if len(s) <= cfg.source_len and len(t) <= cfg.max_len]
         if not splits["train_ids"]:
@@ -223,7 +224,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         if not cfg.pretranslate:
             return None
         if not pairs_io.DING.is_file():
-            raise UserError(f"pretranslate=true needs the dictionary's words: {pairs_io.INSTALL_HINT}")
+            raise UserError(NEEDS_DICTIONARY)
         return dictionary_words(str(pairs_io.DING))
 
     def source_ids(self, cfg: TranslateConfig, tok: BPETokenizer, sources: list[str]) -> list[list[int]]:
