@@ -1,7 +1,7 @@
 """Where a training step's time goes: each task's default recipe under torch.profiler, ops grouped by kind.
 
     python benchmarks/profile_step.py [--tasks copy,reverse,sort] [--steps 30] [--warmup 20]
-                                      [--set key=value ...] [--name profile_step]
+                                      [--set key=value ...] [--name profile_step] [--top N]
 
 ``--set`` applies settings to every task's recipe, as ``tinyformers train --set`` does (e.g. ``--tasks translate
 --set extra_pairs=dictionary extra_batch=256 length_buckets=true``); they are in each row (``settings``).
@@ -15,6 +15,9 @@ optimizer (AdamW and gradient clipping's norms), layer norm, softmax and cross-e
 own time per node, and everything else (element-wise ops, copies, views, indexing). "unaccounted" is the
 profiled wall time not inside any op: Python, module calls and batch assembly between ops. The profiler adds
 its own overhead, so shares are approximate; ms/step is from the unprofiled steps.
+
+``--top N`` also lists, per task, the N single ops with the most self time (``top_ops`` in each row), which is
+how to see what the "other ops" group is made of.
 
 Wrap it in ../shared/tools/measure for ms/step to mean anything (the shares need no quiet machine).
 Prints a Markdown table, writes benchmarks/results/profile_step.json.
@@ -67,7 +70,9 @@ def group(name: str) -> str:
     return "other ops"
 
 
-def profile_task(name: str, steps: int, warmup: int, tmp: Path, settings: list[str] | None = None) -> dict:
+def profile_task(
+    name: str, steps: int, warmup: int, tmp: Path, settings: list[str] | None = None, top: int = 0
+) -> dict:
     task = get_task(name)
     cfg = apply_overrides(task.Config(), settings or [])
     t = trainer._setup(task, cfg, RunDir(tmp / name), Dist(), resume=False)  # what `tinyformers train` builds
@@ -92,13 +97,20 @@ def profile_task(name: str, steps: int, warmup: int, tmp: Path, settings: list[s
             step()
         profiled_us = (time.perf_counter() - start) * 1e6  # the steps only, not the profiler's own collection
     shares: dict[str, float] = {g: 0.0 for g in [*GROUPS, "autograd nodes", "other ops"]}
-    for event in prof.key_averages():
+    events = prof.key_averages()
+    for event in events:
         shares[group(event.key)] += event.self_cpu_time_total
     shares["unaccounted"] = max(0.0, profiled_us - sum(shares.values()))
     total = sum(shares.values())
     amp = "bf16" if isinstance(autocast, torch.autocast) else "fp32"
     row = {"task": name, "settings": " ".join(settings or []), "ms_per_step": round(ms, 2), "amp": amp}
     row.update({g: round(100 * v / total, 1) for g, v in shares.items()})
+    if top:  # the single ops that cost most, whatever their group: where "other ops" goes
+        largest = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+        row["top_ops"] = [
+            {"op": e.key, "group": group(e.key), "pct": round(100 * e.self_cpu_time_total / total, 1), "calls": e.count}
+            for e in largest
+        ]
     return row
 
 
@@ -109,14 +121,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings for every task's recipe")
     ap.add_argument("--name", default="profile_step", help="results file: benchmarks/results/NAME.json")
+    ap.add_argument("--top", type=int, default=0, help="also list the N ops with the most self time, per task")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
-            rows.append(profile_task(name, args.steps, args.warmup, Path(tmp), args.set))
+            rows.append(profile_task(name, args.steps, args.warmup, Path(tmp), args.set, args.top))
             print(rows[-1], file=sys.stderr)
     print("% of the profiled step's CPU time (self time of each op, by group)")
-    print(table(rows, list(rows[0])))
+    print(table(rows, [k for k in rows[0] if k != "top_ops"]))
+    for row in rows:
+        if row.get("top_ops"):
+            print(f"\n{row['task']}: the {len(row['top_ops'])} ops with the most self time")
+            print(table(row["top_ops"], ["op", "group", "pct", "calls"]))
     save(args.name, " ".join(["python", *sys.argv]), rows, {"steps": args.steps, "warmup": args.warmup})
 
 
