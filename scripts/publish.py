@@ -194,6 +194,17 @@ def translate() -> str:
             f"({side(_mean(bleus), pre['lookup_bleu'])} the lookup's BLEU, {side(_mean(chrfs), pre['lookup_chrf'])} "
             "its chrF)"
         )
+        # the same trained models evaluated again with 8 beams (``eval_8_beams``: tinyformers eval --set num_beams=8)
+        again = [
+            v["eval_8_beams"] for label, v in rows.items() if label.startswith(TRANSLATE_PRE) and "eval_8_beams" in v
+        ]
+        if again and len(again) == len(chrfs):
+            bleus8, chrfs8 = [e["test_bleu_beam"] for e in again], [e["test_chrf"] for e in again]
+            text += (
+                f"; the same models with 8 beams: BLEU {_mean(bleus8):.2f}, chrF {_mean(chrfs8):.2f} "
+                f"({abs(_mean(chrfs8) - pre['lookup_chrf']):.2f} {side(_mean(chrfs8), pre['lookup_chrf'])} the "
+                f"lookup's {pre['lookup_chrf']:.2f})"
+            )
     return text
 
 

@@ -124,3 +124,23 @@ def test_a_text_headline_compares_runs_of_one_host(publish, monkeypatch):
     assert "from scratch 0.710" in text and "0.750" not in text
     rows[2]["machine"] = "Intel"  # the same host: the better run is the headline's
     assert "from scratch 0.750" in publish._text_task("x", "f1", "F1", "base", "linear")
+
+
+def test_the_translate_headline_reports_a_re_evaluation_only_for_every_seed(publish, monkeypatch):
+    """The pre-translation models evaluated again with 8 beams (``eval_8_beams`` in their rows) are in the headline
+    as the mean over the seeds, and only when every seed has one (a mean of one seed would pass for the recipe's)."""
+    original = publish.load
+
+    def edited(name: str, drop: bool = False) -> dict:
+        data = copy.deepcopy(original(name))
+        for r in data["rows"]:
+            if r["label"].startswith(publish.TRANSLATE_PRE):
+                r["eval_8_beams"] = {"test_bleu_beam": 5.0, "test_chrf": 30.0}
+        if drop:
+            del next(r for r in data["rows"] if r["label"].startswith(publish.TRANSLATE_PRE))["eval_8_beams"]
+        return data
+
+    monkeypatch.setattr(publish, "load", edited)
+    assert "with 8 beams: BLEU 5.00, chrF 30.00" in publish.translate()
+    monkeypatch.setattr(publish, "load", lambda name: edited(name, drop=True))
+    assert "8 beams" not in publish.translate()
