@@ -707,6 +707,48 @@ def test_seq2seq_beam_is_exhaustive_and_beats_greedy() -> None:
         assert torch.equal(F.pad(beam[i], (0, 3 - beam.size(1)), value=cfg.pad_id), best)
 
 
+def gnmt_score(model: EncoderDecoder, src: Tensor, mask: Tensor, tgt: Tensor, lp: float, beta: float) -> Tensor:
+    """GNMT's beam score of each row of ``tgt`` (B, L) by one full forward pass: ``log p / L ** lp + beta *
+    sum_i log(min(c_i, 1))``, ``c_i`` the last decoder layer's cross-attention (heads averaged) on source token
+    ``i`` summed over the positions that produced the output (eos included), real source tokens only."""
+    cfg = model.config
+    ends = (tgt == cfg.eos_id).long()
+    length = torch.where(ends.any(1), ends.argmax(1) + 1, torch.tensor(tgt.size(1)))  # new tokens, eos included
+    dec_in = torch.cat([torch.full((tgt.size(0), 1), cfg.bos_id), tgt[:, :-1]], dim=1)
+    with torch.no_grad():
+        memory, _ = model.encode(src, mask)
+        attn = model.decode(dec_in, memory, mask, output_attentions=True).cross_attentions[-1].mean(1)  # (B, L, S)
+    produced = torch.arange(tgt.size(1))[None, :] < length[:, None]
+    coverage = (attn * produced[..., None]).sum(1)
+    penalty = coverage.clamp(max=1.0).log().masked_fill(mask == 0, 0.0).sum(1)
+    return seq2seq_logprob(model, src, mask, tgt) / length**lp + beta * penalty
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_coverage_penalty_scores_are_gnmt(use_cache: bool) -> None:
+    """Every hypothesis beam search returns scores what GNMT's formula gives it by a full forward pass, padding
+    excluded; and the penalty changes what is chosen (the same search without it returns other outputs)."""
+    model = tiny_seq2seq(seed=2)
+    src, mask = torch.randint(3, 9, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    mask[3, 2:] = 0
+    kw = dict(num_beams=4, num_return_sequences=3, length_penalty=0.7, max_new_tokens=8, use_cache=use_cache)
+    out = generate_seq2seq(model, src, mask, coverage_penalty=0.8, return_dict_in_generate=True, **kw)
+    rows = mask.repeat_interleave(3, dim=0)
+    expected = gnmt_score(model, src.repeat_interleave(3, dim=0), rows, out.sequences, 0.7, 0.8)
+    torch.testing.assert_close(out.sequences_scores, expected, atol=1e-4, rtol=1e-4)
+    plain = generate_seq2seq(model, src, mask, **kw)
+    assert not torch.equal(F.pad(plain, (0, 9 - plain.size(1))), F.pad(out.sequences, (0, 9 - out.sequences.size(1))))
+
+
+def test_coverage_penalty_needs_a_source() -> None:
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        generate(tiny_lm(), torch.randint(0, 11, (1, 3)), num_beams=2, coverage_penalty=0.2)
+    for bad in (-0.1, float("inf")):
+        with pytest.raises(ValueError, match="coverage_penalty"):
+            generate_seq2seq(tiny_seq2seq(), torch.randint(3, 9, (1, 4)), num_beams=2, coverage_penalty=bad)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Bad arguments
 # --------------------------------------------------------------------------------------------------------

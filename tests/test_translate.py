@@ -145,19 +145,51 @@ def test_length_penalty_metric_picks_by_chrf_when_asked(monkeypatch):
     from tinyformers.engine.task import TaskData
 
     scores = {0.6: (9.0, 30.0), 1.0: (8.0, 33.0), 1.4: (8.0, 34.0), 2.0: (9.0, 29.0)}  # (BLEU, chrF) per value
-    monkeypatch.setattr(tr.TranslateTask, "translate", lambda self, m, c, t, src, beams, lp: [str(lp)] * len(src))
+    monkeypatch.setattr(tr.TranslateTask, "translate", lambda self, m, c, t, src, beams, lp, cp: [str(lp)] * len(src))
     monkeypatch.setattr(pairs_io, "corpus_scores", lambda hyps, examples: scores[float(hyps[0])])
     data = TaskData(splits={"val": [("ein Hund", "a dog")]})
     grid = "0.6,1.0,1.4,2.0"
     by_bleu, values = tr.TranslateTask().tune_length_penalty(
         None, data, tr.TranslateConfig(length_penalties=grid), None
     )
-    assert by_bleu == 0.6  # BLEU 9 twice: chrF 30 > 29 settles it
+    assert by_bleu == (0.6, 0.0)  # BLEU 9 twice: chrF 30 > 29 settles it; no coverage grid: the set value
     assert values["val_bleu_beam_lp1.4"] == 8.0 and values["val_chrf_lp1.4"] == 34.0
     cfg = tr.TranslateConfig(length_penalties=grid, length_penalty_metric="chrf")
-    assert tr.TranslateTask().tune_length_penalty(None, data, cfg, None)[0] == 1.4
+    assert tr.TranslateTask().tune_length_penalty(None, data, cfg, None)[0] == (1.4, 0.0)
     with pytest.raises(ValueError, match="length_penalty_metric"):
         tr.TranslateConfig(length_penalty_metric="ter")
+
+
+def test_coverage_penalty_chosen_with_the_length_penalty(monkeypatch):
+    """coverage_penalties: every (length, coverage) pair is tried on validation and the best pair wins; each
+    pair's scores are reported; a negative or unreadable grid is an error naming the setting."""
+    from tinyformers.engine.task import TaskData
+
+    chrf = {(1.0, 0.0): 30.0, (1.0, 0.4): 31.0, (2.0, 0.0): 32.0, (2.0, 0.4): 31.5}
+    seen = []
+
+    def translate(self, m, c, t, src, beams, lp, cp):
+        seen.append((lp, cp))
+        return [f"{lp} {cp}"] * len(src)
+
+    monkeypatch.setattr(tr.TranslateTask, "translate", translate)
+    monkeypatch.setattr(
+        pairs_io, "corpus_scores", lambda hyps, ex: (1.0, chrf.get(tuple(map(float, hyps[0].split())), 0.0))
+    )
+    data = TaskData(splits={"val": [("ein Hund", "a dog")]})
+    cfg = tr.TranslateConfig(length_penalties="1.0,2.0", coverage_penalties="0,0.4", length_penalty_metric="chrf")
+    best, values = tr.TranslateTask().tune_length_penalty(None, data, cfg, None)
+    assert best == (2.0, 0.0) and sorted(seen) == sorted(chrf)
+    assert values["val_chrf_lp1_cp0.4"] == 31.0 and values["val_bleu_beam_lp2_cp0"] == 1.0
+    cfg = tr.TranslateConfig(coverage_penalties="0,0.4", coverage_penalty=0.2, length_penalty=1.5)
+    seen.clear()
+    tr.TranslateTask().tune_length_penalty(None, data, cfg, None)  # no length grid: the set length penalty
+    assert seen == [(1.5, 0.0), (1.5, 0.4)]
+    for bad in ("0,-0.2", "some"):
+        with pytest.raises(ValueError, match="coverage_penalties"):
+            tr.TranslateConfig(coverage_penalties=bad)
+    with pytest.raises(ValueError, match="coverage_penalty"):
+        tr.TranslateConfig(coverage_penalty=-1.0)
 
 
 DICTIONARY = """# comment :: line

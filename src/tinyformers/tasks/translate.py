@@ -50,6 +50,10 @@ class TranslateConfig(ModelSizes, TrainConfig):
     length_penalty_metric: what picks the length penalty on validation: 'bleu' (then chrF on a tie) or 'chrf'
         (then BLEU). chrF weighs character n-gram recall twice as much as precision (beta = 2), so it can prefer
         longer translations than BLEU does.
+    coverage_penalty: beam search's coverage penalty (GNMT, Wu et al. 2016; ``GenerationConfig.coverage_penalty``):
+        a translation that leaves source tokens unattended scores lower. 0 = off. coverage_penalties: candidates,
+        comma-separated, chosen on validation together with the length penalty (every pair of the two grids;
+        metrics.json: ``coverage_penalty_chosen``, ``val_chrf_lp<l>_cp<c>``...).
     extra_pairs: 'dictionary' adds the dictionary's other entries (words, forms, phrases) as training pairs, none
         holding a held-out sentence (the held-out sentences stay as with 'none'). extra_share: their share of a batch.
     extra_batch: 0 = the extra pairs are ``extra_share`` of the batch, padded with the sentences to the longest
@@ -85,6 +89,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
     length_penalty: float = 1.0
     length_penalties: str = ""
     length_penalty_metric: str = "bleu"
+    coverage_penalty: float = 0.0
+    coverage_penalties: str = ""
     max_steps: int = 1500
     cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
     batch_size: int = 64
@@ -115,6 +121,7 @@ class TranslateConfig(ModelSizes, TrainConfig):
             "label_smoothing must be in [0, 1)": not 0 <= self.label_smoothing < 1,
             "num_beams must be >= 1": self.num_beams < 1,
             "length_penalty_metric: bleu or chrf": self.length_penalty_metric not in ("bleu", "chrf"),
+            "coverage_penalty must be >= 0": not self.coverage_penalty >= 0,
             "extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)": self.extra_pairs
             not in ("none", "dictionary")
             or bool(self.pairs and self.extra_pairs != "none"),
@@ -126,6 +133,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
             raise ValueError(message)  # the first one
         if self.length_penalties:
             length_penalty_grid(self.length_penalties)
+        if self.coverage_penalties and min(length_penalty_grid(self.coverage_penalties, "coverage_penalties")) < 0:
+            raise ValueError("coverage_penalties must be >= 0")
 
 
 def by_length(pairs: list[IdPair], seed: int) -> list[IdPair]:
@@ -158,12 +167,12 @@ def hinted(source: str, words: dict[str, str] | None) -> str:
     return source if words is None else source + SEPARATOR + pairs_io.word_by_word(source, words)
 
 
-def length_penalty_grid(text: str) -> list[float]:
+def length_penalty_grid(text: str, setting: str = "length_penalties") -> list[float]:
     """``'0.6,1.0,1.4'`` -> [0.6, 1.0, 1.4]; a ValueError naming the setting for anything else."""
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"length_penalties={text!r}: comma-separated numbers, e.g. 0.6,1.0,1.4") from None
+        raise ValueError(f"{setting}={text!r}: comma-separated numbers, e.g. 0.6,1.0,1.4") from None
 
 
 class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
@@ -290,6 +299,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         sources: list[str],
         num_beams: int = 1,
         length_penalty: float = 1.0,
+        coverage_penalty: float = 0.0,
     ) -> list[str]:
         """Translations of ``sources``, batched by source length (little padding), in input order."""
         device = next(model.parameters()).device
@@ -301,7 +311,12 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             src = pad_rows([ids[i] for i in chunk], PAD).to(device)
             max_new = min(cfg.max_len - 1, 2 * src.size(1) + 10)  # a translation is rarely twice as long
             gen = cast(EncoderDecoder, model).generate(  # the model this task built (maybe compiled)
-                src, (src != PAD).long(), max_new_tokens=max_new, num_beams=num_beams, length_penalty=length_penalty
+                src,
+                (src != PAD).long(),
+                max_new_tokens=max_new,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                coverage_penalty=coverage_penalty if num_beams > 1 else 0.0,
             )
             for i, row in zip(chunk, gen.tolist(), strict=True):
                 out[i] = decode(tok, row)
@@ -333,11 +348,13 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             "copy_chrf": copy_chrf,
         }
         if split != "val":
-            lp = cfg.length_penalty
-            if cfg.length_penalties:
-                lp, by_value = self.tune_length_penalty(model, data, cfg, tok)
+            lp, cp = cfg.length_penalty, cfg.coverage_penalty
+            if cfg.length_penalties or cfg.coverage_penalties:
+                (lp, cp), by_value = self.tune_length_penalty(model, data, cfg, tok)
                 metrics.update(length_penalty_chosen=lp, **by_value)
-            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, lp)
+                if cfg.coverage_penalties:
+                    metrics["coverage_penalty_chosen"] = cp
+            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, lp, cp)
             metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(beam, examples)
         if "words" in data.splits:
             lookup = [pairs_io.word_by_word(s, data.splits["words"]) for s in sources]
@@ -346,20 +363,28 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
 
     def tune_length_penalty(
         self, model: nn.Module, data: TaskData, cfg: TranslateConfig, tok: Any
-    ) -> tuple[float, dict[str, float]]:
-        """The candidate of ``cfg.length_penalties`` whose beam search scores the best validation BLEU then chrF
-        (``length_penalty_metric=chrf``: chrF then BLEU); and each one's validation BLEU and chrF
-        (``val_bleu_beam_lp<value>``, ``val_chrf_lp<value>``)."""
+    ) -> tuple[tuple[float, float], dict[str, float]]:
+        """The (length penalty, coverage penalty) pair of ``cfg.length_penalties`` x ``cfg.coverage_penalties``
+        (an empty grid: the single value set) whose beam search scores the best validation BLEU then chrF
+        (``length_penalty_metric=chrf``: chrF then BLEU); and each pair's validation BLEU and chrF
+        (``val_bleu_beam_lp<l>``, ``val_chrf_lp<l>``; ``..._cp<c>`` with a coverage grid)."""
         examples: list[Example] = data.splits["val"]
         sources = [s for s, _ in examples]
-        scores: dict[float, tuple[float, float]] = {}
-        for value in length_penalty_grid(cfg.length_penalties):
-            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, value)
-            scores[value] = pairs_io.corpus_scores(beam, examples)
+        lps = length_penalty_grid(cfg.length_penalties) if cfg.length_penalties else [cfg.length_penalty]
+        cps = length_penalty_grid(cfg.coverage_penalties) if cfg.coverage_penalties else [cfg.coverage_penalty]
+        scores: dict[tuple[float, float], tuple[float, float]] = {}
+        for lp in lps:
+            for cp in cps:
+                beam = self.translate(model, cfg, tok, sources, cfg.num_beams, lp, cp)
+                scores[lp, cp] = pairs_io.corpus_scores(beam, examples)
         first = 0 if cfg.length_penalty_metric == "bleu" else 1
         best = max(scores, key=lambda v: (scores[v][first], scores[v][1 - first]))
-        by_value = {f"val_bleu_beam_lp{v:g}": bleu for v, (bleu, _) in scores.items()}
-        by_value.update({f"val_chrf_lp{v:g}": chrf for v, (_, chrf) in scores.items()})
+
+        def key(lp: float, cp: float) -> str:
+            return f"lp{lp:g}_cp{cp:g}" if cfg.coverage_penalties else f"lp{lp:g}"
+
+        by_value = {f"val_bleu_beam_{key(*v)}": bleu for v, (bleu, _) in scores.items()}
+        by_value.update({f"val_chrf_{key(*v)}": chrf for v, (_, chrf) in scores.items()})
         return best, by_value
 
     def predict(
@@ -385,7 +410,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError(f"--num-beams {beams}: must be >= 1")
         tok = run_tokenizer(meta)
         lp = cfg.length_penalty if length_penalty is None else length_penalty
-        outputs = self.translate(model, cfg, tok, [t.strip() for t in inputs], beams, lp)
+        outputs = self.translate(model, cfg, tok, [t.strip() for t in inputs], beams, lp, cfg.coverage_penalty)
         if show_attention is not None:
             self.draw_cross_attention(model, cfg, tok, inputs[0].strip(), outputs[0], show_attention)
         return outputs
@@ -405,7 +430,9 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         if not text.strip():
             raise UserError("the input is empty; give a sentence to translate")
         tok = run_tokenizer(meta)
-        translation = self.translate(model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty)[0]
+        translation = self.translate(
+            model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty
+        )[0]
         return [self.draw_cross_attention(model, cfg, tok, text.strip(), translation, out)]
 
     def draw_cross_attention(
@@ -431,7 +458,9 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         """The cross-attention of the first test sentence, as ``run_dir/cross_attention.png``."""
         tok = run_tokenizer(data.meta)
         source = data.splits["test"][0][0]
-        translation = self.translate(model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty)[0]
+        translation = self.translate(
+            model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty
+        )[0]
         return [self.draw_cross_attention(model, cfg, tok, source, translation, Path(run_dir) / "cross_attention.png")]
 
 

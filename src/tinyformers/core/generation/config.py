@@ -108,6 +108,13 @@ class GenerationConfig:
         "including eos); > 0 favours longer sequences, < 0 shorter ones.",
         Flag("beam score = log p / length ** this"),
     )
+    coverage_penalty: float = _option(
+        0.0,
+        ">= 0; encoder-decoders only, beam search only. A finished hypothesis's score gets "
+        "``coverage_penalty * sum_i log(min(c_i, 1))``, ``c_i`` the cross-attention mass source token ``i`` "
+        "received while the hypothesis was generated (last decoder layer, heads averaged; GNMT, Wu et al. 2016 "
+        "§7): translations that leave source words unattended score lower. 0 = off (HF has no such option).",
+    )
     early_stopping: bool | str = _option(
         False,
         "beam search's stop rule for a prompt, as HF. True: stop as soon as ``num_beams`` hypotheses are "
@@ -183,6 +190,10 @@ class GenerationConfig:
             raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size}")
         if not (is_number(self.length_penalty) and math.isfinite(self.length_penalty)):
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
+        if not (is_number(self.coverage_penalty) and 0 <= self.coverage_penalty < math.inf):
+            raise ValueError(
+                f"coverage_penalty must be a finite number >= 0 (0 disables it), got {self.coverage_penalty}"
+            )
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
         self.eos_ids()  # raises on a bad eos_token_id

@@ -59,6 +59,10 @@ class NextTokenLogits:
     def new_cache(self) -> KVCache:
         raise NotImplementedError
 
+    def coverage_log_sum(self) -> Tensor:
+        """``sum_i log(min(c_i, 1))`` per row (N,) over the real source tokens (``coverage_penalty``)."""
+        raise ValueError("coverage_penalty needs an encoder-decoder (cross-attention over a source)")
+
     def __call__(self, tokens: Tensor) -> Tensor:
         if not self.use_cache:
             logits = self.forward(tokens[:, -self.window :], None)
@@ -96,15 +100,35 @@ class _Seq2SeqLogits(NextTokenLogits):
     """The decoder of an encoder-decoder over a fixed encoder ``memory``; cross-attention keys and values
     are computed once (cross cache) and reused at every step."""
 
-    def __init__(self, model: EncoderDecoder, memory: Tensor, src_mask: Tensor | None, use_cache: bool) -> None:
+    def __init__(
+        self, model: EncoderDecoder, memory: Tensor, src_mask: Tensor | None, use_cache: bool, coverage: bool = False
+    ) -> None:
         super().__init__(int(model.config.max_len), use_cache)
         self.model, self.memory, self.src_mask = model, memory, src_mask
         self.cross_cache = model.new_caches()[1] if use_cache else None
+        # with ``coverage``: the cross-attention mass each source token received from the rows so far (N, S),
+        # summed over the decoder positions that produced a token (last layer, heads averaged)
+        self.coverage: Tensor | None = memory.new_zeros(memory.shape[:2]) if coverage else None
 
     def forward(self, tokens: Tensor, cache: KVCache | None) -> Tensor:
-        logits = self.model.decode(tokens, self.memory, self.src_mask, cache, self.cross_cache).logits
-        assert logits is not None  # decode always computes them (ModelOutput's field is optional for encoders)
-        return logits
+        offset = cache.seq_len if cache is not None else 0  # positions already counted in the coverage
+        out = self.model.decode(
+            tokens, self.memory, self.src_mask, cache, self.cross_cache, output_attentions=self.coverage is not None
+        )
+        if self.coverage is not None:
+            mass = out.cross_attentions[-1].float().mean(dim=1).sum(dim=1)  # (N, H, t, S) -> (N, S)
+            # incremental: add the new positions; a fresh or no cache feeds every position: start again
+            self.coverage = self.coverage + mass if offset else mass
+        assert out.logits is not None  # decode always computes them (ModelOutput's field is optional for encoders)
+        return out.logits
+
+    def coverage_log_sum(self) -> Tensor:
+        assert self.coverage is not None, "built without coverage"
+        # log(0) would be -inf: a probability that underflowed counts as 1e-9 of a token's attention
+        logs = self.coverage.clamp(1e-9, 1.0).log()
+        if self.src_mask is not None:
+            logs = logs.masked_fill(self.src_mask == 0, 0.0)  # padding is not a source word
+        return logs.sum(dim=-1)
 
     def new_cache(self) -> KVCache:
         return self.model.new_caches()[0]
@@ -113,6 +137,7 @@ class _Seq2SeqLogits(NextTokenLogits):
         super().reorder(index)
         self.memory = self.memory[index]
         self.src_mask = None if self.src_mask is None else self.src_mask[index]
+        self.coverage = None if self.coverage is None else self.coverage[index]
         if self.cross_cache is not None:
             self.cross_cache.reorder(index)
 
@@ -176,7 +201,9 @@ def _beam_search(
        Gumbel-top-k, when sampling), so that ``num_beams`` of them still continue if some end;
     2. a candidate that ends (eos, or the last step) joins the finished hypotheses if it ranks among the
        first ``num_beams`` candidates, scored ``sum(log p) / L ** length_penalty`` (``L`` new tokens,
-       eos included); the best ``num_beams`` finished hypotheses are kept;
+       eos included; plus ``coverage_penalty * sum_i log(min(c_i, 1))`` when it is set, ``c_i`` the attention
+       mass source token ``i`` received from the positions that produced the hypothesis); the best
+       ``num_beams`` finished hypotheses are kept;
     3. the best ``num_beams`` candidates that did not end become the beams;
     4. the prompt is done when no beam can improve on the finished ones (see ``early_stopping``).
     """
@@ -222,7 +249,10 @@ def _beam_search(
         pool_full = done_filled.all(dim=1)
         accepting = can_improve & ~(pool_full & (cfg.early_stopping is True))
         finishing = ends & first_k & accepting[:, None]
-        new_scores = torch.where(finishing, cand_scores / new_len**lp, float("-inf"))
+        final = cand_scores / new_len**lp
+        if cfg.coverage_penalty:  # the coverage of the beam a candidate continues (its last row included)
+            final = final + cfg.coverage_penalty * next_logits.coverage_log_sum()[cand_parent]
+        new_scores = torch.where(finishing, final, float("-inf"))
         padded = done_tokens.new_full((b, n_candidates, done_tokens.size(2)), cfg.pad_id())
         padded[:, :, : prompt_len + new_len] = cand_tokens
         done_scores, best = torch.cat([done_scores, new_scores], dim=1).topk(k, dim=1)
@@ -345,6 +375,8 @@ def generate(
     """
     cfg = GenerationConfig.from_options(config, **options)
     cfg.validate()
+    if cfg.coverage_penalty:
+        raise ValueError("coverage_penalty needs an encoder-decoder (cross-attention over a source)")
     _check_ids("input_ids", input_ids)
     _check_streamer(streamer, cfg)
     rng = _make_generator(seed, generator, input_ids.device)
@@ -401,7 +433,8 @@ def generate_seq2seq(
 
         def make_logits(expand: int) -> NextTokenLogits:
             mask = None if src_mask is None else src_mask.repeat_interleave(expand, dim=0)
-            return _Seq2SeqLogits(model, memory.repeat_interleave(expand, dim=0), mask, cfg.use_cache)
+            coverage = cfg.coverage_penalty > 0 and cfg.num_beams > 1
+            return _Seq2SeqLogits(model, memory.repeat_interleave(expand, dim=0), mask, cfg.use_cache, coverage)
 
         start_ids = src_ids.new_full((src_ids.size(0), 1), start)
         out = _decode(make_logits, start_ids, cfg, rng, streamer)
