@@ -185,11 +185,13 @@ def test_coverage_penalty_chosen_with_the_length_penalty(monkeypatch):
     seen.clear()
     tr.TranslateTask().tune_length_penalty(None, data, cfg, None)  # no length grid: the set length penalty
     assert seen == [(1.5, 0.0), (1.5, 0.4)]
-    for bad in ("0,-0.2", "some"):
+    for bad in ("0,-0.2", "0.1,inf", "some"):
         with pytest.raises(ValueError, match="coverage_penalties"):
             tr.TranslateConfig(coverage_penalties=bad)
     with pytest.raises(ValueError, match="coverage_penalty"):
         tr.TranslateConfig(coverage_penalty=-1.0)
+    with pytest.raises(ValueError, match="coverage_penalty"):
+        tr.TranslateConfig(coverage_penalty=float("inf"))
 
 
 DICTIONARY = """# comment :: line

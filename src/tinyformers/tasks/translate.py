@@ -121,7 +121,7 @@ class TranslateConfig(ModelSizes, TrainConfig):
             "label_smoothing must be in [0, 1)": not 0 <= self.label_smoothing < 1,
             "num_beams must be >= 1": self.num_beams < 1,
             "length_penalty_metric: bleu or chrf": self.length_penalty_metric not in ("bleu", "chrf"),
-            "coverage_penalty must be >= 0": not self.coverage_penalty >= 0,
+            "coverage_penalty must be a finite number >= 0": not 0 <= self.coverage_penalty < float("inf"),
             "extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)": self.extra_pairs
             not in ("none", "dictionary")
             or bool(self.pairs and self.extra_pairs != "none"),
@@ -133,8 +133,9 @@ class TranslateConfig(ModelSizes, TrainConfig):
             raise ValueError(message)  # the first one
         if self.length_penalties:
             length_penalty_grid(self.length_penalties)
-        if self.coverage_penalties and min(length_penalty_grid(self.coverage_penalties, "coverage_penalties")) < 0:
-            raise ValueError("coverage_penalties must be >= 0")
+        grid = length_penalty_grid(self.coverage_penalties, "coverage_penalties") if self.coverage_penalties else []
+        if not all(0 <= v < float("inf") for v in grid):
+            raise ValueError("coverage_penalties must be finite numbers >= 0")
 
 
 def by_length(pairs: list[IdPair], seed: int) -> list[IdPair]:
