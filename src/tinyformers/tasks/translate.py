@@ -121,7 +121,6 @@ class TranslateConfig(ModelSizes, TrainConfig):
             "label_smoothing must be in [0, 1)": not 0 <= self.label_smoothing < 1,
             "num_beams must be >= 1": self.num_beams < 1,
             "length_penalty_metric: bleu or chrf": self.length_penalty_metric not in ("bleu", "chrf"),
-            "coverage_penalty must be a finite number >= 0": not 0 <= self.coverage_penalty < float("inf"),
             "extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)": self.extra_pairs
             not in ("none", "dictionary")
             or bool(self.pairs and self.extra_pairs != "none"),
@@ -134,8 +133,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
         if self.length_penalties:
             length_penalty_grid(self.length_penalties)
         grid = length_penalty_grid(self.coverage_penalties, "coverage_penalties") if self.coverage_penalties else []
-        if not all(0 <= v < float("inf") for v in grid):
-            raise ValueError("coverage_penalties must be finite numbers >= 0")
+        if not all(0 <= v < float("inf") for v in [self.coverage_penalty, *grid]):
+            raise ValueError("coverage_penalty and coverage_penalties must be finite numbers >= 0")
 
 
 def by_length(pairs: list[IdPair], seed: int) -> list[IdPair]:
@@ -317,7 +316,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
                 max_new_tokens=max_new,
                 num_beams=num_beams,
                 length_penalty=length_penalty,
-                coverage_penalty=coverage_penalty if num_beams > 1 else 0.0,
+                coverage_penalty=coverage_penalty,  # (greedy ignores it, as it does length_penalty)
             )
             for i, row in zip(chunk, gen.tolist(), strict=True):
                 out[i] = decode(tok, row)

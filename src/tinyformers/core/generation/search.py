@@ -60,8 +60,9 @@ class NextTokenLogits:
         raise NotImplementedError
 
     def coverage_log_sum(self) -> Tensor:
-        """``sum_i log(min(c_i, 1))`` per row (N,) over the real source tokens (``coverage_penalty``)."""
-        raise ValueError("coverage_penalty needs an encoder-decoder (cross-attention over a source)")
+        """``sum_i log(min(c_i, 1))`` per row (N,) over the real source tokens (``coverage_penalty``; encoder-decoders
+        only: :func:`generate` refuses the option)."""
+        raise NotImplementedError
 
     def __call__(self, tokens: Tensor) -> Tensor:
         if not self.use_cache:
