@@ -241,6 +241,29 @@ def test_early_stopping_on_a_flat_metric(tmp_path):
     assert metrics["steps"] == 15 and metrics["best_step"] == 5
 
 
+def test_a_tie_of_the_metric_keeps_the_checkpoint_with_the_lower_loss(tmp_path, monkeypatch):
+    """A saturated metric (exact match 1.0 from some step on) must not keep its first, least trained checkpoint:
+    the challenge's copy scored 0.989 on test from the step where validation first reached 1.0. Patience still
+    counts evaluations without a better metric."""
+    from tinyformers.engine import trainer
+
+    scripted = iter([(0.5, 1.0), (1.0, 0.5), (1.0, 0.2), (1.0, 0.3), (1.0, 0.2)])  # (exact match, loss) per eval
+    real = trainer._evaluate
+
+    def fake(task, model, data, split, cfg):
+        if split != "val":
+            return real(task, model, data, split, cfg)
+        exact, loss = next(scripted)
+        return {"val_exact_match": exact, "val_loss": loss}
+
+    monkeypatch.setattr(trainer, "_evaluate", fake)
+    task, cfg = tiny_cfg("copy", "max_steps=100", "eval_every=5", "patience=3")
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
+    # evaluations at steps 5..25: the metric last improved at 10, the loss tie-break moves the best to 15 (not
+    # to 20: its loss is higher, nor to 25: an equal loss is no improvement); patience 3 stops after step 25
+    assert metrics["best_step"] == 15 and metrics["steps"] == 25
+
+
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
 def test_time_budget_counts_the_chosen_clock(tmp_path, monkeypatch, clock):
     """clock=cpu stops on the process's CPU time, clock=wall on wall-clock time; train_seconds counts the same."""

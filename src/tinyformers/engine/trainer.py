@@ -154,7 +154,9 @@ class TrainState:
 
     Attributes:
         step: optimizer steps done. elapsed: training seconds so far (``cfg.clock``; evaluation excluded).
-        best: best validation metric so far, at ``best_step``. stale: evaluations since it improved.
+        best: best validation metric so far, at ``best_step``; best_loss: the validation loss there (a tie of the
+            metric goes to the lower loss: a saturated metric, e.g. exact match 1.0 from some step on, would
+            otherwise keep its first, least trained checkpoint). stale: evaluations since the metric improved.
         tokens: input tokens seen (tasks whose batches have ``input_ids``).
         pretrain_steps, pretrain_seconds: the steps and training seconds of the ``pretrain`` phase so far;
         pretrain_loss: its mean loss over the last reads (the last ``SYNC_EVERY`` steps or so).
@@ -164,6 +166,7 @@ class TrainState:
     elapsed: float = 0.0
     best: float | None = None
     best_step: int = -1
+    best_loss: float | None = None
     stale: int = 0
     tokens: int = 0
     pretrain_steps: int = 0
@@ -464,14 +467,12 @@ def _eval_and_checkpoint(t: Training, train_losses: list[float], bar: tqdm) -> b
         key = f"val_{task.metric}"
         if key not in metrics:
             raise RuntimeError(f"task {task.name} evaluate() returned no {key!r}")
-        value = metrics[key]
-        best = state.best
-        improved = best is None or (value > best if task.maximize else value < best)
-        if improved:
-            state.best, state.best_step, state.stale = value, state.step, 0
+        value, loss = metrics[key], metrics.get("val_loss")
+        improved = state.best is None or (value > state.best if task.maximize else value < state.best)
+        state.stale = 0 if improved else state.stale + 1  # patience waits for the metric, not the loss
+        if improved or (value == state.best and _lower(loss, state.best_loss)):
+            state.best, state.best_step, state.best_loss = value, state.step, loss
             t.run.save_weights(t.model, task.name, t.data.meta)  # load_model checks both
-        else:
-            state.stale += 1
     entry = {
         "step": state.step,
         "train_seconds": round(state.elapsed, 3),
@@ -483,6 +484,12 @@ def _eval_and_checkpoint(t: Training, train_losses: list[float], bar: tqdm) -> b
     t.run.save_checkpoint(t.model, t.optimizer, asdict(state), t.ema)
     bar.set_postfix(_postfix(t.cfg, state, loss=f"{entry['train_loss']:.4f}", **{key: f"{value:.4f}"}))
     return t.cfg.patience > 0 and state.stale >= t.cfg.patience
+
+
+def _lower(loss: float | None, best_loss: float | None) -> bool:
+    """True when a validation ``loss`` breaks a tie of the metric: it exists and is below the best's (or the
+    best has none)."""
+    return loss is not None and (best_loss is None or loss < best_loss)
 
 
 def finish(t: Training) -> dict[str, float]:
