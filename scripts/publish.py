@@ -146,6 +146,7 @@ def vision() -> str:
 
     plain = _seeds(r, "plain ViT, 3 layers", "test_accuracy")
     plain_tta = _mean(_seeds(r, "plain ViT, 3 layers", "tta_test_accuracy"))
+
     def mnist5k(fp32: bool) -> list[float]:
         """The MNIST-5k conv-stem ViT's seeds in bf16 (the default on this host) or in fp32."""
         return [
