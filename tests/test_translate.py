@@ -149,13 +149,11 @@ def test_length_penalty_metric_picks_by_chrf_when_asked(monkeypatch):
     monkeypatch.setattr(pairs_io, "corpus_scores", lambda hyps, examples: scores[float(hyps[0])])
     data = TaskData(splits={"val": [("ein Hund", "a dog")]})
     grid = "0.6,1.0,1.4,2.0"
-    by_bleu, values = tr.TranslateTask().tune_length_penalty(
-        None, data, tr.TranslateConfig(length_penalties=grid), None
-    )
+    by_bleu, values = tr.TranslateTask().tune_penalties(None, data, tr.TranslateConfig(length_penalties=grid), None)
     assert by_bleu == (0.6, 0.0)  # BLEU 9 twice: chrF 30 > 29 settles it; no coverage grid: the set value
     assert values["val_bleu_beam_lp1.4"] == 8.0 and values["val_chrf_lp1.4"] == 34.0
     cfg = tr.TranslateConfig(length_penalties=grid, length_penalty_metric="chrf")
-    assert tr.TranslateTask().tune_length_penalty(None, data, cfg, None)[0] == (1.4, 0.0)
+    assert tr.TranslateTask().tune_penalties(None, data, cfg, None)[0] == (1.4, 0.0)
     with pytest.raises(ValueError, match="length_penalty_metric"):
         tr.TranslateConfig(length_penalty_metric="ter")
 
@@ -178,12 +176,12 @@ def test_coverage_penalty_chosen_with_the_length_penalty(monkeypatch):
     )
     data = TaskData(splits={"val": [("ein Hund", "a dog")]})
     cfg = tr.TranslateConfig(length_penalties="1.0,2.0", coverage_penalties="0,0.4", length_penalty_metric="chrf")
-    best, values = tr.TranslateTask().tune_length_penalty(None, data, cfg, None)
+    best, values = tr.TranslateTask().tune_penalties(None, data, cfg, None)
     assert best == (2.0, 0.0) and sorted(seen) == sorted(chrf)
     assert values["val_chrf_lp1_cp0.4"] == 31.0 and values["val_bleu_beam_lp2_cp0"] == 1.0
     cfg = tr.TranslateConfig(coverage_penalties="0,0.4", coverage_penalty=0.2, length_penalty=1.5)
     seen.clear()
-    tr.TranslateTask().tune_length_penalty(None, data, cfg, None)  # no length grid: the set length penalty
+    tr.TranslateTask().tune_penalties(None, data, cfg, None)  # no length grid: the set length penalty
     assert seen == [(1.5, 0.0), (1.5, 0.4)]
     for bad in ("0,-0.2", "0.1,inf", "some"):
         with pytest.raises(ValueError, match="coverage_penalties"):

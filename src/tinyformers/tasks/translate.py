@@ -131,8 +131,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
         for message in (m for m, b in bad.items() if b):
             raise ValueError(message)  # the first one
         if self.length_penalties:
-            length_penalty_grid(self.length_penalties)
-        grid = length_penalty_grid(self.coverage_penalties, "coverage_penalties") if self.coverage_penalties else []
+            penalty_grid(self.length_penalties)
+        grid = penalty_grid(self.coverage_penalties, "coverage_penalties") if self.coverage_penalties else []
         if not all(0 <= v < float("inf") for v in [self.coverage_penalty, *grid]):
             raise ValueError("coverage_penalty and coverage_penalties must be finite numbers >= 0")
 
@@ -167,7 +167,7 @@ def hinted(source: str, words: dict[str, str] | None) -> str:
     return source if words is None else source + SEPARATOR + pairs_io.word_by_word(source, words)
 
 
-def length_penalty_grid(text: str, setting: str = "length_penalties") -> list[float]:
+def penalty_grid(text: str, setting: str = "length_penalties") -> list[float]:
     """``'0.6,1.0,1.4'`` -> [0.6, 1.0, 1.4]; a ValueError naming the setting for anything else."""
     try:
         return [float(v) for v in text.split(",")]
@@ -350,7 +350,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         if split != "val":
             lp, cp = cfg.length_penalty, cfg.coverage_penalty
             if cfg.length_penalties or cfg.coverage_penalties:
-                (lp, cp), by_value = self.tune_length_penalty(model, data, cfg, tok)
+                (lp, cp), by_value = self.tune_penalties(model, data, cfg, tok)
                 metrics.update(length_penalty_chosen=lp, **by_value)
                 if cfg.coverage_penalties:
                     metrics["coverage_penalty_chosen"] = cp
@@ -361,7 +361,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             metrics["lookup_bleu"], metrics["lookup_chrf"] = pairs_io.corpus_scores(lookup, examples)
         return metrics
 
-    def tune_length_penalty(
+    def tune_penalties(
         self, model: nn.Module, data: TaskData, cfg: TranslateConfig, tok: Any
     ) -> tuple[tuple[float, float], dict[str, float]]:
         """The (length penalty, coverage penalty) pair of ``cfg.length_penalties`` x ``cfg.coverage_penalties``
@@ -370,8 +370,12 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         (``val_bleu_beam_lp<l>``, ``val_chrf_lp<l>``; ``..._cp<c>`` with a coverage grid)."""
         examples: list[Example] = data.splits["val"]
         sources = [s for s, _ in examples]
-        lps = length_penalty_grid(cfg.length_penalties) if cfg.length_penalties else [cfg.length_penalty]
-        cps = length_penalty_grid(cfg.coverage_penalties) if cfg.coverage_penalties else [cfg.coverage_penalty]
+        lps = penalty_grid(cfg.length_penalties) if cfg.length_penalties else [cfg.length_penalty]
+        cps = (
+            penalty_grid(cfg.coverage_penalties, "coverage_penalties")
+            if cfg.coverage_penalties
+            else [cfg.coverage_penalty]
+        )
         scores: dict[tuple[float, float], tuple[float, float]] = {}
         for lp in lps:
             for cp in cps:

@@ -432,9 +432,10 @@ def generate_seq2seq(
     with _eval_mode(model):
         memory, _ = model.encode(src_ids, src_mask)
 
+        coverage = cfg.coverage_penalty > 0 and cfg.num_beams > 1  # only beam search scores with it
+
         def make_logits(expand: int) -> NextTokenLogits:
             mask = None if src_mask is None else src_mask.repeat_interleave(expand, dim=0)
-            coverage = cfg.coverage_penalty > 0 and cfg.num_beams > 1
             return _Seq2SeqLogits(model, memory.repeat_interleave(expand, dim=0), mask, cfg.use_cache, coverage)
 
         start_ids = src_ids.new_full((src_ids.size(0), 1), start)
