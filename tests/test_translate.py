@@ -215,6 +215,18 @@ def test_dictionary_parsers(tmp_path):
     assert pairs_io.word_by_word("Der Hund geht, heute.", words) == "The dog goes, heute."
 
 
+def test_dictionary_words_keep_several_candidates_most_frequent_first(tmp_path):
+    path = tmp_path / "de-en"
+    extra = "Zug {m} :: move\nZug {m} :: train\nZug {m} [techn.] :: train\nZug {m} :: pull\nZüge {pl} :: trains\n"
+    path.write_text(DICTIONARY + extra, encoding="utf-8")
+    entries = pairs_io.dictionary_entries(path)
+    assert pairs_io.dictionary_words(entries)["Zug"] == "train"  # the baseline's one guess: the most frequent
+    two, three = pairs_io.dictionary_words(entries, 2), pairs_io.dictionary_words(entries, 3)
+    assert two["Zug"] == "train/move" and three["Zug"] == "train/move/pull"  # then by first seen
+    assert two["Züge"] == "trains" and two["Hund"] == "dog"  # a word with one translation keeps it alone
+    assert pairs_io.word_by_word("Der Zug geht.", three) == "The train/move/pull goes."
+
+
 def one_line_error(capsys, argv: list[str], match: str) -> None:
     capsys.readouterr()
     assert main(argv) == 2

@@ -188,6 +188,27 @@ def test_pretranslate_feeds_the_sentence_and_its_lookup_and_keeps_the_split(tmp_
     assert len(task.translate(model, cfg, tok, held[:2])) == 2  # sources longer than max_len run through
 
 
+def test_hint_candidates_lengthen_the_lookup_and_the_source_limit(tmp_path, monkeypatch):
+    path = tmp_path / "de-en"
+    path.write_text(dictionary_text() + "Hund {m} :: hound\n", encoding="utf-8")
+    monkeypatch.setattr(pairs_io, "DING", path)
+    sizes = {"vocab_size": 300, "n_val": 6, "n_test": 6, "batch_size": 10, "max_len": 16}
+    cfg = tr.TranslateConfig(**sizes, extra_pairs="dictionary", pretranslate=True, hint_candidates=2)
+    assert cfg.source_len == 48  # the sentence and a lookup up to twice as long
+    task = tr.TranslateTask()
+    words = task.hint_words(cfg)
+    assert words is not None and words["Hund"] == "dog/hound"
+    assert tr.hinted("Der Hund schläft.", words) == "Der Hund schläft. || Der dog/hound schläft."
+    data = task.data(cfg)
+    tok = pairs_io.run_tokenizer(data.meta)
+    held = [s for s, _ in data.splits["test"]]
+    assert task.source_ids(cfg, tok, held) == [tok.encode(tr.hinted(h, words))[:48] for h in held]
+    with pytest.raises(ValueError, match="hint_candidates"):
+        tr.TranslateConfig(**sizes, hint_candidates=2)  # a hint needs pretranslate
+    with pytest.raises(ValueError, match="hint_candidates"):
+        tr.TranslateConfig(**sizes, pretranslate=True, hint_candidates=0)
+
+
 def test_pretranslate_needs_the_dictionary(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pairs_io, "DING", tmp_path / "missing")
     tsv = tmp_path / "p.tsv"

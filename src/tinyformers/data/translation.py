@@ -81,13 +81,15 @@ def _strip(text: str, pronouns: re.Pattern[str]) -> list[str]:
     return [pronouns.sub("", " ".join(alt.split())) for alt in _ANNOTATION.sub(" ", text).split(";")]
 
 
-def dictionary_words(entries: list[tuple[list[str], list[str]]]) -> dict[str, str]:
+def dictionary_words(entries: list[tuple[list[str], list[str]]], candidates: int = 1) -> dict[str, str]:
     """German word -> English, from the single-word dictionary entries.
 
     A sub-entry counts when, without its annotations (``{m}``, ``[coll.]``, ``(...)``) and a leading pronoun
     of a conjugated form (``er/sie geht :: he/she goes``), a German alternative is one word; its English is
     the first English alternative (without an infinitive's "to"). A word with several translations takes the
     most frequent (ties: the first seen). Sentence entries have at least 3 words, so none of them is used.
+    ``candidates`` > 1 keeps up to that many translations per word, most frequent first, joined by ``/``
+    (``Zug`` -> ``train/move/pull``): a hint for a model that chooses among them, not a translation.
     """
     counts: dict[str, Counter[str]] = {}
     for des, ens in entries:
@@ -98,7 +100,7 @@ def dictionary_words(entries: list[tuple[list[str], list[str]]]) -> dict[str, st
             for word in _strip(d, _PRONOUNS_DE):
                 if word.isalpha():
                     counts.setdefault(word, Counter())[english] += 1
-    return {word: c.most_common(1)[0][0] for word, c in counts.items()}
+    return {word: "/".join(e for e, _ in c.most_common(candidates)) for word, c in counts.items()}
 
 
 _PLACEHOLDER = re.compile(r"\b(?:sth|sb|jdn|jdm|jds|etw|jd)\.")

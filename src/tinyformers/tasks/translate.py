@@ -71,7 +71,10 @@ class TranslateConfig(ModelSizes, TrainConfig):
         guesses instead of recalling 282,058 word forms from ~15k sentences. Needs the dictionary installed (also
         with ``pairs=``); a source may then be up to ``2 * max_len`` tokens. pretranslate_extras: the extra pairs
         (``extra_pairs``) get their lookup too (false: they stay plain, short and cheap; the sentences and every
-        held-out source still get theirs).
+        held-out source still get theirs). hint_candidates: with ``pretranslate``, each word of the lookup
+        is its N most frequent dictionary translations joined by ``/`` (``Zug`` -> ``train/move/pull``; 1 = the
+        baseline's one guess), so the model can choose the one the sentence needs; a source may then be up to
+        ``(1 + N) * max_len`` tokens.
     """
 
     pairs: str = ""
@@ -106,11 +109,13 @@ class TranslateConfig(ModelSizes, TrainConfig):
     length_buckets: bool = False
     pretranslate: bool = False
     pretranslate_extras: bool = True
+    hint_candidates: int = 1
 
     @property
     def source_len(self) -> int:
-        """Longest source in tokens: ``max_len``, twice that with ``pretranslate`` (the sentence and its lookup)."""
-        return 2 * self.max_len if self.pretranslate else self.max_len
+        """Longest source in tokens: ``max_len``; with ``pretranslate`` (the sentence and its lookup) ``1 +
+        hint_candidates`` times that."""
+        return (1 + self.hint_candidates) * self.max_len if self.pretranslate else self.max_len
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,6 +132,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
             "extra_share must be in [0, 1)": not 0 <= self.extra_share < 1,
             "extra_batch must be >= 0, and > 0 only with extra_pairs=dictionary": self.extra_batch < 0
             or (self.extra_batch > 0 and self.extra_pairs != "dictionary"),
+            "hint_candidates must be >= 1, and > 1 only with pretranslate=true": self.hint_candidates < 1
+            or (self.hint_candidates > 1 and not self.pretranslate),
         }
         for message in (m for m, b in bad.items() if b):
             raise ValueError(message)  # the first one
@@ -156,9 +163,10 @@ NEEDS_DICTIONARY = f"pretranslate=true needs the dictionary's words: {pairs_io.I
 
 
 @functools.cache
-def dictionary_words(path: str) -> dict[str, str]:
-    """The word-by-word dictionary of the file at ``path`` (read once per process: ~3 s for Ding's 282k forms)."""
-    return pairs_io.dictionary_words(pairs_io.dictionary_entries(Path(path)))
+def dictionary_words(path: str, candidates: int = 1) -> dict[str, str]:
+    """The word-by-word dictionary of the file at ``path``, up to ``candidates`` translations a word (read once
+    per process and ``candidates``: ~3 s for Ding's 282k forms)."""
+    return pairs_io.dictionary_words(pairs_io.dictionary_entries(Path(path)), candidates)
 
 
 def hinted(source: str, words: dict[str, str] | None) -> str:
@@ -234,7 +242,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             return None
         if not pairs_io.DING.is_file():
             raise UserError(NEEDS_DICTIONARY)
-        return dictionary_words(str(pairs_io.DING))
+        return dictionary_words(str(pairs_io.DING), cfg.hint_candidates)
 
     def source_ids(self, cfg: TranslateConfig, tok: BPETokenizer, sources: list[str]) -> list[list[int]]:
         """Token ids of ``sources`` as the encoder reads them (with their lookup under ``pretranslate``), cut to
