@@ -89,7 +89,7 @@ def dictionary_words(entries: list[tuple[list[str], list[str]]], candidates: int
     the first English alternative (without an infinitive's "to"). A word with several translations takes the
     most frequent (ties: the first seen). Sentence entries have at least 3 words, so none of them is used.
     ``candidates`` > 1 keeps up to that many translations per word, most frequent first, joined by ``/``
-    (``Zug`` -> ``train/move/pull``): a hint for a model that chooses among them, not a translation.
+    (Ding's ``Zeit`` -> ``spell/time of day/time``): a hint for a model that chooses among them, not a translation.
     """
     counts: dict[str, Counter[str]] = {}
     for des, ens in entries:

@@ -72,7 +72,7 @@ class TranslateConfig(ModelSizes, TrainConfig):
         with ``pairs=``); a source may then be up to ``2 * max_len`` tokens. pretranslate_extras: the extra pairs
         (``extra_pairs``) get their lookup too (false: they stay plain, short and cheap; the sentences and every
         held-out source still get theirs). hint_candidates: with ``pretranslate``, each word of the lookup
-        is its N most frequent dictionary translations joined by ``/`` (``Zug`` -> ``train/move/pull``; 1 = the
+        is its N most frequent dictionary translations joined by ``/`` (``Zeit`` -> ``spell/time of day``; 1 = the
         baseline's one guess), so the model can choose the one the sentence needs; a source may then be up to
         ``(1 + N) * max_len`` tokens.
     """
