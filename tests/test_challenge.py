@@ -44,6 +44,30 @@ def test_a_lead_inside_the_margin_is_level_not_a_win():
     assert verdict(mae, {"test_mae": 0.8, "linear_mae": 1.0})["verdict"].startswith("beats")
 
 
+def test_a_win_needs_every_also_metric_ahead_of_its_own_baseline():
+    """translate: a BLEU far above the lookup's is no win while the lookup's chrF is higher."""
+    card = Scorecard("test_bleu", baselines=("lookup_bleu",), also=(("test_chrf", ("copy_chrf", "lookup_chrf")),))
+    metrics = {"test_bleu": 6.5, "lookup_bleu": 3.8, "copy_chrf": 15.0, "lookup_chrf": 29.2}
+    row = verdict(card, {**metrics, "test_chrf": 29.7})
+    assert row["verdict"] == "beats every baseline (best: lookup_bleu 3.8); test_chrf 29.7 beats lookup_chrf 29.2 too"
+    assert row["also"]["test_chrf"] == {"value": 29.7, "best_baseline": "lookup_chrf", "baseline_value": 29.2}
+    assert row["baselines"] == {"lookup_bleu": 3.8, "copy_chrf": 15.0, "lookup_chrf": 29.2}
+    level = verdict(card, {**metrics, "test_chrf": 29.2})["verdict"]  # a tie is not ahead
+    assert level.startswith("does NOT beat lookup_chrf (29.2) on test_chrf (29.2)") and "test_bleu beats" in level
+    missing = verdict(card, {**metrics})["verdict"]
+    assert "no test_chrf in metrics.json" in missing and not missing.startswith("beats")
+    assert verdict(card, {**metrics, "test_bleu": 3.0, "test_chrf": 30.0})["verdict"].startswith(
+        "does NOT beat lookup_bleu"
+    )  # the main metric decides first
+    mae = Scorecard("test_mae", higher_is_better=False, baselines=("zero",), also=(("test_rmse", ("zero_rmse",)),))
+    assert verdict(mae, {"test_mae": 1.0, "zero": 2.0, "test_rmse": 1.5, "zero_rmse": 2.5})["verdict"].startswith(
+        "beats every baseline"
+    )
+    assert verdict(mae, {"test_mae": 1.0, "zero": 2.0, "test_rmse": 3.0, "zero_rmse": 2.5})["verdict"].startswith(
+        "does NOT beat zero_rmse"
+    )
+
+
 def test_reaching_a_constant_limit_is_never_a_failure():
     """Copy's baseline (the input unchanged) is perfect: a perfect model cannot beat it, it reaches the limit."""
     card = get_task("copy").scorecard
@@ -78,10 +102,14 @@ def test_quick_report_skip_and_force(tmp_path, capsys):
     assert (out / "copy" / "loss.png").exists()
     metrics = out / "runs" / "copy" / "metrics.json"
     first = metrics.stat().st_mtime_ns
+    assert "Reused" not in report and json.loads((out / "report.json").read_text())["rows"][0]["reused"] == []
     assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out)]) == 0
-    assert metrics.stat().st_mtime_ns == first  # finished: not trained again
+    assert metrics.stat().st_mtime_ns == first  # finished: not trained again, and the report says so
+    assert "Reused, not trained by this invocation (a finished run was in `runs/`" in (out / "REPORT.md").read_text()
+    assert json.loads((out / "report.json").read_text())["rows"][0]["reused"] == ["copy"]
     assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out), "--force"]) == 0
     assert metrics.stat().st_mtime_ns != first
+    assert "Reused" not in (out / "REPORT.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -129,6 +157,8 @@ def test_every_scorecard_is_well_formed(name):
     assert card.metric.startswith(task.final_split + "_")
     names = [*card.baselines, *(n for n, _ in card.baseline_runs)]
     assert len(set(names)) == len(names) and card.metric not in names
+    for metric, baselines in card.also:
+        assert metric.startswith(task.final_split + "_") and baselines and metric not in (card.metric, *names)
     assert card.summary
 
 

@@ -143,4 +143,28 @@ def test_the_translate_headline_reports_a_re_evaluation_only_for_every_seed(publ
     monkeypatch.setattr(publish, "load", edited)
     assert "with 8 beams: BLEU 5.00, chrF 30.00" in publish.translate()
     monkeypatch.setattr(publish, "load", lambda name: edited(name, drop=True))
-    assert "8 beams" not in publish.translate()
+    assert "the same models with 8 beams" not in publish.translate()
+
+
+def test_the_translate_headline_leads_with_the_recipe_and_its_seeds_mean(publish, monkeypatch):
+    """The page's recipe (``TRANSLATE_RECIPE`` and its second seed) opens the headline with its mean over seeds
+    against the lookup; without its rows the headline is the older runs' alone."""
+    original = publish.load
+
+    def edited(name: str, seeds: int) -> dict:
+        data = copy.deepcopy(original(name))
+        rows = [r for r in data["rows"] if not r["label"].startswith(publish.TRANSLATE_RECIPE)]
+        base = next(r for r in data["rows"] if r["label"] == "extra pairs, 30 CPU-min, bf16")
+        for i, (bleu, chrf) in enumerate([(6.0, 30.0), (7.0, 28.0)][:seeds]):
+            label = publish.TRANSLATE_RECIPE + (", second seed" if i else "")
+            rows.append({**base, "label": label, "test_bleu_beam": bleu, "test_chrf": chrf})
+        return {**data, "rows": rows}
+
+    monkeypatch.setattr(publish, "load", lambda name: edited(name, 2))
+    two = publish.translate()
+    assert two.startswith("The recipe (pre-translation, 128 extra pairs a step, 8 beams), 30 CPU-min")
+    assert "BLEU 6.50, chrF 29.00 (mean of 2 seeds; chrF 30.00, 28.00)" in two and "chrF 0.20 below it" in two
+    monkeypatch.setattr(publish, "load", lambda name: edited(name, 1))
+    assert "BLEU 6.00, chrF 30.00 against" in publish.translate() and "seeds" not in publish.translate()[:120]
+    monkeypatch.setattr(publish, "load", lambda name: edited(name, 0))
+    assert publish.translate().startswith("BLEU ") and "The recipe" not in publish.translate()

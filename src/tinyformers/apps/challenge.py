@@ -116,6 +116,15 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
+def _best(names: Any, metrics: dict[str, Any], higher: bool) -> tuple[str | None, float | None, dict[str, float]]:
+    """The best of the baselines ``names`` that ``metrics`` has: (its name, its value, every measured one)."""
+    measured = {b: metrics[b] for b in names if isinstance(metrics.get(b), int | float)}
+    if not measured:
+        return None, None, measured
+    name = (max if higher else min)(measured, key=lambda b: measured[b])
+    return name, measured[name], measured
+
+
 def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     """The task's row: its metric, the best baseline on the same split, the limit, and a one-line verdict.
 
@@ -123,17 +132,20 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
     whose baseline is already perfect (copy: the input is the answer) is a success when the model is perfect,
     and when it is not, the verdict says how far from the limit it is, never that it failed to beat a baseline
     nothing can beat. A metric closer than ``card.margin`` to the best baseline, on either side, is "level with"
-    it: within the noise the task page states, neither a win nor a loss."""
+    it: within the noise the task page states, neither a win nor a loss. A win on the metric is a win only if
+    every metric of ``card.also`` is ahead of its own best baseline as well; otherwise the verdict names the
+    first one that is not."""
     value = metrics.get(card.metric)
     better = (lambda a, b: a > b) if card.higher_is_better else (lambda a, b: a < b)
     names = (*card.baselines, *(name for name, _ in card.baseline_runs))
-    measured = {b: metrics[b] for b in names if isinstance(metrics.get(b), int | float)}
-    best_name = None
-    if measured:
-        best_name = (max if card.higher_is_better else min)(measured, key=lambda b: measured[b])
-    best = measured.get(best_name) if best_name else None
+    best_name, best, measured = _best(names, metrics, card.higher_is_better)
     limit = metrics.get(card.limit) if card.limit else card.limit_value
     limit_text = f"{card.limit} ({_fmt(limit)})" if card.limit else _fmt(limit)
+    also = {}
+    for metric, baselines in card.also:
+        a_name, a_best, a_measured = _best(baselines, metrics, card.higher_is_better)
+        measured.update(a_measured)
+        also[metric] = {"value": metrics.get(metric), "best_baseline": a_name, "baseline_value": a_best}
 
     def reaches(v: float | None) -> bool:
         return v is not None and limit is not None and abs(limit - v) <= card.tolerance
@@ -157,11 +169,27 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
         )
     elif better(value, best):
         text = f"beats every baseline (best: {best_name} {_fmt(best)})"
+        ahead = []
+        for metric, row in also.items():
+            v, b, b_name = row["value"], row["baseline_value"], row["best_baseline"]
+            if v is None or b is None:
+                text = f"{card.metric} beats every baseline (best: {best_name} {_fmt(best)}), but no {metric}"
+                text += " in metrics.json" if v is None else " baseline measured"
+                break
+            if not better(v, b):
+                text = (
+                    f"does NOT beat {b_name} ({_fmt(b)}) on {metric} ({_fmt(v)}), "
+                    f"though {card.metric} beats every baseline (best: {best_name} {_fmt(best)})"
+                )
+                break
+            ahead.append(f"{metric} {_fmt(v)} beats {b_name} {_fmt(b)} too")
+        else:
+            text += "".join(f"; {a}" for a in ahead)
     else:
         text = f"does NOT beat {best_name} ({_fmt(best)})"
     if value is not None and limit is not None and not reaches(value):
         text += f"; {_fmt(abs(limit - value))} from the limit {limit_text}"
-    return {
+    row = {
         "metric": card.metric,
         "value": value,
         "best_baseline": best_name,
@@ -173,6 +201,9 @@ def verdict(card: Scorecard, metrics: dict[str, Any]) -> dict[str, Any]:
         "verdict": text,
         "baselines": measured,
     }
+    if also:
+        row["also"] = also
+    return row
 
 
 def budget_text(header: dict[str, Any]) -> str:
@@ -236,6 +267,13 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
             f"| {r['task']} | {r['metric']} | {_fmt(r['value'])} | {baseline} | {limit} | {_fmt(r['params'])} "
             f"| {_fmt(r.get('budget_minutes'))} | {_fmt(r['train_seconds'])} | {r['verdict']} |"
         )
+    reused = [label for r in rows for label in r.get("reused", [])]
+    if reused:
+        lines += [
+            "",
+            f"Reused, not trained by this invocation (a finished run was in `runs/`; `--force` retrains): "
+            f"{', '.join(reused)}. Their rows are the earlier run's, on whatever machine and code it had.",
+        ]
     for r in rows:
         lines += ["", f"## {r['task']}", "", r["summary"], ""]
         if r.get("recipe"):
@@ -243,6 +281,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         if r.get("baselines"):
             measured = ", ".join(f"{k} {_fmt(v)}" for k, v in r["baselines"].items())
             lines += [f"{r['metric']} {_fmt(r['value'])}; every baseline on the same split: {measured}.", ""]
+        for metric, a in r.get("also", {}).items():
+            best = f"{a['best_baseline']} {_fmt(a['baseline_value'])}" if a["best_baseline"] else "no baseline"
+            lines += [f"A win needs {metric} ahead too: {_fmt(a['value'])} against the best, {best}.", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in r["plots"]]
         if r.get("search"):
             lines += ["", "Minimal-architecture search:", "", r["search"]]
@@ -365,14 +406,17 @@ def run_challenge(
             task = get_task(name)
             print(f"[{i}/{len(chosen)}] {name}: {task.summary}", file=sys.stderr, flush=True)
             run_dir = out / "runs" / name
+            card = scorecard(task)
+            earlier = [(name, run_dir)] + [(f"{name} ({b})", run_dir / "baselines" / b) for b, _ in card.baseline_runs]
+            reused = [label for label, d in earlier if RunDir(d).metrics.exists() and not budget.force]
             try:
                 metrics = run_task(task, run_dir, budget, progress=True)
                 metrics = {**metrics, **run_baselines(task, run_dir, budget, progress=True)}
             except UserError as e:  # e.g. its data is not installed: report it, go on with the others
                 print(f"[{i}/{len(chosen)}] {name}: skipped ({e})", file=sys.stderr)
                 continue
-            card = scorecard(task)
             row = {"task": name, **verdict(card, metrics)}
+            row["reused"] = reused
             row["summary"] = card.summary or task.summary
             row["recipe"] = list(card.recipe)
             row["budget_minutes"] = None if quick else task_minutes(task, budget)

@@ -195,6 +195,10 @@ class Scorecard:
             closer to the best baseline than this, on either side, is "level with" it. For a metric whose
             test-set noise is about as large as the differences the task produces (a few images in 1,000), so
             that one run's lucky draw is not called a win; 0 = any lead wins.
+        also: further held-out metrics a win needs as well, each with its baselines, as ``(metric, baselines)``
+            pairs in the same direction as ``metric``: the task "beats every baseline" only when each of them is
+            ahead of its own best baseline too (translate: BLEU, and chrF against the lookup's chrF, since a
+            corpus BLEU can lead while the characters are no better).
     """
 
     metric: str
@@ -209,6 +213,7 @@ class Scorecard:
     recipe: tuple[str, ...] = ()
     budget_minutes: float = 2.0
     margin: float = 0.0
+    also: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass
