@@ -163,8 +163,9 @@ def test_the_translate_headline_leads_with_the_recipe_and_its_seeds_mean(publish
     monkeypatch.setattr(publish, "load", lambda name: edited(name, 2))
     two = publish.translate()
     assert two.startswith("The recipe (pre-translation, 128 extra pairs a step, 8 beams), 30 CPU-min")
-    assert "BLEU 6.50, chrF 29.00 (mean of 2 seeds; chrF 30.00, 28.00)" in two and "chrF 0.20 below it" in two
+    assert "BLEU 6.50, chrF 29.00 (mean of 2 runs; chrF 30.00, 28.00)" in two
+    assert "chrF 0.20 below it, above it in 1 of 2 runs" in two
     monkeypatch.setattr(publish, "load", lambda name: edited(name, 1))
-    assert "BLEU 6.00, chrF 30.00 against" in publish.translate() and "seeds" not in publish.translate()[:120]
+    assert "BLEU 6.00, chrF 30.00 against" in publish.translate() and "runs" not in publish.translate()[:120]
     monkeypatch.setattr(publish, "load", lambda name: edited(name, 0))
     assert publish.translate().startswith("BLEU ") and "The recipe" not in publish.translate()
