@@ -171,6 +171,14 @@ VISION_COLUMNS = {"dataset": "data", "variant": "variant", "test_accuracy": "tes
 WORDS_COLUMNS = {"variant": "model", "test_word_accuracy": "words exact"}
 
 
+def _bleu_chrf_runs(rows: dict[str, dict], prefix: str, unit: str) -> tuple[list[float], list[float], str]:
+    """Test BLEU and chrF of every run of one translate recipe (``_seeds``), and, when there are several, the text
+    " (mean of N <unit>; chrF a, b, ...)"."""
+    bleus, chrfs = _seeds(rows, prefix, "test_bleu_beam"), _seeds(rows, prefix, "test_chrf")
+    each = f" (mean of {len(chrfs)} {unit}; chrF {', '.join(f'{c:.2f}' for c in chrfs)})" if len(chrfs) > 1 else ""
+    return bleus, chrfs, each
+
+
 def translate() -> str:
     data = load("translate_quiet")
     rows = {v["label"]: v for v in data["rows"]}
@@ -188,10 +196,9 @@ def translate() -> str:
     text = ""
     recipe = rows.get(TRANSLATE_RECIPE)
     if recipe:  # the page's recipe (pre-translation, 128 extra pairs a step, 8 beams): its seeds' mean first
-        bleus, chrfs = _seeds(rows, TRANSLATE_RECIPE, "test_bleu_beam"), _seeds(rows, TRANSLATE_RECIPE, "test_chrf")
-        lb, lc = recipe["lookup_bleu"], recipe["lookup_chrf"]
         # its runs (seeds, and the challenge's run of it): the mean, each run's chrF, how many lead the lookup's
-        each = f" (mean of {len(chrfs)} runs; chrF {', '.join(f'{c:.2f}' for c in chrfs)})" if len(chrfs) > 1 else ""
+        bleus, chrfs, each = _bleu_chrf_runs(rows, TRANSLATE_RECIPE, "runs")
+        lb, lc = recipe["lookup_bleu"], recipe["lookup_chrf"]
         above = sum(c > lc for c in chrfs)
         count = f", above it in {above} of {len(chrfs)} runs" if len(chrfs) > 1 else ""
         text += (
@@ -214,8 +221,7 @@ def translate() -> str:
         )
     pre = rows.get(TRANSLATE_PRE)
     if pre:  # the encoder also reads the dictionary's word-by-word lookup (pretranslate=true); its seeds' mean
-        bleus, chrfs = _seeds(rows, TRANSLATE_PRE, "test_bleu_beam"), _seeds(rows, TRANSLATE_PRE, "test_chrf")
-        each = f" (mean of {len(chrfs)} seeds; chrF {', '.join(f'{c:.2f}' for c in chrfs)})" if len(chrfs) > 1 else ""
+        bleus, chrfs, each = _bleu_chrf_runs(rows, TRANSLATE_PRE, "seeds")
         text += (
             f"; with pre-translation (each sentence followed by its dictionary lookup)"
             f"{', 256 extra pairs a step' if recipe else ''}, "
