@@ -195,14 +195,13 @@ def translate() -> str:
 
     text = ""
     recipe = rows.get(TRANSLATE_RECIPE)
-    if recipe:  # the page's recipe (pre-translation, 128 extra pairs a step, 8 beams): its seeds' mean first
-        # its runs (seeds, and the challenge's run of it): the mean, each run's chrF, how many lead the lookup's
+    if recipe:  # the page's recipe first: the mean of its runs (seeds, the challenge's), how many lead on chrF
         bleus, chrfs, each = _bleu_chrf_runs(rows, TRANSLATE_RECIPE, "runs")
         lb, lc = recipe["lookup_bleu"], recipe["lookup_chrf"]
         above = sum(c > lc for c in chrfs)
         count = f", above it in {above} of {len(chrfs)} runs" if len(chrfs) > 1 else ""
         text += (
-            f"the recipe (pre-translation, 128 extra pairs a step, 8 beams), {recipe['train_seconds'] / 60:.0f} "
+            f"The recipe (pre-translation, 128 extra pairs a step, 8 beams), {recipe['train_seconds'] / 60:.0f} "
             f"CPU-min{host_of(recipe)}: BLEU {_mean(bleus):.2f}, chrF {_mean(chrfs):.2f}{each} against the "
             f"dictionary lookup's {lb:.2f} / {lc:.2f}: BLEU {_mean(bleus) / lb:.1f}x the lookup's, chrF "
             f"{abs(_mean(chrfs) - lc):.2f} {side(_mean(chrfs), lc)} it{count}. Before it: "
@@ -238,7 +237,7 @@ def translate() -> str:
                 f"({abs(_mean(chrfs8) - pre['lookup_chrf']):.2f} {side(_mean(chrfs8), pre['lookup_chrf'])} the "
                 f"lookup's {pre['lookup_chrf']:.2f})"
             )
-    return text[0].upper() + text[1:] if text.startswith("the recipe") else text
+    return text
 
 
 TRANSLATE_PRE = "pre-translation, 30 CPU-min, bf16"  # the row of the pretranslate=true recipe, if measured

@@ -21,6 +21,7 @@ import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,22 @@ def task_minutes(task: Task, budget: Budget) -> float:
     return budget.minutes if budget.minutes else scorecard(task).budget_minutes
 
 
+def reusable(run_dir: Path, budget: Budget) -> bool:
+    """A finished run is in ``run_dir`` and ``budget.force`` does not ask to retrain it: ``run_task`` reuses it."""
+    return RunDir(run_dir).metrics.exists() and not budget.force
+
+
+def baseline_dir(run_dir: Path, name: str) -> Path:
+    """Where the scorecard's baseline run ``name`` of the task trained in ``run_dir`` lives."""
+    return run_dir / "baselines" / name
+
+
 def run_task(
     task: Task, run_dir: Path, budget: Budget, progress: bool, extra: tuple[str, ...] | list[str] = ()
 ) -> dict[str, Any]:
     """Train (unless a finished run is there and not ``budget.force``) and return its metrics."""
-    metrics_file = RunDir(run_dir).metrics
-    if metrics_file.exists() and not budget.force:
-        return read_json(metrics_file)
+    if reusable(run_dir, budget):
+        return read_json(RunDir(run_dir).metrics)
     status = task.data_status(task.Config())
     if status:
         raise UserError(status)
@@ -105,7 +115,7 @@ def run_baselines(task: Task, run_dir: Path, budget: Budget, progress: bool) -> 
     card = scorecard(task)
     found = {}
     for name, overrides in card.baseline_runs:
-        m = run_task(task, run_dir / "baselines" / name, budget, progress, overrides)
+        m = run_task(task, baseline_dir(run_dir, name), budget, progress, overrides)
         found[name] = m.get(card.metric)
     return found
 
@@ -116,7 +126,9 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
-def _best(names: Any, metrics: dict[str, Any], higher: bool) -> tuple[str | None, float | None, dict[str, float]]:
+def _best(
+    names: Iterable[str], metrics: dict[str, Any], higher: bool
+) -> tuple[str | None, float | None, dict[str, float]]:
     """The best of the baselines ``names`` that ``metrics`` has: (its name, its value, every measured one)."""
     measured = {b: metrics[b] for b in names if isinstance(metrics.get(b), int | float)}
     if not measured:
@@ -407,8 +419,8 @@ def run_challenge(
             print(f"[{i}/{len(chosen)}] {name}: {task.summary}", file=sys.stderr, flush=True)
             run_dir = out / "runs" / name
             card = scorecard(task)
-            earlier = [(name, run_dir)] + [(f"{name} ({b})", run_dir / "baselines" / b) for b, _ in card.baseline_runs]
-            reused = [label for label, d in earlier if RunDir(d).metrics.exists() and not budget.force]
+            runs = [(name, run_dir)] + [(f"{name} ({b})", baseline_dir(run_dir, b)) for b, _ in card.baseline_runs]
+            reused = [label for label, d in runs if reusable(d, budget)]
             try:
                 metrics = run_task(task, run_dir, budget, progress=True)
                 metrics = {**metrics, **run_baselines(task, run_dir, budget, progress=True)}
