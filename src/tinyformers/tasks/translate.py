@@ -205,7 +205,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             "extra_pairs=none",
             "extra_batch=0",
             "num_beams=2",
-        ),  # fmt: skip
+        ),
         summary="Held-out corpus BLEU and chrF (sacrebleu) of German->English translation with beam search, "
         "against copying the source and a word-by-word dictionary lookup (the dictionary's single-word entries); "
         "a win needs both metrics ahead.",
@@ -222,7 +222,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             "max_steps=100000",
             "eval_every=1000",
             "compile=off",
-        ),  # fmt: skip
+        ),
         budget_minutes=30.0,
     )
 
