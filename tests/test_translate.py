@@ -4,6 +4,7 @@ parsers on a tiny dictionary file, and every bad input as a one-line error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -145,7 +146,11 @@ def test_length_penalty_metric_picks_by_chrf_when_asked(monkeypatch):
     from tinyformers.engine.task import TaskData
 
     scores = {0.6: (9.0, 30.0), 1.0: (8.0, 33.0), 1.4: (8.0, 34.0), 2.0: (9.0, 29.0)}  # (BLEU, chrF) per value
-    monkeypatch.setattr(tr.TranslateTask, "translate", lambda self, m, c, t, src, beams, lp, cp: [str(lp)] * len(src))
+    monkeypatch.setattr(
+        tr.TranslateTask,
+        "translate_nbest",
+        lambda self, m, c, t, src, beams, lp, cp, n, **kw: [[str(lp)] * n] * len(src),
+    )
     monkeypatch.setattr(pairs_io, "corpus_scores", lambda hyps, examples: scores[float(hyps[0])])
     data = TaskData(splits={"val": [("ein Hund", "a dog")]})
     grid = "0.6,1.0,1.4,2.0"
@@ -166,11 +171,11 @@ def test_coverage_penalty_chosen_with_the_length_penalty(monkeypatch):
     chrf = {(1.0, 0.0): 30.0, (1.0, 0.4): 31.0, (2.0, 0.0): 32.0, (2.0, 0.4): 31.5}
     seen = []
 
-    def translate(self, m, c, t, src, beams, lp, cp):
+    def translate_nbest(self, m, c, t, src, beams, lp, cp, n, **kw):
         seen.append((lp, cp))
-        return [f"{lp} {cp}"] * len(src)
+        return [[f"{lp} {cp}"] * n] * len(src)
 
-    monkeypatch.setattr(tr.TranslateTask, "translate", translate)
+    monkeypatch.setattr(tr.TranslateTask, "translate_nbest", translate_nbest)
     monkeypatch.setattr(
         pairs_io, "corpus_scores", lambda hyps, ex: (1.0, chrf.get(tuple(map(float, hyps[0].split())), 0.0))
     )
@@ -190,6 +195,70 @@ def test_coverage_penalty_chosen_with_the_length_penalty(monkeypatch):
         tr.TranslateConfig(coverage_penalty=-1.0)
     with pytest.raises(ValueError, match="coverage_penalty"):
         tr.TranslateConfig(coverage_penalty=float("inf"))
+
+
+def test_mbr_picks_the_consensus_of_the_beam_and_reports_the_beams_own_best(run_dir):
+    """mbr=chrf: the test translations are the minimum Bayes risk picks among the beam's hypotheses, and the
+    beam's own best is scored from the same search (``test_*_top``): equal to the scores without mbr."""
+    from tinyformers.engine.trainer import evaluate_run
+    from tinyformers.tasks import get_task, load_run
+
+    task = get_task("translate")
+    plain = evaluate_run(task, run_dir, ["num_beams=3"])
+    m = evaluate_run(task, run_dir, ["num_beams=3", "mbr=chrf"])
+    assert m["test_chrf_top"] == pytest.approx(plain["test_chrf"])
+    assert m["test_bleu_beam_top"] == pytest.approx(plain["test_bleu_beam"])
+    _, cfg, meta, model = load_run(run_dir)
+    tok = tokenizer_from_dict(meta["tokenizer"])
+    sources = [s for s, _ in PAIRS[::5]]
+    nbest = task.translate_nbest(model, cfg, tok, sources, 3, 1.0, 0.0, 3)
+    assert all(len(c) == 3 for c in nbest)
+    assert [c[0] for c in nbest] == task.translate(model, cfg, tok, sources, 3)  # best first
+    assert task.translate(model, cfg, tok, sources, 3, mbr=True) == [c[0] for c in nbest]  # the run has no mbr
+    with_mbr = dataclasses.replace(cfg, mbr="chrf", num_beams=3)
+    picks = task.translate(model, with_mbr, tok, sources, 3, mbr=True)
+    utility = pairs_io.sentence_utility("chrf")
+    for cands, pick in zip(nbest, picks, strict=True):
+        expected = [sum(utility(h, y) for j, y in enumerate(cands) if j != i) for i, h in enumerate(cands)]
+        assert pick == cands[expected.index(max(expected))]
+    # sampled pseudo-references: seeded (the same twice), each candidate scored against all of them
+    sampled = dataclasses.replace(with_mbr, mbr_samples=4)
+    refs = task.mbr_references(model, sampled, tok, sources)
+    assert refs == task.mbr_references(model, sampled, tok, sources) and all(len(r) == 4 for r in refs)
+    picks = task.translate(model, sampled, tok, sources, 3, mbr=True)
+    for cands, r, pick in zip(nbest, refs, picks, strict=True):
+        expected = [sum(utility(h, y) for y in r) for h in cands]
+        assert pick == cands[expected.index(max(expected))]
+    m = evaluate_run(task, run_dir, ["num_beams=3", "mbr=chrf", "mbr_samples=4"])
+    assert m["test_chrf_top"] == pytest.approx(plain["test_chrf"])
+    with pytest.raises(ValueError, match="mbr"):
+        tr.TranslateConfig(mbr="ter")
+    with pytest.raises(ValueError, match="num_beams >= 2"):
+        tr.TranslateConfig(mbr="chrf", num_beams=1)
+    with pytest.raises(ValueError, match="mbr_samples"):
+        tr.TranslateConfig(mbr_samples=4)  # samples without mbr
+    with pytest.raises(ValueError, match="mbr_samples"):
+        tr.TranslateConfig(mbr="chrf", mbr_samples=-1)
+
+
+def test_with_mbr_the_length_penalty_is_chosen_for_the_mbr_picks(monkeypatch):
+    """On validation each length penalty's MBR picks are scored (they choose it) and so is the beam's own best
+    (``val_chrf_top_lp<l>``), from one search per value."""
+    from tinyformers.engine.task import TaskData
+
+    # per length penalty: the beam's best is "x", the other two agree with each other on the value
+    monkeypatch.setattr(
+        tr.TranslateTask,
+        "translate_nbest",
+        lambda self, m, c, t, src, beams, lp, cp, n, **kw: [["x", f"{lp} a", f"{lp} a"][:n]] * len(src),
+    )
+    chrf = {"x": 50.0, "1.0 a": 20.0, "2.0 a": 30.0}
+    monkeypatch.setattr(pairs_io, "corpus_scores", lambda hyps, ex: (1.0, chrf[hyps[0]]))
+    data = TaskData(splits={"val": [("ein Hund", "ein Hund")]})
+    cfg = tr.TranslateConfig(length_penalties="1,2", length_penalty_metric="chrf", num_beams=3, mbr="chrf")
+    best, values = tr.TranslateTask().tune_penalties(None, data, cfg, None)
+    assert best == (2.0, 0.0)  # by the MBR picks' chrF (30 > 20), not the beam's best (50 for both)
+    assert values["val_chrf_lp2"] == 30.0 and values["val_chrf_top_lp2"] == 50.0 == values["val_chrf_top_lp1"]
 
 
 DICTIONARY = """# comment :: line

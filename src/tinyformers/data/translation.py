@@ -22,6 +22,7 @@ import random
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,21 @@ def corpus_scores(hypotheses: list[str], examples: list[Example]) -> tuple[float
     # sacrebleu takes None for an example's missing reference; its annotations say str
     refs: Any = streams
     return BLEU().corpus_score(hypotheses, refs).score, CHRF().corpus_score(hypotheses, refs).score
+
+
+def sentence_utility(metric: str) -> Callable[[str, str], float]:
+    """``utility(hypothesis, reference)``: sacreBLEU's sentence-level chrF or BLEU (``effective_order``: a short
+    sentence's missing 4-grams do not zero it), for minimum Bayes risk decoding
+    (:func:`tinyformers.core.generation.mbr_pick`)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if metric == "chrf":
+        chrf = CHRF()
+        return lambda hyp, ref: chrf.sentence_score(hyp, [ref]).score
+    if metric == "bleu":
+        bleu = BLEU(effective_order=True)
+        return lambda hyp, ref: bleu.sentence_score(hyp, [ref]).score
+    raise ValueError(f"metric {metric!r}: chrf or bleu")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> BPETokenizer:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
+from tinyformers.core.generation.mbr import mbr_pick
 from tinyformers.core.models import EncoderDecoder, Seq2SeqConfig
 from tinyformers.core.tokenizers import BPETokenizer
 from tinyformers.data import translation as pairs_io
@@ -50,6 +51,15 @@ class TranslateConfig(ModelSizes, TrainConfig):
     length_penalty_metric: what picks the length penalty on validation: 'bleu' (then chrF on a tie) or 'chrf'
         (then BLEU). chrF weighs character n-gram recall twice as much as precision (beta = 2), so it can prefer
         longer translations than BLEU does.
+    mbr: '' (off), 'chrf' or 'bleu': minimum Bayes risk decoding (:mod:`tinyformers.core.generation.mbr`). Beam
+        search keeps its ``num_beams`` finished hypotheses and the translation is the one with the highest mean
+        sentence-level chrF (or BLEU) against the pseudo-references -- the consensus -- instead of the most
+        probable; the length penalty is then chosen on validation for the MBR picks. The test metrics of the
+        beam's own best (``test_bleu_beam_top``, ``test_chrf_top``; on validation ``val_chrf_top_lp<l>``...)
+        come from the same search, for comparison. Needs ``num_beams >= 2``. mbr_samples: the pseudo-references:
+        0 = the beam's other hypotheses; N = N translations sampled from the model (temperature 1, the whole
+        vocabulary; seeded by ``seed``, so an evaluation repeats), which estimate the expected score without the
+        beam's bias to similar outputs, at the cost of sampling N translations a sentence.
     coverage_penalty: beam search's coverage penalty (GNMT, Wu et al. 2016; ``GenerationConfig.coverage_penalty``):
         a translation that leaves source tokens unattended scores lower. 0 = off. coverage_penalties: candidates,
         comma-separated, chosen on validation together with the length penalty (every pair of the two grids;
@@ -92,6 +102,8 @@ class TranslateConfig(ModelSizes, TrainConfig):
     length_penalty: float = 1.0
     length_penalties: str = ""
     length_penalty_metric: str = "bleu"
+    mbr: str = ""
+    mbr_samples: int = 0
     coverage_penalty: float = 0.0
     coverage_penalties: str = ""
     max_steps: int = 1500
@@ -126,6 +138,10 @@ class TranslateConfig(ModelSizes, TrainConfig):
             "label_smoothing must be in [0, 1)": not 0 <= self.label_smoothing < 1,
             "num_beams must be >= 1": self.num_beams < 1,
             "length_penalty_metric: bleu or chrf": self.length_penalty_metric not in ("bleu", "chrf"),
+            "mbr: '' (off), chrf or bleu; with num_beams >= 2": self.mbr not in ("", "chrf", "bleu")
+            or (bool(self.mbr) and self.num_beams < 2),
+            "mbr_samples must be >= 0, and > 0 only with mbr": self.mbr_samples < 0
+            or (self.mbr_samples > 0 and not self.mbr),
             "extra_pairs: none, or dictionary (with the dictionary's sentences, not pairs=)": self.extra_pairs
             not in ("none", "dictionary")
             or bool(self.pairs and self.extra_pairs != "none"),
@@ -173,6 +189,15 @@ def hinted(source: str, words: dict[str, str] | None) -> str:
     """``source`` as the encoder reads it: itself, or with ``pretranslate`` (``words`` given) followed by
     :data:`SEPARATOR` and its word-by-word lookup: ``'Ich bin müde. || I am tired.'``."""
     return source if words is None else source + SEPARATOR + pairs_io.word_by_word(source, words)
+
+
+def mbr_translations(nbest: list[list[str]], metric: str, references: list[list[str]] | None = None) -> list[str]:
+    """For each source's candidate translations, the minimum Bayes risk pick under sentence-level ``metric``
+    (``chrf`` or ``bleu``): the one agreeing most with that source's ``references`` (samples), or with the other
+    candidates when there are none."""
+    utility = pairs_io.sentence_utility(metric)
+    refs: list[list[str] | None] = [None] * len(nbest) if references is None else list(references)
+    return [cands[mbr_pick(cands, utility, r)] for cands, r in zip(nbest, refs, strict=True)]
 
 
 def penalty_grid(text: str, setting: str = "length_penalties") -> list[float]:
@@ -336,16 +361,40 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         num_beams: int = 1,
         length_penalty: float = 1.0,
         coverage_penalty: float = 0.0,
+        mbr: bool = False,
     ) -> list[str]:
-        """Translations of ``sources``, batched by source length (little padding), in input order."""
+        """Translations of ``sources``, batched by source length (little padding), in input order; with ``mbr``
+        (and beam search, and ``cfg.mbr`` set), each the minimum Bayes risk pick among the beam's hypotheses."""
+        n = num_beams if mbr and cfg.mbr and num_beams >= 2 else 1
+        nbest = self.translate_nbest(model, cfg, tok, sources, num_beams, length_penalty, coverage_penalty, n)
+        if n == 1:
+            return [best[0] for best in nbest]
+        return mbr_translations(nbest, cfg.mbr, self.mbr_references(model, cfg, tok, sources))
+
+    def translate_nbest(
+        self,
+        model: nn.Module,
+        cfg: TranslateConfig,
+        tok: BPETokenizer,
+        sources: list[str],
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        coverage_penalty: float = 0.0,
+        n: int = 1,
+        **sampling: Any,
+    ) -> list[list[str]]:
+        """The ``n`` best translations of each source (beam search's finished hypotheses, best first; ``n <=
+        num_beams``), batched by source length (little padding), in input order. ``sampling``: generation
+        options that draw ``n`` translations instead (``do_sample=True``...; ``seed`` is offset per batch)."""
         device = next(model.parameters()).device
         ids = [s or [EOS] for s in self.source_ids(cfg, tok, sources)]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[str] = [""] * len(ids)
+        out: list[list[str]] = [[] for _ in ids]
         for start in range(0, len(order), 64):
             chunk = order[start : start + 64]
             src = pad_rows([ids[i] for i in chunk], PAD).to(device)
             max_new = min(cfg.max_len - 1, 2 * src.size(1) + 10)  # a translation is rarely twice as long
+            seed = {"seed": sampling["seed"] + start} if "seed" in sampling else {}
             gen = cast(EncoderDecoder, model).generate(  # the model this task built (maybe compiled)
                 src,
                 (src != PAD).long(),
@@ -353,9 +402,12 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
                 num_beams=num_beams,
                 length_penalty=length_penalty,
                 coverage_penalty=coverage_penalty,  # (greedy ignores it, as it does length_penalty)
+                num_return_sequences=n,
+                **{**sampling, **seed},
             )
-            for i, row in zip(chunk, gen.tolist(), strict=True):
-                out[i] = decode(tok, row)
+            rows = gen.tolist()
+            for j, i in enumerate(chunk):
+                out[i] = [decode(tok, row) for row in rows[j * n : (j + 1) * n]]
         return out
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: TranslateConfig) -> dict[str, float]:
@@ -390,8 +442,11 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
                 metrics.update(length_penalty_chosen=lp, **by_value)
                 if cfg.coverage_penalties:
                     metrics["coverage_penalty_chosen"] = cp
-            beam = self.translate(model, cfg, tok, sources, cfg.num_beams, lp, cp)
-            metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(beam, examples)
+            refs = self.mbr_references(model, cfg, tok, sources) if cfg.mbr else None
+            top, chosen = self.beam_and_chosen(model, cfg, tok, sources, lp, cp, refs)
+            metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(chosen, examples)
+            if cfg.mbr:
+                metrics[f"{split}_bleu_beam_top"], metrics[f"{split}_chrf_top"] = pairs_io.corpus_scores(top, examples)
         if "words" in data.splits:
             lookup = [pairs_io.word_by_word(s, data.splits["words"]) for s in sources]
             metrics["lookup_bleu"], metrics["lookup_chrf"] = pairs_io.corpus_scores(lookup, examples)
@@ -413,10 +468,14 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             else [cfg.coverage_penalty]
         )
         scores: dict[tuple[float, float], tuple[float, float]] = {}
+        tops: dict[tuple[float, float], tuple[float, float]] = {}  # the beam's own best, with mbr
+        refs = self.mbr_references(model, cfg, tok, sources) if cfg.mbr else None  # the same for every penalty
         for lp in lps:
             for cp in cps:
-                beam = self.translate(model, cfg, tok, sources, cfg.num_beams, lp, cp)
-                scores[lp, cp] = pairs_io.corpus_scores(beam, examples)
+                top, chosen = self.beam_and_chosen(model, cfg, tok, sources, lp, cp, refs)
+                scores[lp, cp] = pairs_io.corpus_scores(chosen, examples)
+                if cfg.mbr:
+                    tops[lp, cp] = pairs_io.corpus_scores(top, examples)
         first = 0 if cfg.length_penalty_metric == "bleu" else 1
         best = max(scores, key=lambda v: (scores[v][first], scores[v][1 - first]))
 
@@ -425,7 +484,38 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
 
         by_value = {f"val_bleu_beam_{key(*v)}": bleu for v, (bleu, _) in scores.items()}
         by_value.update({f"val_chrf_{key(*v)}": chrf for v, (_, chrf) in scores.items()})
+        by_value.update({f"val_bleu_beam_top_{key(*v)}": bleu for v, (bleu, _) in tops.items()})
+        by_value.update({f"val_chrf_top_{key(*v)}": chrf for v, (_, chrf) in tops.items()})
         return best, by_value
+
+    def beam_and_chosen(
+        self,
+        model: nn.Module,
+        cfg: TranslateConfig,
+        tok: BPETokenizer,
+        sources: list[str],
+        lp: float,
+        cp: float,
+        references: list[list[str]] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Beam search's best translations and the ones the recipe outputs: the same, or with ``cfg.mbr`` the
+        minimum Bayes risk picks among all ``num_beams`` hypotheses of the same search, against ``references``
+        (:meth:`mbr_references`: computed once for every penalty tried)."""
+        n = cfg.num_beams if cfg.mbr else 1
+        nbest = self.translate_nbest(model, cfg, tok, sources, cfg.num_beams, lp, cp, n)
+        top = [best[0] for best in nbest]
+        return top, (mbr_translations(nbest, cfg.mbr, references) if cfg.mbr else top)
+
+    def mbr_references(
+        self, model: nn.Module, cfg: TranslateConfig, tok: BPETokenizer, sources: list[str]
+    ) -> list[list[str]] | None:
+        """MBR's pseudo-references for each source: ``cfg.mbr_samples`` translations sampled from the model
+        (temperature 1, the whole vocabulary, seeded by ``cfg.seed``); None (the beam's own hypotheses) when 0."""
+        if not cfg.mbr_samples:
+            return None
+        return self.translate_nbest(
+            model, cfg, tok, sources, 1, n=cfg.mbr_samples, do_sample=True, top_k=0, seed=cfg.seed
+        )
 
     def predict(
         self,
@@ -450,7 +540,9 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError(f"--num-beams {beams}: must be >= 1")
         tok = run_tokenizer(meta)
         lp = cfg.length_penalty if length_penalty is None else length_penalty
-        outputs = self.translate(model, cfg, tok, [t.strip() for t in inputs], beams, lp, cfg.coverage_penalty)
+        outputs = self.translate(
+            model, cfg, tok, [t.strip() for t in inputs], beams, lp, cfg.coverage_penalty, mbr=True
+        )
         if show_attention is not None:
             self.draw_cross_attention(model, cfg, tok, inputs[0].strip(), outputs[0], show_attention)
         return outputs
@@ -471,7 +563,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError("the input is empty; give a sentence to translate")
         tok = run_tokenizer(meta)
         translation = self.translate(
-            model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty
+            model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty, mbr=True
         )[0]
         return [self.draw_cross_attention(model, cfg, tok, text.strip(), translation, out)]
 
@@ -499,7 +591,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         tok = run_tokenizer(data.meta)
         source = data.splits["test"][0][0]
         translation = self.translate(
-            model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty
+            model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty, mbr=True
         )[0]
         return [self.draw_cross_attention(model, cfg, tok, source, translation, Path(run_dir) / "cross_attention.png")]
 

@@ -11,6 +11,8 @@ written for HF works here unchanged:
   hypothesis with ``L`` new tokens (its eos included) scores ``sum(log p) / L ** length_penalty``.
 * **beam sampling** (``do_sample=True, num_beams > 1``): beam search whose candidates are drawn, not
   the most probable.
+* **minimum Bayes risk** (:func:`mbr_pick`, module ``mbr``): of several outputs (a beam's hypotheses,
+  samples), the one with the highest expected score of a metric against the others.
 
 The logits processors run in HF's order: ``repetition_penalty``, ``no_repeat_ngram_size``, then for
 sampling only ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``typical_p``. Greedy and sampling process
@@ -20,10 +22,11 @@ One loop per algorithm serves both model families: a :class:`NextTokenLogits` ob
 far" to "logits of the next token" and hides the model family, the KV cache and the sliding window.
 
 The package: ``processors`` (the logits processors and warpers), ``config`` (:class:`GenerationConfig`),
-``search`` (the loops and the two entry points).
+``search`` (the loops and the two entry points), ``mbr`` (minimum Bayes risk selection).
 """
 
 from tinyformers.core.generation.config import Flag, GenerationConfig
+from tinyformers.core.generation.mbr import mbr_pick
 from tinyformers.core.generation.processors import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -53,4 +56,5 @@ __all__ = [
     "TypicalLogitsWarper",
     "generate",
     "generate_seq2seq",
+    "mbr_pick",
 ]
