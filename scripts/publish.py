@@ -193,19 +193,39 @@ def translate() -> str:
     def host_of(row: dict) -> str:
         return f" on {_short_cpu(_host(data, row))}" if two_hosts or _host(data, row) != _host(data, r) else ""
 
-    text = ""
-    recipe = rows.get(TRANSLATE_RECIPE)
-    if recipe:  # the page's recipe first: the mean of its runs (seeds, the challenge's), how many lead on chrF
-        bleus, chrfs, each = _bleu_chrf_runs(rows, TRANSLATE_RECIPE, "runs")
-        lb, lc = recipe["lookup_bleu"], recipe["lookup_chrf"]
+    def recipe_runs(label: str, name: str) -> str:
+        """One recipe's runs: their mean against the lookup, how many lead on chrF."""
+        first = rows[label]
+        bleus, chrfs, each = _bleu_chrf_runs(rows, label, "runs")
+        lb, lc = first["lookup_bleu"], first["lookup_chrf"]
         above = sum(c > lc for c in chrfs)
         count = f", above it in {above} of {len(chrfs)} runs" if len(chrfs) > 1 else ""
-        text += (
-            f"The recipe (pre-translation, 128 extra pairs a step, 8 beams), {recipe['train_seconds'] / 60:.0f} "
-            f"CPU-min{host_of(recipe)}: BLEU {_mean(bleus):.2f}, chrF {_mean(chrfs):.2f}{each} against the "
-            f"dictionary lookup's {lb:.2f} / {lc:.2f}: BLEU {_mean(bleus) / lb:.1f}x the lookup's, chrF "
-            f"{abs(_mean(chrfs) - lc):.2f} {side(_mean(chrfs), lc)} it{count}. Before it: "
+        return (
+            f"{name}, {first['train_seconds'] / 60:.0f} CPU-min{host_of(first)}: BLEU {_mean(bleus):.2f}, chrF "
+            f"{_mean(chrfs):.2f}{each} against the dictionary lookup's {lb:.2f} / {lc:.2f}: BLEU "
+            f"{_mean(bleus) / lb:.1f}x the lookup's, chrF {abs(_mean(chrfs) - lc):.2f} {side(_mean(chrfs), lc)} "
+            f"it{count}"
         )
+
+    text = ""
+    mbr = rows.get(TRANSLATE_MBR)
+    if mbr:  # the page's recipe: minimum Bayes risk decoding; the same models' beam search alone beside it
+        tops_bleu, tops_chrf = (
+            _seeds(rows, TRANSLATE_MBR, "test_bleu_beam_top"),
+            _seeds(rows, TRANSLATE_MBR, "test_chrf_top"),
+        )
+        text += recipe_runs(
+            TRANSLATE_MBR,
+            "The recipe (pre-translation, 128 extra pairs a step, 8 beams, minimum Bayes risk decoding on chrF "
+            f"against {mbr['config']['mbr_samples']} sampled translations)",
+        )
+        text += f"; the same models' beam search alone: BLEU {_mean(tops_bleu):.2f}, chrF {_mean(tops_chrf):.2f}. " + (
+            "Without MBR: " if rows.get(TRANSLATE_RECIPE) else "Before it: "
+        )
+    if rows.get(TRANSLATE_RECIPE):  # the recipe without MBR: the mean of its runs (seeds, the challenge's)
+        name = "The recipe (pre-translation, 128 extra pairs a step, 8 beams)"
+        text += recipe_runs(TRANSLATE_RECIPE, name if not mbr else name.replace("The recipe", "the same")) + ". "
+        text += "Before it: "
     bleu, chrf = side(r["test_bleu_beam"], r["lookup_bleu"]), side(r["test_chrf"], r["lookup_chrf"])
     text += (
         f"BLEU {r['test_bleu_beam']:.2f} (beam), chrF {r['test_chrf']:.1f} after {r['train_seconds'] / 60:.0f} "
@@ -223,7 +243,7 @@ def translate() -> str:
         bleus, chrfs, each = _bleu_chrf_runs(rows, TRANSLATE_PRE, "seeds")
         text += (
             f"; with pre-translation (each sentence followed by its dictionary lookup)"
-            f"{', 256 extra pairs a step' if recipe else ''}, "
+            f"{', 256 extra pairs a step' if rows.get(TRANSLATE_RECIPE) else ''}, "
             f"{pre['train_seconds'] / 60:.0f} CPU-min{host_of(pre)}: BLEU {_mean(bleus):.2f}, chrF {_mean(chrfs):.1f}"
             f"{each} ({side(_mean(bleus), pre['lookup_bleu'])} the lookup's BLEU, "
             f"{side(_mean(chrfs), pre['lookup_chrf'])} its chrF)"
@@ -244,6 +264,9 @@ TRANSLATE_PRE = "pre-translation, 30 CPU-min, bf16"  # the row of the pretransla
 
 # the page's recipe: pre-translation with 128 extra pairs a step and 8 beams (its runs: this label, ", second seed"...)
 TRANSLATE_RECIPE = "pre-translation with 128 extra pairs a step, 30 CPU-min, bf16"
+
+# the page's recipe since the eighteenth session: the same with minimum Bayes risk decoding (its runs: this label...)
+TRANSLATE_MBR = "pre-translation, 128 extra pairs a step, MBR, 30 CPU-min, bf16"
 
 
 TRANSLATE_CURVE = "length buckets, 80 CPU-min, bf16"  # the row whose validation curve translate.md shows

@@ -169,3 +169,29 @@ def test_the_translate_headline_leads_with_the_recipe_and_its_seeds_mean(publish
     assert "BLEU 6.00, chrF 30.00 against" in publish.translate() and "runs" not in publish.translate()[:120]
     monkeypatch.setattr(publish, "load", lambda name: edited(name, 0))
     assert publish.translate().startswith("BLEU ") and "The recipe" not in publish.translate()
+
+
+def test_the_translate_headline_leads_with_mbr_and_the_same_models_beam_search(publish, monkeypatch):
+    """With runs of the MBR recipe (``TRANSLATE_MBR``), the headline opens with their mean, then the same models'
+    beam search alone (``test_*_top``), then the recipe without MBR; without MBR rows, as before."""
+    original = publish.load
+
+    def edited(name: str, mbr_runs: int) -> dict:
+        data = copy.deepcopy(original(name))
+        rows = [r for r in data["rows"] if not r["label"].startswith(publish.TRANSLATE_MBR)]
+        base = next(r for r in data["rows"] if r["label"] == "extra pairs, 30 CPU-min, bf16")
+        for i, (bleu, chrf, top) in enumerate([(6.0, 31.0, 30.0), (5.0, 30.0, 29.0)][:mbr_runs]):
+            label = publish.TRANSLATE_MBR + (", second run" if i else "")
+            config = {**base["config"], "mbr": "chrf", "mbr_samples": 32}
+            extra = {"test_bleu_beam": bleu, "test_chrf": chrf, "test_bleu_beam_top": bleu - 1, "test_chrf_top": top}
+            rows.append({**base, "label": label, "config": config, **extra})
+        return {**data, "rows": rows}
+
+    monkeypatch.setattr(publish, "load", lambda name: edited(name, 2))
+    text = publish.translate()
+    assert text.startswith("The recipe (pre-translation, 128 extra pairs a step, 8 beams, minimum Bayes risk decoding")
+    assert "against 32 sampled translations), 30 CPU-min" in text
+    assert "BLEU 5.50, chrF 30.50 (mean of 2 runs; chrF 31.00, 30.00)" in text and "above it in 2 of 2 runs" in text
+    assert "the same models' beam search alone: BLEU 4.50, chrF 29.50. Without MBR: the same (pre-translation" in text
+    monkeypatch.setattr(publish, "load", lambda name: edited(name, 0))
+    assert publish.translate().startswith("The recipe (pre-translation, 128 extra pairs a step, 8 beams), 30")
