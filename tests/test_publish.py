@@ -153,7 +153,8 @@ def test_the_translate_headline_leads_with_the_recipe_and_its_seeds_mean(publish
 
     def edited(name: str, seeds: int) -> dict:
         data = copy.deepcopy(original(name))
-        rows = [r for r in data["rows"] if not r["label"].startswith(publish.TRANSLATE_RECIPE)]
+        recipes = (publish.TRANSLATE_RECIPE, publish.TRANSLATE_MBR)  # without the MBR recipe's rows: they lead
+        rows = [r for r in data["rows"] if not r["label"].startswith(recipes)]
         base = next(r for r in data["rows"] if r["label"] == "extra pairs, 30 CPU-min, bf16")
         for i, (bleu, chrf) in enumerate([(6.0, 30.0), (7.0, 28.0)][:seeds]):
             label = publish.TRANSLATE_RECIPE + (", second seed" if i else "")

@@ -37,7 +37,9 @@ def write_csv(path, n: int = 400) -> None:
         pick = lambda words: words[int(torch.randint(len(words), (1,), generator=gen))]  # noqa: E731
         label = "pos" if i % 2 else "neg"
         words = [pick(FILLER) for _ in range(3)] + [pick(GOOD if label == "pos" else BAD)]
-        lines.append(f'{i},"{" ".join(words)} {i}",{label}')  # the number makes every text distinct
+        # the number makes every text distinct (with its sentiment word); i // 2, not i: the label alternates with
+        # i, so i's parity would give it away and the model could learn that instead of the words
+        lines.append(f'{i},"{" ".join(words)} {i // 2}",{label}')
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -71,9 +73,19 @@ def test_learns_and_beats_majority(run):
 
 
 def test_predict_through_cli(run, capsys):
-    assert main(["predict", str(run), "the food was great", "my team was awful"]) == 0
+    """Each input gets a line ``text<TAB>label (probability)``. Inputs as the training texts are written (filler, one
+    sentiment word, a number); the tiny model's BPE vocabulary differs from process to process (scripts/golden.py),
+    so one sentence alone is a small gamble; 7 of 8 right is what test accuracy >= 0.9 promises, nearly always."""
+    texts = {"the food was great 11": "pos", "my team was awful 12": "neg", "so day film lovely 13": "pos",
+             "really the today sad 14": "neg", "film my so happy 15": "pos", "team day was terrible 16": "neg",
+             "today food the nice 17": "pos", "was really film ugly 18": "neg"}  # fmt: skip
+    assert main(["predict", str(run), *texts]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split("\t")[1].startswith("pos (") and lines[1].split("\t")[1].startswith("neg (")
+    assert len(lines) == len(texts)
+    got = [line.split("\t")[1] for line in lines]
+    assert all(g.split(" (")[0] in ("pos", "neg") and g.endswith(")") for g in got), got
+    right = sum(g.startswith(want + " (") for g, want in zip(got, texts.values(), strict=True))
+    assert right >= 7, got
 
 
 def test_attention_views_through_cli(run, tmp_path, capsys):
