@@ -363,15 +363,11 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         num_beams: int = 1,
         length_penalty: float = 1.0,
         coverage_penalty: float = 0.0,
-        mbr: bool = False,
     ) -> list[str]:
-        """Translations of ``sources``, batched by source length (little padding), in input order; with ``mbr``
-        (and beam search, and ``cfg.mbr`` set), each the minimum Bayes risk pick among the beam's hypotheses."""
-        n = num_beams if mbr and cfg.mbr and num_beams >= 2 else 1
-        nbest = self.translate_nbest(model, cfg, tok, sources, num_beams, length_penalty, coverage_penalty, n)
-        if n == 1:
-            return [best[0] for best in nbest]
-        return mbr_translations(nbest, cfg.mbr, self.mbr_references(model, cfg, tok, sources))
+        """Translations of ``sources``, batched by source length (little padding), in input order; with beam search
+        and ``cfg.mbr``, each the minimum Bayes risk pick among the beam's hypotheses (:meth:`beam_and_chosen`)."""
+        refs = self.mbr_references(model, cfg, tok, sources) if cfg.mbr and num_beams >= 2 else None
+        return self.beam_and_chosen(model, cfg, tok, sources, num_beams, length_penalty, coverage_penalty, refs)[1]
 
     def translate_nbest(
         self,
@@ -445,7 +441,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
                 if cfg.coverage_penalties:
                     metrics["coverage_penalty_chosen"] = cp
             refs = self.mbr_references(model, cfg, tok, sources) if cfg.mbr else None
-            top, chosen = self.beam_and_chosen(model, cfg, tok, sources, lp, cp, refs)
+            top, chosen = self.beam_and_chosen(model, cfg, tok, sources, cfg.num_beams, lp, cp, refs)
             metrics[f"{split}_bleu_beam"], metrics[f"{split}_chrf"] = pairs_io.corpus_scores(chosen, examples)
             if cfg.mbr:
                 metrics[f"{split}_bleu_beam_top"], metrics[f"{split}_chrf_top"] = pairs_io.corpus_scores(top, examples)
@@ -474,7 +470,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         refs = self.mbr_references(model, cfg, tok, sources) if cfg.mbr else None  # the same for every penalty
         for lp in lps:
             for cp in cps:
-                top, chosen = self.beam_and_chosen(model, cfg, tok, sources, lp, cp, refs)
+                top, chosen = self.beam_and_chosen(model, cfg, tok, sources, cfg.num_beams, lp, cp, refs)
                 scores[lp, cp] = pairs_io.corpus_scores(chosen, examples)
                 if cfg.mbr:
                     tops[lp, cp] = pairs_io.corpus_scores(top, examples)
@@ -496,17 +492,18 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         cfg: TranslateConfig,
         tok: BPETokenizer,
         sources: list[str],
+        num_beams: int,
         lp: float,
         cp: float,
         references: list[list[str]] | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Beam search's best translations and the ones the recipe outputs: the same, or with ``cfg.mbr`` the
-        minimum Bayes risk picks among all ``num_beams`` hypotheses of the same search, against ``references``
-        (:meth:`mbr_references`: computed once for every penalty tried)."""
-        n = cfg.num_beams if cfg.mbr else 1
-        nbest = self.translate_nbest(model, cfg, tok, sources, cfg.num_beams, lp, cp, n)
+        """Beam search's best translations and the ones the recipe outputs: the same, or with ``cfg.mbr`` (and
+        ``num_beams >= 2``) the minimum Bayes risk picks among all ``num_beams`` hypotheses of the same search,
+        against ``references`` (:meth:`mbr_references`: computed once for every penalty tried)."""
+        mbr = bool(cfg.mbr) and num_beams >= 2
+        nbest = self.translate_nbest(model, cfg, tok, sources, num_beams, lp, cp, num_beams if mbr else 1)
         top = [best[0] for best in nbest]
-        return top, (mbr_translations(nbest, cfg.mbr, references) if cfg.mbr else top)
+        return top, (mbr_translations(nbest, cfg.mbr, references) if mbr else top)
 
     def mbr_references(
         self, model: nn.Module, cfg: TranslateConfig, tok: BPETokenizer, sources: list[str]
@@ -542,9 +539,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError(f"--num-beams {beams}: must be >= 1")
         tok = run_tokenizer(meta)
         lp = cfg.length_penalty if length_penalty is None else length_penalty
-        outputs = self.translate(
-            model, cfg, tok, [t.strip() for t in inputs], beams, lp, cfg.coverage_penalty, mbr=True
-        )
+        outputs = self.translate(model, cfg, tok, [t.strip() for t in inputs], beams, lp, cfg.coverage_penalty)
         if show_attention is not None:
             self.draw_cross_attention(model, cfg, tok, inputs[0].strip(), outputs[0], show_attention)
         return outputs
@@ -565,7 +560,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
             raise UserError("the input is empty; give a sentence to translate")
         tok = run_tokenizer(meta)
         translation = self.translate(
-            model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty, mbr=True
+            model, cfg, tok, [text.strip()], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty
         )[0]
         return [self.draw_cross_attention(model, cfg, tok, text.strip(), translation, out)]
 
@@ -593,7 +588,7 @@ class TranslateTask(Task[TranslateConfig], Predicts, ViewsAttention):
         tok = run_tokenizer(data.meta)
         source = data.splits["test"][0][0]
         translation = self.translate(
-            model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty, mbr=True
+            model, cfg, tok, [source], cfg.num_beams, cfg.length_penalty, cfg.coverage_penalty
         )[0]
         return [self.draw_cross_attention(model, cfg, tok, source, translation, Path(run_dir) / "cross_attention.png")]
 
