@@ -112,6 +112,19 @@ def test_quick_report_skip_and_force(tmp_path, capsys):
     assert "Reused" not in (out / "REPORT.md").read_text()
 
 
+def test_the_report_is_its_json_rendered(tmp_path):
+    """docs/challenge.md's report is rendered from the committed report.json (scripts/publish.py): REPORT.md must be
+    exactly the title and what ``report_markdown`` makes of report.json, plots under the prefix asked for."""
+    from tinyformers.apps.challenge import TITLE, report_markdown
+
+    out = tmp_path / "ch"
+    assert main(["challenge", "--tasks", "copy", "--quick", "--out", str(out)]) == 0
+    saved = json.loads((out / "report.json").read_text())
+    assert (out / "REPORT.md").read_text() == "\n".join(TITLE) + "\n" + report_markdown(saved["rows"], saved["header"])
+    page = report_markdown(saved["rows"], saved["header"], plots_under="challenge/")
+    assert "![loss](challenge/copy/loss.png)" in page and "](copy/loss.png)" not in page
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [

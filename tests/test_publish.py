@@ -42,6 +42,22 @@ def test_a_changed_result_is_caught(publish, monkeypatch):
     assert all("0.500 bits/pixel" in d for d in diffs)
 
 
+def test_a_changed_challenge_row_is_caught_in_its_page(publish, monkeypatch):
+    """docs/challenge.md's table is benchmarks/results/challenge.json rendered: an edited verdict shows as a diff."""
+    original = publish.load
+
+    def edited(name: str) -> dict:
+        data = copy.deepcopy(original(name))
+        if name == "challenge":
+            data["rows"][0]["verdict"] = "an edited verdict"
+        return data
+
+    monkeypatch.setattr(publish, "load", edited)
+    diffs = publish.check()
+    assert len(diffs) == 1 and "docs/challenge.md" in diffs[0] and "+| arithmetic |" in diffs[0]
+    assert "an edited verdict" in diffs[0]
+
+
 def test_every_headline_comes_from_a_quiet_run(publish):
     """Issue 21: no headline of the README or a task page is a number measured while other jobs shared the CPUs."""
     loaded = [src for e in publish.ENTRIES for src in e.sources if not publish.measured_quiet(publish.load(src))]

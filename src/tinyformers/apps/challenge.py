@@ -241,15 +241,22 @@ def budget_text(header: dict[str, Any]) -> str:
     return f"{minutes} {clock}, or the recipe's max_steps if sooner; 'train s' counts the same clock"
 
 
-def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> Path:
-    """``REPORT.md`` (and ``report.json``) for the finished tasks, plots linked from ``DIR/<task>/``."""
+TITLE = [
+    "# The Challenge, answered by measurement",
+    "",
+    "> For each example, what is the minimal transformer — no pre-trained or rule-based parts — that trains",
+    "> in reasonable time on a consumer laptop CPU and achieves good performance? If there is none, why?",
+    "",
+]
+
+
+def report_markdown(rows: list[dict[str, Any]], header: dict[str, Any], plots_under: str = "") -> str:
+    """The report of ``report.json``'s ``rows`` and ``header`` without its title: calibration, load, budget, the
+    table, a section per task. Plots are linked as ``plots_under`` + the path the row keeps (``<task>/x.png``,
+    relative to the report's directory); ``scripts/publish.py`` renders docs/challenge.md's report with it from
+    benchmarks/results/challenge.json, so the page cannot drift from the JSON."""
     load = header.get("load") or {}
     lines = [
-        "# The Challenge, answered by measurement",
-        "",
-        "> For each example, what is the minimal transformer — no pre-trained or rule-based parts — that trains",
-        "> in reasonable time on a consumer laptop CPU and achieves good performance? If there is none, why?",
-        "",
         f"Command: `{header['command']}`  ",
         f"Date: {header['date']}; machine: {header['machine']}  ",
         f"Load: {calibration.load_text(load)}  " if load else "Load: not measured  ",
@@ -296,11 +303,17 @@ def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) 
         for metric, a in r.get("also", {}).items():
             best = f"{a['best_baseline']} {_fmt(a['baseline_value'])}" if a["best_baseline"] else "no baseline"
             lines += [f"A win needs {metric} ahead too: {_fmt(a['value'])} against the best, {best}.", ""]
-        lines += [f"![{Path(p).stem}]({p})" for p in r["plots"]]
+        lines += [f"![{Path(p).stem}]({plots_under}{p})" for p in r["plots"]]
         if r.get("search"):
             lines += ["", "Minimal-architecture search:", "", r["search"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> Path:
+    """``REPORT.md`` (and ``report.json``) for the finished tasks, plots linked from ``DIR/<task>/``."""
+    text = "\n".join(TITLE) + "\n" + report_markdown(rows, header)
     report = out / "REPORT.md"
-    atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    atomic_write(report, lambda tmp: Path(tmp).write_text(text))
     write_json(out / "report.json", {"header": header, "rows": rows})
     return report
 
