@@ -559,7 +559,7 @@ def challenge_report() -> str:
     """docs/challenge.md's report: what ``tinyformers challenge`` wrote in REPORT.md (without its title), rendered
     by the same function from the run's report.json as committed in benchmarks/results/challenge.json, with the
     plots it copied to docs/challenge/."""
-    from tinyformers.apps.challenge import report_markdown  # imports torch: only where this block is generated
+    from tinyformers.apps.challenge import report_markdown
 
     d = load("challenge")
     return (

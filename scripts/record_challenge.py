@@ -9,7 +9,7 @@ it copied into its output directory replace those under docs/challenge/.
 The hand-written text of docs/challenge.md around the generated report (what the table says, what changed since the
 previous report) is then edited by hand. Plots already under docs/challenge/ that the run did not make (the
 ``--search`` plots) are kept. Exits 1 with one line when the directory has no report, the report is a ``--quick``
-one, or the measure record is missing or not quiet.
+one, or the measure record is missing, unreadable or not quiet.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 PLOTS = ROOT / "docs" / "challenge"
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from record_run import verdict_line  # noqa: E402  (the same verdict line as a recorded run's)
+from record_run import unpublishable, verdict_line  # noqa: E402  (the same checks and line as a recorded run's)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,19 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     if not report.is_file():
         print(f"error: no report.json in {args.out} (is it a tinyformers challenge --out directory?)", file=sys.stderr)
         return 1
-    if not args.measure.is_file():
-        print(f"error: no measure record {args.measure}", file=sys.stderr)
+    try:
+        data = json.loads(report.read_text())
+        measure = json.loads(args.measure.read_text())
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
-    data = json.loads(report.read_text())
-    measure = json.loads(args.measure.read_text())
     if data["header"].get("quick"):
         print("error: a --quick report checks the pipeline only; it is not published", file=sys.stderr)
         return 1
-    if measure.get("verdict") != "quiet" or measure.get("exit") != 0:
-        print(
-            f"error: the run was not quiet or failed ({measure.get('verdict')}, exit {measure.get('exit')})",
-            file=sys.stderr,
-        )
+    why = unpublishable(measure)
+    if why:
+        print(f"error: the run was not quiet or failed ({why})", file=sys.stderr)
         return 1
     commit = (
         args.commit

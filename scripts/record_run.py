@@ -44,6 +44,13 @@ def verdict_line(measure: dict, log: Path | None) -> str:
     )
 
 
+def unpublishable(measure: dict) -> str | None:
+    """Why a measure record's run cannot be published (not quiet, or the command failed), or None."""
+    if measure.get("verdict") != "quiet" or measure.get("exit") != 0:
+        return f"verdict {measure.get('verdict')}, exit {measure.get('exit')}"
+    return None
+
+
 def train_command(run: Path, threads: int) -> str:
     """``tinyformers train`` with the settings of ``run`` that differ from its task's defaults."""
     from tinyformers.tasks import get_task
@@ -98,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         if not curve:
             print(f"error: {args.run / 'log.jsonl'}: no evaluations logged", file=sys.stderr)
             return 1
-    if measure.get("verdict") != "quiet" or measure.get("exit") != 0:
-        print(f"error: {args.measure}: verdict {measure.get('verdict')}, exit {measure.get('exit')}", file=sys.stderr)
+    why = unpublishable(measure)
+    if why:
+        print(f"error: {args.measure}: {why}", file=sys.stderr)
         return 1
     row = {
         "label": args.label,
