@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from tinyformers.core.models.ensemble import Ensemble
 from tinyformers.engine import accel, distributed
 from tinyformers.engine.averaging import WeightEMA
 from tinyformers.engine.distributed import Dist
@@ -418,6 +419,17 @@ def _read_losses(t: Training, losses: Losses, bar: tqdm) -> None:
     losses.pending.clear()
 
 
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Scale the gradients so that their norm is at most ``max_norm``. An
+    :class:`~tinyformers.core.models.ensemble.Ensemble`'s members are clipped each on its own, as if trained alone:
+    its loss is the members' mean, so a member's gradient is ``1/k`` of its own loss's, and its clip ``max_norm/k``."""
+    if isinstance(model, Ensemble):
+        for params in model.members_parameters():
+            nn.utils.clip_grad_norm_(params, max_norm / len(model.members))
+    else:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
 def _optimizer_step(
     t: Training, step_model: StepModel, autocast: Any, scaler: Any, lr: float, pre: bool = False
 ) -> Tensor:
@@ -447,7 +459,7 @@ def _optimizer_step(
     if scaler:
         scaler.unscale_(t.optimizer)
     if cfg.grad_clip > 0:
-        nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+        clip_gradients(t.model, cfg.grad_clip)
     if scaler:
         scaler.step(t.optimizer)
         scaler.update()

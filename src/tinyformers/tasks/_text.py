@@ -29,6 +29,7 @@ from tinyformers.core.interop import load_minilm
 from tinyformers.core.models import Encoder, EncoderClassifier, EncoderConfig, EncoderTokenClassifier
 from tinyformers.core.models.base import CharNgrams, char_ngram_table
 from tinyformers.core.models.encoder import MaskedLMHead, mask_tokens
+from tinyformers.core.models.ensemble import Ensemble
 from tinyformers.data.padding import PaddedRows
 from tinyformers.engine.task import IGNORE_INDEX, ModelSizes, TaskData, TrainConfig
 from tinyformers.errors import UserError
@@ -76,6 +77,10 @@ class TextConfig(ModelSizes, TrainConfig):
             padding) is replaced by [UNK] with this probability (word dropout, Iyyer et al. 2015; Bowman et al.
             2016 on the inputs): a regulariser for small labelled sets that stops the model leaning on single
             pieces it has memorised; 0 = off. Evaluation and prediction never drop.
+        ensemble: train this many encoders at once, each from its own random initialisation and on its own random
+            examples (a training batch holds ``ensemble * batch_size`` texts), and predict with the mean of their
+            probabilities (:class:`~tinyformers.core.models.ensemble.Ensemble`; a deep ensemble); each member
+            gets ``1/ensemble`` of the budget's steps' work. 1 = one model. From scratch only.
         train_fraction: the share of the training split the run learns from (a learning curve over training-set
             sizes): a seeded subset, the same for every run with the same ``split_seed``, and a smaller one is
             part of every larger one. The tokenizer and the baseline are fitted on the same subset; validation
@@ -109,6 +114,7 @@ class TextConfig(ModelSizes, TrainConfig):
     mlm_corpus: str = "train"
     train_fraction: float = 1.0
     word_dropout: float = 0.0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if self.init == "minilm":
@@ -129,6 +135,13 @@ class TextConfig(ModelSizes, TrainConfig):
             raise ValueError(f"word_dropout={self.word_dropout}: a probability, 0 <= word_dropout < 1")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction={self.train_fraction}: a share of the training split, in (0, 1]")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble={self.ensemble}: the number of models, 1 (one model) or more")
+        if self.ensemble > 1 and self.init != "scratch":
+            raise ValueError(
+                f"ensemble={self.ensemble} trains encoders from scratch; with init={self.init} every member would "
+                "start from the same pretrained weights"
+            )
         if self.mlm_corpus not in MLM_CORPORA:
             raise ValueError(f"mlm_corpus={self.mlm_corpus!r}: choose {', '.join(MLM_CORPORA)}")
         if self.vocab_size < len(SPECIALS) + 1 or self.max_len < 3:
@@ -217,7 +230,15 @@ def first_piece(tk: Tokenizer) -> int:
 def build_encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, per_token: bool) -> nn.Module:
     """The model of both tasks: an encoder with a sequence head (``per_token=False``, mean pooling) or a
     token head (``per_token=True``). With ``init=minilm`` the encoder holds all-MiniLM-L6-v2's weights and only
-    the head starts random. ``meta["label_counts"]`` (the training split's) sets the loss's class weights."""
+    the head starts random. ``meta["label_counts"]`` (the training split's) sets the loss's class weights.
+    With ``ensemble=k > 1``: an :class:`~tinyformers.core.models.ensemble.Ensemble` of ``k`` such models, each
+    initialised on its own."""
+    if cfg.ensemble > 1:
+        return Ensemble([_encoder_model(cfg, meta, num_labels, per_token) for _ in range(cfg.ensemble)])
+    return _encoder_model(cfg, meta, num_labels, per_token)
+
+
+def _encoder_model(cfg: TextConfig, meta: dict[str, Any], num_labels: int, per_token: bool) -> nn.Module:
     if cfg.init == "minilm":
         pretrained, _ = load_minilm()
         enc_cfg = pretrained.config
@@ -274,7 +295,8 @@ class MaskedLMPretraining:
                 "pieces": (first_piece(tk), tk.get_vocab_size()),
             }
         mlm = data.splits["_mlm"]
-        rows = mlm["rows"].take(torch.randint(len(mlm["rows"]), (cfg.batch_size,), generator=generator))
+        size = cfg.batch_size * cfg.ensemble  # an ensemble's members each read their own batch_size rows
+        rows = mlm["rows"].take(torch.randint(len(mlm["rows"]), (size,), generator=generator))
         batch = model_inputs(rows)
         ids = batch["input_ids"]
         maskable = (ids >= mlm["pieces"][0]) & batch["attention_mask"].bool()  # not [CLS]/[SEP]/[UNK]/padding
@@ -282,6 +304,14 @@ class MaskedLMPretraining:
         return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}
 
     def pretrain_loss(self, model: nn.Module, batch: dict[str, Tensor], cfg: TextConfig) -> Tensor:
+        if isinstance(model, Ensemble):  # each member on its own rows (see pretrain_batch); the mean, as in training
+            k = len(model.members)
+            parts = [{key: value.chunk(k)[i] for key, value in batch.items()} for i in range(k)]
+            return torch.stack([self._mlm_loss(m, part) for m, part in zip(model.members, parts, strict=True)]).mean()
+        return self._mlm_loss(model, batch)
+
+    @staticmethod
+    def _mlm_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         encoder, head = cast(Encoder, model.encoder), cast(MaskedLMHead, model.mlm)
         hidden = encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state
         chosen = batch["labels"] != IGNORE_INDEX  # score only the hidden tokens: (n, vocab), not (B, T, vocab)

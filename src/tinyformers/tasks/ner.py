@@ -223,7 +223,8 @@ class NERTask(Task[NERConfig], Predicts, ViewsAttention, MaskedLMPretraining):
 
     def batch(self, data: TaskData, cfg: NERConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
-        batch = self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
+        rows = torch.randint(len(train["ids"]), (cfg.batch_size * cfg.ensemble,), generator=generator)  # k members
+        batch = self._batch(train, rows)
         return drop_words(batch, data, cfg, generator)
 
     @staticmethod

@@ -199,7 +199,8 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention, MaskedLMPre
 
     def batch(self, data: TaskData, cfg: SentimentConfig, generator: torch.Generator) -> dict[str, Tensor]:
         train = data.splits["train"]
-        batch = self._batch(train, torch.randint(len(train["ids"]), (cfg.batch_size,), generator=generator))
+        rows = torch.randint(len(train["ids"]), (cfg.batch_size * cfg.ensemble,), generator=generator)  # k members
+        batch = self._batch(train, rows)
         return drop_words(batch, data, cfg, generator)
 
     def evaluate(self, model: nn.Module, data: TaskData, split: str, cfg: SentimentConfig) -> dict[str, float]:

@@ -12,6 +12,7 @@ from tinyformers.core.models.encoder import (
     mean_pool,
     sentence_embedding,
 )
+from tinyformers.core.models.ensemble import Ensemble
 from tinyformers.core.models.forecast import PatchConfig, PatchForecaster, pinball_loss
 from tinyformers.core.models.seq2seq import EncoderDecoder, Seq2SeqConfig, SourceEncoder, shift_right
 from tinyformers.core.models.vit import (
@@ -33,6 +34,7 @@ __all__ = [
     "EncoderConfig",
     "EncoderDecoder",
     "EncoderTokenClassifier",
+    "Ensemble",
     "ImageClassifier",
     "ImageEncoder",
     "MLP",
