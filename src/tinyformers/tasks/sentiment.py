@@ -146,8 +146,19 @@ class SentimentTask(Task[SentimentConfig], Predicts, ViewsAttention, MaskedLMPre
         "test_macro_f1",
         baselines=("baseline_macro_f1",),
         quick=("d_model=32", "n_heads=2", "n_layers=1", "d_ff=64", "vocab_size=300"),
-        summary="Held-out macro F1 of tweet sentiment (negative/neutral/positive) by an encoder trained from "
-        "scratch, against TF-IDF + logistic regression on the same tweets.",
+        summary="Held-out macro F1 of tweet sentiment (negative/neutral/positive) by an ensemble of four small "
+        "encoders trained from scratch (each first pretrained as a masked language model on the training tweets), "
+        "against TF-IDF + logistic regression on the same tweets.",
+        # docs/tasks/sentiment.md, "A deep ensemble from scratch": the recipe that beats TF-IDF in 10 CPU-minutes
+        recipe=(
+            "pretrain=0.3",
+            "dropout=0.3",
+            "char_ngrams=4096",
+            "ensemble=4",
+            "max_steps=100000",
+            "eval_every=250",
+        ),
+        budget_minutes=10.0,
     )
 
     def data_status(self, cfg: SentimentConfig) -> str | None:
