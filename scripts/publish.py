@@ -102,6 +102,10 @@ def _short_cpu(machine: str) -> str:
     return machine.split(" (")[0].replace("(R)", "")
 
 
+# the label of another seed's run of a recipe: the recipe's label and this (see _seeds)
+SEED_SUFFIX = re.compile(r", (second|third|fourth|fifth) seed$|, seed \d+$")
+
+
 def _seeds(rows: dict[str, dict], prefix: str, key: str) -> list[float]:
     """``key`` of every row of one recipe: its label is ``prefix``, or ``prefix`` and ", second seed" etc."""
     return [v[key] for label, v in rows.items() if label.startswith(prefix)]
@@ -370,10 +374,6 @@ def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name:
         minutes = f"{runs[0]['train_seconds'] / 60:.0f} CPU-min"
         text += f"; from scratch {value:.{digits}f} ({how + ', ' if how else ''}{minutes}{each})"
     return text + f" vs {baseline_name} {full[baseline]:.{digits}f}"
-
-
-# the label of another seed's run of a recipe: the recipe's label and this
-SEED_SUFFIX = re.compile(r", (second|third|fourth|fifth) seed$|, seed \d+$")
 
 
 def sentiment() -> str:

@@ -305,9 +305,8 @@ class MaskedLMPretraining:
 
     def pretrain_loss(self, model: nn.Module, batch: dict[str, Tensor], cfg: TextConfig) -> Tensor:
         if isinstance(model, Ensemble):  # each member on its own rows (see pretrain_batch); the mean, as in training
-            k = len(model.members)
-            parts = [{key: value.chunk(k)[i] for key, value in batch.items()} for i in range(k)]
-            return torch.stack([self._mlm_loss(m, part) for m, part in zip(model.members, parts, strict=True)]).mean()
+            losses = [self._mlm_loss(m, share) for m, share in zip(model.members, model.shares(batch), strict=True)]
+            return torch.stack(losses).mean()
         return self._mlm_loss(model, batch)
 
     @staticmethod

@@ -26,7 +26,8 @@ The members are any classifiers with the signature of
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,24 +76,23 @@ class Ensemble(nn.Module):
             logits=log_probs, loss=loss, last_hidden_state=first.last_hidden_state, attentions=first.attentions
         )
 
-    def _train_forward(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor | None) -> ModelOutput:
-        k, rows = len(self.members), input_ids.size(0)
+    def shares(self, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A training batch of ``k * B`` rows cut into the members' shares: member ``i`` gets rows
+        ``[i B, (i+1) B)`` of every tensor (a None stays None)."""
+        k = len(self.members)
+        rows = next(v for v in batch.values() if v is not None).size(0)
         if rows % k:
             raise ValueError(f"a training batch of an ensemble of {k} holds k * batch_size rows, got {rows}")
         size = rows // k
-        logits, losses = [], []
-        for i, member in enumerate(self.members):
-            part = slice(i * size, (i + 1) * size)
-            out = member(
-                input_ids[part],
-                None if attention_mask is None else attention_mask[part],
-                None if labels is None else labels[part],
-            )
-            logits.append(out.logits)
-            if out.loss is not None:
-                losses.append(out.loss)
+        cuts = [slice(i * size, (i + 1) * size) for i in range(k)]
+        return [{key: None if v is None else v[cut] for key, v in batch.items()} for cut in cuts]
+
+    def _train_forward(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor | None) -> ModelOutput:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        outs = [member(**share) for member, share in zip(self.members, self.shares(batch), strict=True)]
+        losses = [o.loss for o in outs if o.loss is not None]
         loss = torch.stack(losses).mean() if losses else None
-        return ModelOutput(logits=torch.cat(logits), loss=loss)
+        return ModelOutput(logits=torch.cat([o.logits for o in outs]), loss=loss)
 
     def _nll(self, log_probs: Tensor, labels: Tensor, attention_mask: Tensor | None) -> Tensor:
         weight = getattr(self.members[0], "class_weight", None)
