@@ -7,7 +7,7 @@
 --set extra_pairs=dictionary extra_batch=256 length_buckets=true``); they are in each row (``settings``).
 
 For each task, the trainer's own setup and optimizer step (``trainer._setup``, ``trainer._optimizer_step``: the
-batch, the recipe's autocast, forward and loss, backward, gradient clipping, fused AdamW), eagerly: ``--warmup``
+batch, the recipe's autocast, forward and loss, backward, gradient clipping, fused AdamW), eagerly (compiled with ``--set compile=on``): ``--warmup``
 steps, then ``--steps`` steps timed without the profiler (ms/step), then the same number under
 ``torch.profiler`` (CPU activities). Each op's *self* CPU time goes to one group: matmul (mm, addmm, bmm,
 matmul, linear, convolution), attention (the fused ``scaled_dot_product_*`` kernels, forward and backward),
@@ -76,7 +76,8 @@ def profile_task(
     task = get_task(name)
     cfg = apply_overrides(task.Config(), settings or [])
     t = trainer._setup(task, cfg, RunDir(tmp / name), Dist(), resume=False)  # what `tinyformers train` builds
-    compiler = accel.AutoCompile("off", t.model, name, cfg.amp, t.device)
+    on = accel.parse_compile(cfg.compile) == "on"  # --set compile=on profiles the compiled step; else eager
+    compiler = accel.AutoCompile("on" if on else "off", t.model, name, cfg.amp, t.device)
     autocast, use_scaler = accel.autocast_for(cfg, t.device)
     scaler = torch.amp.GradScaler(t.device.type) if use_scaler else None
     t.model.train()

@@ -111,6 +111,71 @@ def test_cache_dir_is_honoured(tmp_path):
     assert torch._inductor.config.fx_graph_cache and torch._functorch.config.enable_autograd_cache
 
 
+def test_the_vector_isa_check_is_asked_once_per_cache(tmp_path):
+    calls: list[int] = []
+
+    def passes() -> bool:
+        calls.append(1)
+        return True
+
+    assert accel.vec_isa_probe(tmp_path, passes) and accel.vec_isa_probe(tmp_path, passes)
+    assert len(calls) == 1  # the second run reads the record
+    other = tmp_path / "other"
+    assert not accel.vec_isa_probe(other, lambda: False)
+    assert not accel.vec_isa_probe(other, passes) and len(calls) == 1  # a failure is kept: Inductor checks each run
+    (tmp_path / accel.VEC_ISA_RECORD).write_text("not json")
+    assert accel.vec_isa_probe(tmp_path, passes) and len(calls) == 2  # an unreadable record is asked again
+
+
+def test_cpu_compile_settings_leave_the_users_choice_alone(tmp_path):
+    import torch._inductor.config as inductor_config
+
+    accel.vec_isa_probe(tmp_path, lambda: True)  # this cache's record: every ISA passed
+    with inductor_config.patch({"cpp_wrapper": False, "cpp.vec_isa_ok": None}):  # restored afterwards
+        accel.cpu_compile_settings(tmp_path, {"TORCHINDUCTOR_CPP_WRAPPER": "0", "TORCHINDUCTOR_VEC_ISA_OK": "0"})
+        assert inductor_config.cpp_wrapper is False and inductor_config.cpp.vec_isa_ok is None
+        accel.cpu_compile_settings(tmp_path, {})
+        assert inductor_config.cpp_wrapper is True and inductor_config.cpp.vec_isa_ok is True
+
+
+def test_a_compiled_bf16_attention_step_is_cached_whole_and_equals_eager(tmp_path, monkeypatch):
+    """Under bf16 autocast the attention leaves autocast (``fused_sdpa``). AOT autograd's cache refused graphs
+    with that region, so every warm start re-traced the joint graph; and the CPU settings (C++ wrapper) must not
+    change what the compiled step computes."""
+    import torch._inductor.config as inductor_config
+    from torch._dynamo.utils import counters
+
+    from tinyformers.core.attention import fused_sdpa
+
+    monkeypatch.setenv("TINYFORMERS_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    torch.manual_seed(0)
+    proj = torch.nn.Linear(8, 24)
+    x = torch.randn(2, 5, 8)
+
+    def loss_and_grad(fn) -> tuple[torch.Tensor, torch.Tensor]:
+        proj.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = fn(x)
+        loss.backward()
+        return loss.detach().float(), proj.weight.grad.clone()
+
+    def attend(x: torch.Tensor) -> torch.Tensor:
+        q, k, v = proj(x).view(2, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        return fused_sdpa(q, k, v, is_causal=True).square().mean()
+
+    with inductor_config.patch({"cpp_wrapper": False, "cpp.vec_isa_ok": None}):  # restored afterwards
+        accel.cpu_compile_settings(accel.enable_compile_cache())
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = loss_and_grad(torch.compile(attend))
+    assert counters["aot_autograd"]["autograd_cache_bypass"] == 0
+    assert counters["aot_autograd"]["autograd_cache_saved"] + counters["aot_autograd"]["autograd_cache_hit"] == 1
+    eager = loss_and_grad(attend)
+    for got, want in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-3)
+
+
 def _auto(tmp_path: Path, phases: list, setting: str = "auto", world: int = 1) -> accel.AutoCompile:
     model = torch.nn.Linear(4, 4)
     return accel.AutoCompile(setting, model, "t", "off", torch.device("cpu"), world, phases.append, tmp_path)
