@@ -9,7 +9,8 @@
 For each task, the trainer's own setup and optimizer step (``trainer._setup``, ``trainer._optimizer_step``: the
 batch, the recipe's autocast, forward and loss, backward, gradient clipping, fused AdamW), eagerly (compiled
 with ``--set compile=on``; then a compiled graph is one opaque item): ``--warmup`` steps, then ``--steps`` steps
-timed without the profiler (ms/step), then the same number under ``torch.profiler`` (CPU activities). Each op's *self* CPU time goes to one group: matmul (mm, addmm, bmm,
+timed without the profiler (ms/step), then the same number under ``torch.profiler`` (CPU activities). Each op's
+*self* CPU time goes to one group: matmul (mm, addmm, bmm,
 matmul, linear, convolution), attention (the fused ``scaled_dot_product_*`` kernels, forward and backward),
 optimizer (AdamW and gradient clipping's norms), layer norm, softmax and cross-entropy, the autograd engine's
 own time per node, and everything else (element-wise ops, copies, views, indexing). "unaccounted" is the
