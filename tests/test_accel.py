@@ -234,6 +234,21 @@ def test_auto_compile_goes_back_to_eager_when_compiled_steps_are_no_faster(tmp_p
     assert again.decided and again.compiled is None
 
 
+def test_auto_compile_stays_eager_when_batch_shapes_change(tmp_path):
+    """Padded text batches change shape: no compile (a dynamic-shape graph was slower than eager for every such
+    task), decided as soon as a second shape shows, without waiting for the probe's timings."""
+    auto = _auto(tmp_path, [])
+    for step, width in enumerate([7, 7, 9]):
+        assert auto.model_for({"x": torch.zeros(2, width)}, step, 10**6, 0.0, 0.0) is auto.model
+        auto.observe(0.01)
+    assert auto.decided and auto.compiled is None and "shapes change" in auto.reason
+    steady = _auto(tmp_path / "steady", [])
+    for step in range(steady.PROBE + 1):  # the same shape every step, a long run: compiles after the probe
+        model = steady.model_for({"x": torch.zeros(2, 7)}, step, 10**6, 0.0, 0.0)
+        steady.observe(0.01)
+    assert model is steady.compiled is not None
+
+
 def test_auto_compile_rule(tmp_path):
     """An empty ledger (not this machine's): the cold compile estimate is COLD_S."""
     auto = accel.AutoCompile("off", torch.nn.Linear(2, 2), "t", "off", torch.device("cpu"), ledger_dir=tmp_path)

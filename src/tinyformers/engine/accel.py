@@ -277,6 +277,11 @@ def compile_key(task: str, model: nn.Module, batch: dict[str, Any], amp: str, de
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def batch_shapes(batch: dict[str, Any]) -> str:
+    """The shapes of a batch's tensors, as one comparable string."""
+    return json.dumps({k: list(v.shape) for k, v in sorted(batch.items()) if torch.is_tensor(v)})
+
+
 class AutoCompile:
     """Which model the training step calls: the eager one, or ``torch.compile`` of it.
 
@@ -296,6 +301,9 @@ class AutoCompile:
       A key that measured no gain is never compiled again by 'auto', and the run that measured it goes back
       to the eager model for its remaining steps (the zoo's small models often run *slower* compiled on a
       CPU: the ledger of the 2026-12-04 quiet challenge run holds 6 keys of 7 with no gain).
+    * Batches whose shapes change between the probe's steps (text padded to each batch's longest sequence)
+      stay eager without compiling: Dynamo then builds a dynamic-shape graph, and on a CPU every such task of
+      the zoo measured *slower* compiled than eager (docs/speed.md, "A warm compile that costs little").
     * ``compile_s``: for a key compiled before (Inductor's cache is warm), its last warm compile time, else
       ``WARM_S``; for a new key the median first-compile time measured on this machine, else ``COLD_S``
       (10-40 s were seen here for the zoo's models).
@@ -332,6 +340,7 @@ class AutoCompile:
         self.decided = self.setting != "auto"
         self.key: str | None = None
         self.eager_times: list[float] = []
+        self.shapes: set[str] = set()  # the batch shapes the probe's steps saw
         self.compiled_times: list[float] = []
         self.compiling = False
         self.reason = {"on": "compile=on", "off": "compile=off"}.get(self.setting, "")
@@ -395,10 +404,14 @@ class AutoCompile:
         if self.key is None:
             self.key = compile_key(self.task, self.model, batch, self.amp, self.device)
         if not self.decided:
+            self.shapes.add(batch_shapes(batch))
             entry = self._ledger().get(self.key)
             eager_s = None
             if entry and entry.get("eager_step_s"):
                 eager_s = entry["eager_step_s"]
+            elif len(self.shapes) > 1:
+                self.decided = True
+                self.reason = "compile=auto: batch shapes change from step to step (a dynamic-shape graph loses)"
             elif len(self.eager_times) >= self.PROBE:
                 eager_s = statistics.median(self.eager_times[1:])
             if eager_s is not None:
