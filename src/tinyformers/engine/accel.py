@@ -39,7 +39,7 @@ VEC_ISA_RECORD = "tinyformers-vec-isa.json"
 AUTOCAST_FUNCTIONS = ("torch.amp.autocast_mode._enter_autocast", "torch.amp.autocast_mode._exit_autocast")
 # bumped when a change in the library changes what compiling gains, so the ledger's old verdicts are not reused:
 # 2 = dropout no longer breaks the graph (2026-12-06; before, most of the zoo's keys measured "no gain")
-# 3 = Inductor's C++ wrapper on the CPU (2026-12-07; small models' compiled steps got faster)
+# 3 = Inductor's C++ wrapper on the CPU, bf16 graphs in AOT autograd's cache (2026-12-07; compiled steps got faster)
 KEY_VERSION = 3
 
 
@@ -189,7 +189,7 @@ def enable_compile_cache(environ: MutableMapping[str, str] | None = None) -> Pat
 def cpu_compile_settings(cache: Path, environ: MutableMapping[str, str] | None = None) -> None:
     """Inductor settings that make a small model's compiled CPU step and its warm start cheaper.
 
-    Both were measured on the nanoGPT configuration (docs/speed.md, "A compile that pays on the CPU"):
+    Both were measured on the nanoGPT configuration (docs/speed.md, "A warm compile that costs little"):
 
     * ``cpp_wrapper``: the compiled graph's host code (the calls between kernels) is generated C++ instead of
       Python; a step of a small model makes hundreds of such calls. Left alone when ``TORCHINDUCTOR_CPP_WRAPPER``
@@ -197,8 +197,8 @@ def cpu_compile_settings(cache: Path, environ: MutableMapping[str, str] | None =
     * ``cpp.vec_isa_ok``: Inductor checks that each vector ISA the CPU flags name (AVX2, AVX-512, AMX, ...) can be
       built and loaded, in a fresh subprocess per ISA, in *every* process that compiles: ~1 s of each warm
       start. The first compile with a given cache does the check (:func:`vec_isa_probe`) and records the
-      answer in the cache, keyed by torch's version, the Python and the CPU's flags; later runs with the same
-      key skip it when every ISA passed. Left alone when ``TORCHINDUCTOR_VEC_ISA_OK`` is set.
+      answer in the cache, keyed by torch's version, the Python, the C++ compiler and the CPU's flags; later
+      runs with the same key skip it when every ISA passed. Left alone when ``TORCHINDUCTOR_VEC_ISA_OK`` is set.
 
     Both settings are part of Inductor's cache key, so they must be (and are) the same in every run that
     shares a cache.
@@ -214,10 +214,10 @@ def cpu_compile_settings(cache: Path, environ: MutableMapping[str, str] | None =
 
 def vec_isa_probe(cache: Path, probe: Callable[[], bool] | None = None) -> bool:
     """Whether every vector ISA this CPU's flags name builds and loads with Inductor here; asked once per
-    (torch, Python, CPU flags) and recorded in ``cache`` (``probe`` is Inductor's own check, or a test's)."""
-    key = hashlib.sha256(
-        json.dumps([torch.__version__, os.path.realpath(sys.executable), sorted(cpu_flags())]).encode()
-    ).hexdigest()[:20]
+    (torch, Python, C++ compiler, CPU flags) and recorded in ``cache`` (``probe``: Inductor's check, or a test's)."""
+    compiler = shutil.which(os.environ.get("CXX", "g++")) or ""
+    parts = [torch.__version__, os.path.realpath(sys.executable), compiler, sorted(cpu_flags())]
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
     path = cache / VEC_ISA_RECORD
     try:
         record = json.loads(path.read_text())
