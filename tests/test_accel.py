@@ -138,6 +138,10 @@ def test_cpu_compile_settings_leave_the_users_choice_alone(tmp_path):
         assert inductor_config.cpp_wrapper is True and inductor_config.cpp.vec_isa_ok is True
 
 
+@pytest.mark.skipif(
+    not accel.compile_available(torch.device("cpu")) or not torch._dynamo.is_dynamo_supported(),
+    reason="Inductor needs a C++ compiler and a Python that Dynamo supports",
+)
 def test_a_compiled_bf16_attention_step_is_cached_whole_and_equals_eager(tmp_path, monkeypatch):
     """Under bf16 autocast the attention leaves autocast (``fused_sdpa``). AOT autograd's cache refused graphs
     with that region, so every warm start re-traced the joint graph; and the CPU settings (C++ wrapper) must not
