@@ -186,6 +186,27 @@ def enable_compile_cache(environ: MutableMapping[str, str] | None = None) -> Pat
     return path
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A small JSON record of the compile cache (the ledger, the ISA check); empty if missing or unreadable."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` atomically (concurrent runs share the cache); a read-only cache is skipped silently:
+    it costs the next run a re-measurement, never this run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def cpu_compile_settings(cache: Path, environ: MutableMapping[str, str] | None = None) -> None:
     """Inductor settings that make a small model's compiled CPU step and its warm start cheaper.
 
@@ -219,23 +240,11 @@ def vec_isa_probe(cache: Path, probe: Callable[[], bool] | None = None) -> bool:
     parts = [torch.__version__, os.path.realpath(sys.executable), compiler, sorted(cpu_flags())]
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
     path = cache / VEC_ISA_RECORD
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        record = {}
-    if not isinstance(record, dict):
-        record = {}
+    record = read_record(path)
     if key in record:
         return bool(record[key])
     ok = (probe or _inductor_vec_isa_ok)()
-    record[key] = ok
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache: ask again next time
-        pass
+    write_record(path, {**record, key: ok})
     return ok
 
 
@@ -354,24 +363,14 @@ class AutoCompile:
         return self.ledger_dir / LEDGER
 
     def _ledger(self) -> dict[str, dict[str, float]]:
-        try:
-            return json.loads(self._ledger_path().read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_record(self._ledger_path())
 
     def _record(self, **values: float) -> None:
         if self.key is None:
             return
         ledger = self._ledger()
         ledger[self.key] = {**ledger.get(self.key, {}), **{k: round(v, 6) for k, v in values.items()}}
-        path = self._ledger_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError:  # a read-only cache costs the estimate next time, never the run
-            pass
+        write_record(self._ledger_path(), ledger)
 
     def _compile(self) -> None:
         cache = enable_compile_cache()
