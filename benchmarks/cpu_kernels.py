@@ -1,14 +1,24 @@
 """The two kernel-level facts behind the 2026-12-05 speed work (docs/speed.md), measured on this machine.
 
-    python benchmarks/cpu_kernels.py [--repeats 30]
+    python benchmarks/cpu_kernels.py [--repeats 30] [--no-compile] [--name kernels]
 
 1. Fused attention (``F.scaled_dot_product_attention``, causal) forward + backward in the nanoGPT configuration's
    shape (batch 12, 4 heads, 64 tokens, 32 dims a head): fp32, bf16 inputs under autocast (PyTorch's bf16 CPU
    kernel), and what ``core.attention.fused_sdpa`` does under autocast (the kernel in fp32 on upcast inputs).
+   Next to them, the alternatives to the fused kernel for that shape (twenty-third session): attention written
+   out (``q @ k^T``, masked softmax in fp32, ``@ v``; Eq. 1 as ``core.attention`` reads it) in fp32 and in bf16,
+   eager and under ``torch.compile``, and the fused kernel under ``torch.compile``.
 2. A dropout mask over 2.4M elements (the pixels recipe's activations: 32 x 784 x 96): ``bernoulli_`` (what
    ``nn.Dropout`` draws) against ``core.dropout.dropout_mask``, next to one element-wise multiply of the same size.
+3. The step after backward for the nanoGPT configuration's 0.8M parameters (a 4-layer ``nn.TransformerEncoder`` of
+   128 dims, 53 tensors): gradient clipping (``clip_grad_norm_``), the fused AdamW step the trainer uses, both,
+   and both under ``torch.compile`` (AdamW with ``foreach`` and a tensor learning rate, so a changing rate does
+   not recompile).
 
-Medians of ``--repeats`` timings after warm-up, with torch's threads. Writes benchmarks/results/kernels.json.
+``--no-compile`` leaves out the compiled rows (each compiles once, ~5-25 s).
+
+Medians of ``--repeats`` timings after warm-up, with torch's threads. Writes benchmarks/results/NAME.json
+(``--name``, default ``kernels``).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from common import machine, save, table
+from torch import nn
 
 from tinyformers.core.attention import fused_sdpa
 from tinyformers.core.dropout import dropout_mask
@@ -38,7 +49,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def attention_rows(repeats: int) -> list[dict]:
+def attention_rows(repeats: int, compiled: bool) -> list[dict]:
     shape = (12, 4, 64, 32)
     q32, k32, v32 = (torch.randn(shape, requires_grad=True) for _ in range(3))
     q16, k16, v16 = (torch.randn(shape).bfloat16().requires_grad_() for _ in range(3))
@@ -57,6 +68,25 @@ def attention_rows(repeats: int) -> list[dict]:
         out.sum().backward()
 
     variants = {"fp32": fp32, "bf16 kernel (bf16 inputs, autocast)": bf16_kernel, "fused_sdpa under autocast": ours}
+    causal = torch.ones(shape[-2], shape[-2], dtype=torch.bool).tril()
+
+    def written_out(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        scores = (q @ k.transpose(-2, -1)) * shape[-1] ** -0.5
+        weights = torch.softmax(scores.masked_fill(~causal, float("-inf")).float(), dim=-1)
+        return weights.to(q.dtype) @ v
+
+    def fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def run(fn: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Callable[[], None]:
+        return lambda: fn(q, k, v).float().sum().backward()
+
+    variants["written out, fp32"] = run(written_out, q32, k32, v32)
+    variants["written out, bf16 (softmax in fp32)"] = run(written_out, q16, k16, v16)
+    if compiled:
+        variants["written out, fp32, torch.compile"] = run(torch.compile(written_out), q32, k32, v32)
+        variants["written out, bf16, torch.compile"] = run(torch.compile(written_out), q16, k16, v16)
+        variants["fused kernel, fp32, torch.compile"] = run(torch.compile(fused), q32, k32, v32)
     return [
         {"what": "causal attention fwd+bwd, 12x4x64x32", "variant": k, "ms": median_ms(f, repeats)}
         for k, f in variants.items()
@@ -74,14 +104,48 @@ def dropout_rows(repeats: int) -> list[dict]:
     return [{"what": what, "variant": k, "ms": median_ms(f, repeats)} for k, f in variants.items()]
 
 
+def optimizer_rows(repeats: int, compiled: bool) -> list[dict]:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(128, 4, 512, batch_first=True)
+    model = nn.Sequential(nn.Embedding(65, 128), nn.TransformerEncoder(layer, 4), nn.LayerNorm(128), nn.Linear(128, 65))
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    fused = torch.optim.AdamW(params, lr=1e-3, fused=True)
+
+    def clip() -> None:
+        nn.utils.clip_grad_norm_(params, 1.0)
+
+    def both() -> None:
+        clip()
+        fused.step()
+
+    variants: dict[str, Callable[[], object]] = {"clip_grad_norm_": clip, "fused AdamW step": fused.step}
+    variants["both (the trainer's)"] = both
+    if compiled:
+        foreach = torch.optim.AdamW(params, lr=torch.tensor(1e-3), foreach=True, capturable=True)
+
+        @torch.compile
+        def compiled_both() -> None:
+            clip()
+            foreach.step()
+
+        variants["both, torch.compile (foreach AdamW)"] = compiled_both
+    what = f"after backward, {sum(p.numel() for p in params):,} params in {len(params)} tensors"
+    return [{"what": what, "variant": k, "ms": median_ms(f, repeats)} for k, f in variants.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
+    ap.add_argument("--name", default="kernels", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
-    rows = attention_rows(args.repeats) + dropout_rows(args.repeats)
+    compiled = not args.no_compile
+    rows = attention_rows(args.repeats, compiled) + dropout_rows(args.repeats) + optimizer_rows(args.repeats, compiled)
     print(table(rows, ["what", "variant", "ms"]))
     print(machine())
-    save("kernels", " ".join(["python", *sys.argv]), rows, {"repeats": args.repeats})
+    save(args.name, " ".join(["python", *sys.argv]), rows, {"repeats": args.repeats})
 
 
 if __name__ == "__main__":

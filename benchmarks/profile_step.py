@@ -1,7 +1,7 @@
 """Where a training step's time goes: each task's default recipe under torch.profiler, ops grouped by kind.
 
     python benchmarks/profile_step.py [--tasks copy,reverse,sort] [--steps 30] [--warmup 20]
-                                      [--set key=value ...] [--name profile_step] [--top N]
+                                      [--set key=value ...] [--name profile_step] [--top N] [--kernels]
 
 ``--set`` applies settings to every task's recipe, as ``tinyformers train --set`` does (e.g. ``--tasks translate
 --set extra_pairs=dictionary extra_batch=256 length_buckets=true``); they are in each row (``settings``).
@@ -20,6 +20,12 @@ its own overhead, so shares are approximate; ms/step is from the unprofiled step
 ``--top N`` also lists, per task, the N single ops with the most self time (``top_ops`` in each row), which is
 how to see what the "other ops" group is made of.
 
+``--kernels`` (with ``--set compile=on``) opens the compiled graph: Inductor's Python wrapper instead of its C++ one
+(``TORCHINDUCTOR_CPP_WRAPPER=0``), so the ATen kernels it calls (matmuls, the fused attention) are profiled as ops,
+and ``cpp.enable_kernel_profile``, so each kernel Inductor generated is one item (group "fused kernels
+(Inductor)"); "graph host code" is the rest of the graphs' calls. Both change the graph's code, so its ms/step is
+a slightly slower step than the default compile's (and a first run compiles cold).
+
 Wrap it in ../shared/tools/measure for ms/step to mean anything (the shares need no quiet machine).
 Prints a Markdown table, writes benchmarks/results/profile_step.json.
 """
@@ -27,6 +33,7 @@ Prints a Markdown table, writes benchmarks/results/profile_step.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -59,6 +66,8 @@ GROUPS = {
     "optimizer": ("aten::_fused_adamw", "aten::_foreach", "aten::linalg_vector_norm", "Optimizer."),
     "layer norm": ("aten::native_layer_norm",),
     "softmax, loss": ("aten::_log_softmax", "aten::_softmax", "aten::nll_loss", "aten::cross_entropy"),
+    "fused kernels (Inductor)": ("graph_", "cpp_fused_"),  # with --kernels: the C++ kernels Inductor generated
+    "graph host code": ("## Call CompiledFxGraph", "CompiledFunction", "Torch-Compiled Region", "TorchDynamo"),
 }
 
 
@@ -124,7 +133,13 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings for every task's recipe")
     ap.add_argument("--name", default="profile_step", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--top", type=int, default=0, help="also list the N ops with the most self time, per task")
+    ap.add_argument("--kernels", action="store_true", help="compiled: profile Inductor's kernels one by one")
     args = ap.parse_args()
+    if args.kernels:  # before anything compiles: cpu_compile_settings leaves the wrapper alone when this is set
+        os.environ["TORCHINDUCTOR_CPP_WRAPPER"] = "0"
+        from torch._inductor import config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
@@ -136,7 +151,8 @@ def main() -> None:
         if row.get("top_ops"):
             print(f"\n{row['task']}: the {len(row['top_ops'])} ops with the most self time")
             print(table(row["top_ops"], ["op", "group", "pct", "calls"]))
-    save(args.name, " ".join(["python", *sys.argv]), rows, {"steps": args.steps, "warmup": args.warmup})
+    extra = {"steps": args.steps, "warmup": args.warmup, "kernels": args.kernels}
+    save(args.name, " ".join(["python", *sys.argv]), rows, extra)
 
 
 if __name__ == "__main__":
