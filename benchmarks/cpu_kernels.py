@@ -6,7 +6,9 @@
    shape (batch 12, 4 heads, 64 tokens, 32 dims a head): fp32, bf16 inputs under autocast (PyTorch's bf16 CPU
    kernel), and what ``core.attention.fused_sdpa`` does under autocast (the kernel in fp32 on upcast inputs).
    Next to them, the alternatives to the fused kernel for that shape (twenty-third session): attention written
-   out (``q @ k^T``, masked softmax in fp32, ``@ v``; Eq. 1 as ``core.attention`` reads it) in fp32 and in bf16,
+   out (``q @ k^T``, masked softmax in fp32, ``@ v``: Eq. 1 as ``core.attention.scaled_dot_product_attention``
+   computes it, with its softmax upcast to fp32 as a bf16 step needs, without its guard for fully masked rows,
+   which a causal mask never has) in fp32 and in bf16,
    eager and under ``torch.compile``, and the fused kernel under ``torch.compile``.
 2. A dropout mask over 2.4M elements (the pixels recipe's activations: 32 x 784 x 96): ``bernoulli_`` (what
    ``nn.Dropout`` draws) against ``core.dropout.dropout_mask``, next to one element-wise multiply of the same size.
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from common import machine, save, table
 from torch import nn
 
-from tinyformers.core.attention import fused_sdpa
+from tinyformers.core.attention import causal_mask, fused_sdpa
 from tinyformers.core.dropout import dropout_mask
 
 
@@ -68,7 +70,7 @@ def attention_rows(repeats: int, compiled: bool) -> list[dict]:
         out.sum().backward()
 
     variants = {"fp32": fp32, "bf16 kernel (bf16 inputs, autocast)": bf16_kernel, "fused_sdpa under autocast": ours}
-    causal = torch.ones(shape[-2], shape[-2], dtype=torch.bool).tril()
+    causal = causal_mask(shape[-2], shape[-2])
 
     def written_out(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         scores = (q @ k.transpose(-2, -1)) * shape[-1] ** -0.5
@@ -120,8 +122,11 @@ def optimizer_rows(repeats: int, compiled: bool) -> list[dict]:
         clip()
         fused.step()
 
-    variants: dict[str, Callable[[], object]] = {"clip_grad_norm_": clip, "fused AdamW step": fused.step}
-    variants["both (the trainer's)"] = both
+    variants: dict[str, Callable[[], object]] = {
+        "clip_grad_norm_": clip,
+        "fused AdamW step": fused.step,
+        "both (the trainer's)": both,
+    }
     if compiled:
         foreach = torch.optim.AdamW(params, lr=torch.tensor(1e-3), foreach=True, capturable=True)
 
