@@ -192,7 +192,7 @@ def test_auto_compile_stays_eager_for_a_short_run(tmp_path):
     for step in range(10):
         assert auto.model_for(batch, step, 10, 0.0, 0.0) is auto.model
         auto.observe(0.01)
-    assert auto.decided and auto.compiled is None and phases == []
+    assert auto.decided and auto.compiled is None and phases == [] and auto.compiled_steps == 0
     assert not (tmp_path / accel.LEDGER).exists()
 
 
@@ -229,6 +229,7 @@ def test_auto_compile_goes_back_to_eager_when_compiled_steps_are_no_faster(tmp_p
         auto.observe(0.02)
     assert auto.compiled is None and auto.model_for(batch, first + 9, 10**6, 0.0, 0.0) is auto.model
     assert "back to eager" in auto.reason
+    assert auto.compiled_steps == 1 + auto.MEASURE  # the compiling step and the measured ones, not the eager after
     entry = json.loads((tmp_path / accel.LEDGER).read_text())[auto.key]
     assert entry["compiled_step_s"] == 0.02 and entry["eager_step_s"] == 0.01
     again = _auto(tmp_path, [])
@@ -287,8 +288,9 @@ def test_trainer_step_equals_a_plain_loop_with_compile_and_amp_off(tmp_path):
     cfg = apply_overrides(
         task.Config(), [*TINY, "max_steps=3", "eval_every=3", "warmup_steps=2", "compile=off", "amp=off"]
     )
-    train(task, cfg, tmp_path / "run", progress=False)
+    metrics = train(task, cfg, tmp_path / "run", progress=False)
     trained = load_file(tmp_path / "run" / runs.WEIGHTS)
+    assert metrics["compiled_steps"] == 0  # metrics.json says the run never used a compiled model
 
     torch.manual_seed(cfg.seed)
     data = task.data(cfg)

@@ -352,6 +352,7 @@ class AutoCompile:
         self.shapes: set[str] = set()  # the batch shapes the probe's steps saw
         self.compiled_times: list[float] = []
         self.compiling = False
+        self.compiled_steps = 0  # steps this run trained with the compiled model (metrics.json's compiled_steps)
         self.reason = {"on": "compile=on", "off": "compile=off"}.get(self.setting, "")
         if self.setting == "on":
             self._compile()
@@ -436,6 +437,7 @@ class AutoCompile:
 
     def observe(self, seconds: float) -> None:
         """The duration of the step just done (forward, backward and optimizer step)."""
+        self.compiled_steps += self.compiled is not None  # once a step, however many micro-batches it had
         if self.compiled is None:
             if not self.decided:  # the probe; an eager run keeps no history
                 self.eager_times.append(seconds)

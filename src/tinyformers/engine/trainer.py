@@ -367,7 +367,7 @@ def _train(t: Training, progress: bool) -> dict[str, float]:
                     f"tinyformers train {t.task.name} --out {t.run} --resume"
                 )
     bar.close()
-    metrics = finish(t) if dist.main else {}
+    metrics = finish(t, step_model.compiler.compiled_steps) if dist.main else {}
     dist.barrier()
     return metrics
 
@@ -504,9 +504,10 @@ def _lower(loss: float | None, best_loss: float | None) -> bool:
     return loss is not None and (best_loss is None or loss < best_loss)
 
 
-def finish(t: Training) -> dict[str, float]:
+def finish(t: Training, compiled_steps: int = 0) -> dict[str, float]:
     """Reload the best weights, evaluate the held-out split, write metrics.json and the plots (and send
-    both to the tracker)."""
+    both to the tracker). ``compiled_steps``: how many of this process's training steps ran the ``torch.compile``d
+    model (0: all eager), so a run says what ``compile=auto`` chose."""
     task, cfg, state = t.task, t.cfg, t.state
     t.run.load_weights(t.model)
     metrics = _evaluate(task, t.model, t.data, task.final_split, cfg)
@@ -515,6 +516,7 @@ def finish(t: Training) -> dict[str, float]:
     if cfg.finetune == "lora":  # the adapters and head; params counts the frozen base too
         metrics.update(trainable_params=count_parameters(t.model, trainable_only=True))
     metrics.update(train_seconds=round(seconds, 2), steps=state.step, best_step=state.best_step)
+    metrics.update(compiled_steps=compiled_steps)
     if cfg.pretrain > 0:
         metrics.update(
             pretrain_steps=state.pretrain_steps,
