@@ -504,7 +504,7 @@ def _lower(loss: float | None, best_loss: float | None) -> bool:
     return loss is not None and (best_loss is None or loss < best_loss)
 
 
-def finish(t: Training, compiled_steps: int = 0) -> dict[str, float]:
+def finish(t: Training, compiled_steps: int) -> dict[str, float]:
     """Reload the best weights, evaluate the held-out split, write metrics.json and the plots (and send
     both to the tracker). ``compiled_steps``: how many of this process's training steps ran the ``torch.compile``d
     model (0: all eager), so a run says what ``compile=auto`` chose."""
@@ -515,8 +515,9 @@ def finish(t: Training, compiled_steps: int = 0) -> dict[str, float]:
     metrics.update(params=count_parameters(t.model))
     if cfg.finetune == "lora":  # the adapters and head; params counts the frozen base too
         metrics.update(trainable_params=count_parameters(t.model, trainable_only=True))
-    metrics.update(train_seconds=round(seconds, 2), steps=state.step, best_step=state.best_step)
-    metrics.update(compiled_steps=compiled_steps)
+    metrics.update(
+        train_seconds=round(seconds, 2), steps=state.step, best_step=state.best_step, compiled_steps=compiled_steps
+    )
     if cfg.pretrain > 0:
         metrics.update(
             pretrain_steps=state.pretrain_steps,
