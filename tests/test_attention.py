@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinyformers.core import attention
 from tinyformers.core.attention import (
     KVCache,
     MultiHeadAttention,
@@ -73,14 +74,40 @@ def mask_kinds() -> dict[str, dict]:
     }
 
 
+@pytest.mark.parametrize("guard", [True, False], ids=["guarded", "kernel_zeroes"])
 @pytest.mark.parametrize("kind", list(mask_kinds()))
-def test_readable_equals_fast_path(kind: str) -> None:
-    q, k, v = qkv()
+def test_readable_equals_fast_path(kind: str, guard: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both fast paths (the empty-row guard, and the kernel's own zeroing where it has it) equal the readable
+    path, forward and backward: the same output and the same gradients for q, k and v."""
+    if not guard and not attention.kernel_zeroes_empty_rows("cpu"):
+        pytest.skip("this PyTorch's CPU kernel returns NaN for a fully-masked row: only the guarded path runs")
+    monkeypatch.setitem(attention._ZEROES_EMPTY_ROWS, "cpu", not guard)
     mask = merge_masks(T, S, device=None, **mask_kinds()[kind])
-    slow, _ = scaled_dot_product_attention(q, k, v, mask)
-    fast = fast_attention(q, k, v, mask)
+    slow_in = [t.requires_grad_() for t in qkv()]
+    fast_in = [t.detach().clone().requires_grad_() for t in slow_in]
+    slow, _ = scaled_dot_product_attention(*slow_in, mask)
+    fast = fast_attention(*fast_in, mask)
     assert not torch.isnan(slow).any() and not torch.isnan(fast).any()
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+    grad = torch.randn_like(slow)
+    slow.backward(grad)
+    fast.backward(grad)
+    for a, b in zip(fast_in, slow_in, strict=True):
+        assert a.grad is not None and b.grad is not None and not torch.isnan(a.grad).any()
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_question_is_asked_once_and_not_inside_a_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attention, "_ZEROES_EMPTY_ROWS", {})
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert attention.kernel_zeroes_empty_rows("cpu") is False and not calls  # traced: keep the guard, ask nothing
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+    first = attention.kernel_zeroes_empty_rows("cpu")
+    assert attention.kernel_zeroes_empty_rows("cpu") is first and len(calls) == 1
+    assert attention._ZEROES_EMPTY_ROWS == {"cpu": first}
 
 
 def test_causal_same_length() -> None:

@@ -96,8 +96,10 @@ def scaled_dot_product_attention(
             scores = scores.masked_fill(~mask, float("-inf"))
         else:
             scores = scores + mask
-    weights = torch.softmax(scores, dim=-1)
-    weights = torch.nan_to_num(weights, nan=0.0)  # fully-masked rows: softmax of all -inf
+    # A fully-masked row (every score -inf) has no softmax: give it zero weights, and keep its NaN out of the
+    # backward too (a softmax of all -inf is NaN, and so is its gradient, whatever is done to it afterwards).
+    empty = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (B, H, T, 1)
+    weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v, weights  # (B, H, T, d_v)
@@ -118,13 +120,42 @@ def fused_sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs: Any) -> Tensor:
     return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
+_ZEROES_EMPTY_ROWS: dict[str, bool] = {}  # device type -> whether the fused kernel zeroes a fully-masked row
+
+
+def kernel_zeroes_empty_rows(device_type: str) -> bool:
+    """Whether ``F.scaled_dot_product_attention`` on this kind of device already returns 0 (not NaN) for a query
+    row whose keys are all masked. Asked once per device type, with a 2-query call, and remembered.
+
+    The CPU kernels of recent PyTorch (2.5 and later; checked on 2.13, eager and compiled, forward and
+    backward) do; older versions and other backends may return NaN. Inside a ``torch.compile`` trace an
+    unanswered question is not asked (it would read a tensor on the host): the answer is then "no" and the
+    caller keeps its guard. The CPU's answer is settled at import, so compiled CPU graphs never need that.
+    """
+    known = _ZEROES_EMPTY_ROWS.get(device_type)
+    if known is None:
+        if torch.compiler.is_compiling():
+            return False
+        with torch.no_grad():
+            x = torch.ones(1, 1, 2, 2, device=device_type)
+            mask = torch.tensor([[False, False], [True, True]], device=device_type)  # query 0 sees no key
+            known = bool((F.scaled_dot_product_attention(x, x, x, attn_mask=mask)[0, 0, 0] == 0).all())
+        _ZEROES_EMPTY_ROWS[device_type] = known
+    return known
+
+
+kernel_zeroes_empty_rows("cpu")
+
+
 def fast_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
     """Eq. 1, the fast path: PyTorch's fused kernel. Same inputs and result as the readable path."""
-    if mask is not None and mask.dtype == torch.bool:
-        # The fused kernel returns NaN for a row with every key masked; the readable path returns 0.
+    if mask is not None and mask.dtype == torch.bool and not kernel_zeroes_empty_rows(q.device.type):
+        # This kernel returns NaN for a row with every key masked; the readable path returns 0.
         # Let such rows attend everywhere, then zero them, so both paths agree exactly. Done for every
         # boolean mask, without first asking whether such a row exists: that question would read a tensor
-        # on the host each call (a sync) and break a torch.compile graph in two.
+        # on the host each call (a sync) and break a torch.compile graph in two. Where the kernel zeroes such
+        # rows itself (PyTorch's CPU kernels since 2.5) the guard's four extra operations and their backward
+        # are skipped: small models call attention with a padding mask in every layer of every step.
         empty = ~mask.any(dim=-1, keepdim=True)  # (…, T, 1)
         out = fused_sdpa(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
         return out.masked_fill(empty, 0.0)
