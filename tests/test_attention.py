@@ -107,7 +107,7 @@ def test_kernel_question_is_asked_once_and_not_inside_a_trace(monkeypatch: pytes
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
     first = attention.kernel_zeroes_empty_rows("cpu")
     assert attention.kernel_zeroes_empty_rows("cpu") is first and len(calls) == 1
-    assert attention._ZEROES_EMPTY_ROWS == {"cpu": first}
+    assert dict(attention._ZEROES_EMPTY_ROWS) == {"cpu": first}
 
 
 def test_causal_same_length() -> None:
