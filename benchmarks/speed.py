@@ -14,6 +14,8 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
   timed training. steps/s = steps / train_seconds (metrics.json: the sum of the step times, compile time
   included); examples/s = steps/s x batch_size x grad_accum. The held-out metric of both sides at that step
   budget is in the table too: speed must not cost quality.
+* ``SAME_WORK``: where a task's default recipe changed what one step computes (arithmetic's scratchpad), the
+  current side runs the baseline's recipe, so the ratio measures the engine; the row's ``same_work`` says so.
 * ``--baseline-set`` adds settings to the baseline side's task runs only: with ``--baseline HEAD`` it measures
   one setting of the current code, e.g. ``--baseline-set amp=off`` against the recipes' own choice (bf16 autocast
   where a task opts in on a CPU with native bf16): speed and held-out metric at equal steps.
@@ -76,6 +78,13 @@ data = task.data(task.Config())
 _, stats = train_reference(data.splits["train"], len(data.meta["tokenizer"]["chars"]), iters={steps})
 print(json.dumps(stats))
 """
+
+
+# Settings for the current side's run of a task whose default recipe now does more work per step than the
+# baseline's, so that both sides train on the same problems and steps/s compares the engine, not the recipe.
+# arithmetic: the default writes products with a scratchpad of partial products (format=scratchpad, since
+# 2026-12-04, 7e1108d: longer sequences); the baseline's default was reversed, zero-padded answers = format=reversed.
+SAME_WORK = {"arithmetic": ["format=reversed"]}
 
 
 def python_env(src: Path, threads: int | None, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -168,7 +177,7 @@ def bench_tasks(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> 
                 continue
             order = ["baseline", "current"] if rep % 2 == 0 else ["current", "baseline"]
             for side in order:
-                extra = args.baseline_set if side == "baseline" else []
+                extra = args.baseline_set if side == "baseline" else SAME_WORK.get(name, [])
                 runs[name][side].append(train_run(sides[side], name, [*settings, *extra], args.threads, args.timeout))
             print(name, rep, {s: runs[name][s][-1].get("error", "ok") for s in order}, file=sys.stderr)
     rows = []
@@ -179,6 +188,8 @@ def bench_tasks(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> 
         metric = known[name]["metric"]  # the task's held-out metric, e.g. test_accuracy
         old, new = summarise(runs[name]["baseline"], metric), summarise(runs[name]["current"], metric)
         row: dict = {"task": name, "held_out": metric}
+        if name in SAME_WORK:
+            row["same_work"] = " ".join(SAME_WORK[name])
         for side, s in (("old", old), ("new", new)):
             for k, v in s.items():
                 row[f"{k}_{side}"] = v
