@@ -1,4 +1,4 @@
-"""The two kernel-level facts behind the 2026-12-05 speed work (docs/speed.md), measured on this machine.
+"""The kernel-level facts behind the 2026-12-05 speed work (docs/speed.md), measured on this machine.
 
     python benchmarks/cpu_kernels.py [--repeats 30] [--no-compile] [--name kernels]
 
@@ -16,6 +16,10 @@
    128 dims, 53 tensors): gradient clipping (``clip_grad_norm_``), the fused AdamW step the trainer uses, both,
    and both under ``torch.compile`` (AdamW with ``foreach`` and a tensor learning rate, so a changing rate does
    not recompile).
+
+4. The nanoGPT configuration's matmuls one by one (forward and both gradients of each linear layer), with GFLOP/s
+   and their share of the calibrated fp32 ceiling (1024x1024 matmuls), and what all of a step's matmuls take
+   at those speeds: how much of a step the matmuls are, and whether small shapes run slower than the ceiling.
 
 ``--no-compile`` leaves out the compiled rows (each compiles once, ~5-25 s).
 
@@ -140,6 +144,41 @@ def optimizer_rows(repeats: int, compiled: bool) -> list[dict]:
     return [{"what": what, "variant": k, "ms": median_ms(f, repeats)} for k, f in variants.items()]
 
 
+def matmul_rows(repeats: int) -> list[dict]:
+    """The nanoGPT configuration's matmuls (batch 12 x block 64 = 768 tokens, 128 dims, 4 layers), one by one.
+
+    Each linear layer ``in -> out`` does three per step: forward ``(768, in) @ (in, out)``, the input's gradient
+    ``(768, out) @ (out, in)`` and the weight's ``(out, 768) @ (768, in)``. Each shape's GFLOP/s, and the last
+    row: all of a step's matmuls at those speeds (4 layers x 4 linears x 3, plus the output head's 3) — the
+    time a step could not go below without faster matmuls, and its FLOP/s. The attention's own products are in
+    the fused kernel (the first rows), not here.
+    """
+    tokens, d = 12 * 64, 128
+    linears = {"qkv": (d, 3 * d), "out": (d, d), "ffn in": (d, 4 * d), "ffn out": (4 * d, d)}
+    rows, step_ms, step_flop = [], 0.0, 0.0
+    for name, (n_in, n_out), count in [*((k, v, 4) for k, v in linears.items()), ("head", (d, 65), 1)]:
+        for part, (m, k, n) in {
+            "forward": (tokens, n_in, n_out),
+            "grad input": (tokens, n_out, n_in),
+            "grad weight": (n_out, tokens, n_in),
+        }.items():
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            ms = median_ms(lambda a=a, b=b: a @ b, repeats * 10)
+            flop = 2 * m * k * n
+            rows.append(
+                {
+                    "what": f"matmul {name} {part}",
+                    "variant": f"({m}x{k}) @ ({k}x{n})",
+                    "ms": ms,
+                    "gflops": flop / ms / 1e6,
+                }
+            )
+            step_ms, step_flop = step_ms + count * ms, step_flop + count * flop
+    what = "all matmuls of a nanoGPT step (51)"
+    rows.append({"what": what, "variant": "sum of the rows above", "ms": step_ms, "gflops": step_flop / step_ms / 1e6})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
@@ -148,7 +187,12 @@ def main() -> None:
     args = ap.parse_args()
     compiled = not args.no_compile
     rows = attention_rows(args.repeats, compiled) + dropout_rows(args.repeats) + optimizer_rows(args.repeats, compiled)
-    print(table(rows, ["what", "variant", "ms"]))
+    rows += matmul_rows(args.repeats)
+    ceiling = machine()["calibration"].get("fp32_gflops")
+    for row in rows:
+        if "gflops" in row and ceiling:
+            row["frac_fp32"] = row["gflops"] / ceiling
+    print(table(rows, ["what", "variant", "ms", "gflops", "frac_fp32"]))
     print(machine())
     save(args.name, " ".join(["python", *sys.argv]), rows, {"repeats": args.repeats})
 

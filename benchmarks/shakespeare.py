@@ -3,6 +3,7 @@
     python benchmarks/shakespeare.py quality [--budget 100]
     python benchmarks/shakespeare.py throughput [--steps 400] [--repeats 3]
     python benchmarks/shakespeare.py race [--iters 2000] [--share 0.333]
+    (each also takes --name NAME: the results file benchmarks/results/NAME.json, default shakespeare_WHAT)
 
 quality: trains our default recipe and the nanoGPT CPU configuration (4 layers, 4 heads, 128 dims, block 64,
 batch 12, lr 1e-3, warmup 100, cosine to 1e-4; run by our trainer) with the same budget, evaluating often;
@@ -46,7 +47,7 @@ def run(settings: list[str], out: Path) -> tuple[dict, list[dict]]:
     return metrics, log
 
 
-def quality(budget: float) -> None:
+def quality(budget: float, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,10 +85,10 @@ def quality(budget: float) -> None:
     fig.savefig(DOCS / "shakespeare_loss_vs_time.png", dpi=100)
     print(table(rows, list(rows[0])))
     print(machine())
-    save("shakespeare_quality", " ".join(["python", *sys.argv]), rows, {"curves": curves})
+    save(name, " ".join(["python", *sys.argv]), rows, {"curves": curves})
 
 
-def throughput(steps: int, repeats: int) -> None:
+def throughput(steps: int, repeats: int, name: str) -> None:
     task = get_task("shakespeare")
     data = task.data(task.Config())
     vocab = len(data.meta["tokenizer"]["chars"])
@@ -117,7 +118,7 @@ def throughput(steps: int, repeats: int) -> None:
     ]
     print(table(rows, list(rows[0])))
     print(machine())
-    save("shakespeare_throughput", " ".join(["python", *sys.argv]), rows, {"steps": steps})
+    save(name, " ".join(["python", *sys.argv]), rows, {"steps": steps})
 
 
 class _TaskView(torch.nn.Module):
@@ -138,7 +139,7 @@ def reference_val_loss(model: torch.nn.Module, data, cfg) -> float:
     return get_task("shakespeare").evaluate(_TaskView(model).eval(), data, "val", cfg)["val_loss"]
 
 
-def race(iters: int, share: float) -> None:
+def race(iters: int, share: float, name: str) -> None:
     """The reference's ``iters``-step nanoGPT CPU run, timed; then our default recipe with ``share`` of its time."""
     task = get_task("shakespeare")
     cfg = task.Config()
@@ -160,7 +161,7 @@ def race(iters: int, share: float) -> None:
     target = f"the reference's {ref['val_loss']:.3f} within {budget:.1f} s ({share:.2f} of {stats['seconds']:.1f} s)"
     print(f"target: {target}: {verdict}")
     print(machine())
-    save("shakespeare_race", " ".join(["python", *sys.argv]), rows, {"share": share, "verdict": verdict})
+    save(name, " ".join(["python", *sys.argv]), rows, {"share": share, "verdict": verdict})
 
 
 def main() -> None:
@@ -171,11 +172,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--iters", type=int, default=2000, help="reference steps (race)")
     ap.add_argument("--share", type=float, default=1 / 3, help="our budget as a share of the reference's time (race)")
+    ap.add_argument("--name", default=None, help="results file benchmarks/results/NAME.json (default shakespeare_WHAT)")
     args = ap.parse_args()
+    name = args.name or f"shakespeare_{args.what}"
     if args.what == "race":
-        race(args.iters, args.share)
+        race(args.iters, args.share, name)
+    elif args.what == "quality":
+        quality(args.budget, name)
     else:
-        quality(args.budget) if args.what == "quality" else throughput(args.steps, args.repeats)
+        throughput(args.steps, args.repeats, name)
 
 
 if __name__ == "__main__":

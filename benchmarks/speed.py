@@ -11,9 +11,10 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
   ``python -m tinyformers train`` with PYTHONPATH at that side's ``src``, so the two sides never share a process.
 * Each task trains its default recipe for a fixed number of steps with no time budget
   (``--set max_steps=N max_time=0 eval_every=N``): the one evaluation comes after the last step, outside the
-  timed training. steps/s = steps / train_seconds (metrics.json: the sum of the step times, compile time
-  included); examples/s = steps/s x batch_size x grad_accum. The held-out metric of both sides at that step
-  budget is in the table too: speed must not cost quality.
+  timed training, and ``clock=wall`` makes ``train_seconds`` wall-clock for every recipe (arithmetic's counts CPU
+  seconds by default: twice the wall time on 2 threads). steps/s = steps / train_seconds (metrics.json: the sum
+  of the step times, compile time included); examples/s = steps/s x batch_size x grad_accum. The held-out
+  metric of both sides at that step budget is in the table too: speed must not cost quality.
 * ``SAME_WORK``: where a task's default recipe changed what one step computes (arithmetic's scratchpad), the
   current side runs the baseline's recipe, so the ratio measures the engine; the row's ``same_work`` says so.
 * ``--baseline-set`` adds settings to the baseline side's task runs only: with ``--baseline HEAD`` it measures
@@ -169,7 +170,9 @@ def bench_tasks(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -> 
     known = run_python(TASKS, sides["current"], args.threads, 300)
     ready = {n: k["ready"] for n, k in known.items()}
     names = args.tasks.split(",") if args.tasks else sorted(ready)
-    settings = [f"max_steps={args.steps}", "max_time=0", f"eval_every={args.steps}", *args.set]
+    # clock=wall: steps/s from wall-clock seconds on both sides (a recipe with clock=cpu, arithmetic's, would count
+    # CPU seconds of every thread in train_seconds: half the steps/s on 2 threads)
+    settings = [f"max_steps={args.steps}", "max_time=0", f"eval_every={args.steps}", "clock=wall", *args.set]
     runs: dict[str, dict[str, list[dict]]] = {n: {"baseline": [], "current": []} for n in names}
     for rep in range(args.repeats):
         for name in names:
