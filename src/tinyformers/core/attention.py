@@ -127,8 +127,8 @@ def kernel_zeroes_empty_rows(device_type: str) -> bool:
     """Whether ``F.scaled_dot_product_attention`` on this kind of device already returns 0 (not NaN) for a query
     row whose keys are all masked. Asked once per device type, with a 2-query call, and remembered.
 
-    The CPU kernels of recent PyTorch (2.5 and later; checked on 2.13, eager and compiled, forward and
-    backward) do; older versions and other backends may return NaN. Inside a ``torch.compile`` trace an
+    PyTorch 2.13's CPU kernels do (checked eager and compiled, forward and backward, fp32 and bf16); older
+    versions and other backends may return NaN, and then the guard stays. Inside a ``torch.compile`` trace an
     unanswered question is not asked (it would read a tensor on the host): the answer is then "no" and the
     caller keeps its guard. The CPU's answer is settled at import, so compiled CPU graphs never need that.
     """
@@ -154,7 +154,7 @@ def fast_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
         # Let such rows attend everywhere, then zero them, so both paths agree exactly. Done for every
         # boolean mask, without first asking whether such a row exists: that question would read a tensor
         # on the host each call (a sync) and break a torch.compile graph in two. Where the kernel zeroes such
-        # rows itself (PyTorch's CPU kernels since 2.5) the guard's four extra operations and their backward
+        # rows itself (PyTorch 2.13's CPU kernels) the guard's four extra operations and their backward
         # are skipped: small models call attention with a padding mask in every layer of every step.
         empty = ~mask.any(dim=-1, keepdim=True)  # (…, T, 1)
         out = fused_sdpa(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
