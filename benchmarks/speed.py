@@ -27,7 +27,9 @@ Wrap it in ../shared/tools/measure (waits for a quiet machine, prints the verdic
   ``--nanogpt-steps`` steps each (2,000 = nanoGPT's CPU run; compile time included in the timed steps).
   ``--nanogpt-compiled`` adds the current code with ``compile=on`` as a user's *second* run of the
   configuration: one unmeasured run first fills a fresh compile cache (``TINYFORMERS_CACHE_DIR``), then each
-  measured run compiles from that cache, and its (warm) compile time counts in its tokens/s. Without
+  measured run compiles from that cache, and its (warm) compile time counts in its tokens/s.
+  ``--nanogpt-set KEY=VALUE ...`` adds the current code with those settings as one more variant (e.g.
+  ``positions=learned``: nanoGPT's learned position table instead of the recipe's rotary positions). Without
   ``--baseline`` (only with ``--no-tasks``) the baseline row is left out.
 * FLOP/s = tokens/s x (6 N + 12 L d T) per token (Kaplan et al. 2020 / PaLM's accounting: 6 N for the
   forward and backward matmuls of N parameters, 12 L d T for the attention scores and weighted sums of L
@@ -211,6 +213,8 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
     compiled = "current, compile=on, second run (warm cache)"
     variants = ["nanoGPT-style reference", *(["baseline"] if "baseline" in sides else []), "current"]
     variants += [compiled] if args.nanogpt_compiled else []
+    variant_set = f"current, {' '.join(args.nanogpt_set)}" if args.nanogpt_set else None
+    variants += [variant_set] if variant_set else []
     results: dict[str, list[float]] = {v: [] for v in variants}
     fpt = None
     code = REFERENCE.format(bench=str(Path(__file__).resolve().parent), steps=steps)
@@ -230,6 +234,9 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
                 if variant == compiled:
                     run = [*settings, "compile=on"]
                     r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
+                elif variant == variant_set:
+                    run = [*settings, *args.nanogpt_set]
+                    r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout)
                 else:
                     r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
                 if "metrics" not in r:
@@ -300,6 +307,13 @@ def main() -> None:
     ap.add_argument("--no-nanogpt", action="store_true", help="only the tasks")
     ap.add_argument(
         "--nanogpt-compiled", action="store_true", help="also the current code compiled, as a second run (warm cache)"
+    )
+    ap.add_argument(
+        "--nanogpt-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also the current code with these settings added to the nanoGPT configuration (one more variant)",
     )
     ap.add_argument("--startup", action="store_true", help="also: seconds to the first step, cold and warm compile")
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value settings for both sides' task runs")
