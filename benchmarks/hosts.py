@@ -46,6 +46,7 @@ def main() -> None:
     cal_a, cal_b = a["machine"]["calibration"], b["machine"]["calibration"]
     fp32_ratio = cal_a["fp32_gflops"] / cal_b["fp32_gflops"]
     speeds_b = {r["task"]: r for r in b["rows"]}
+    native = ", ".join(name for name, cal in ((args.a, cal_a), (args.b, cal_b)) if cal.get("native_bf16"))
     rows = []
     for row_a in a["rows"]:
         row_b = speeds_b.get(row_a["task"])
@@ -55,7 +56,6 @@ def main() -> None:
             continue  # the two runs trained different recipes (speed.py's SAME_WORK changed between them)
         task = TASKS.get(row_a["task"])
         bf16 = bool(task and getattr(task.Config(), "cpu_bf16", False))
-        where = [args.a if cal_a.get("native_bf16") else "", args.b if cal_b.get("native_bf16") else ""]
         ratio = row_a["steps_per_s_new"] / row_b["steps_per_s_new"]
         rows.append(
             {
@@ -63,7 +63,7 @@ def main() -> None:
                 "steps_per_s_a": row_a["steps_per_s_new"],
                 "steps_per_s_b": row_b["steps_per_s_new"],
                 "a_over_b": ratio,
-                "bf16_on": ", ".join(w for w in where if w) if bf16 else "",
+                "bf16_on": native if bf16 else "",
                 "ref_budget_steps_b_over_a": fp32_ratio / ratio,
             }
         )

@@ -211,15 +211,21 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
     steps = args.nanogpt_steps
     settings = [*NANOGPT, f"max_steps={steps}", "max_time=0", f"eval_every={steps}", "eval_windows=10"]
     compiled = "current, compile=on, second run (warm cache)"
-    variants = ["nanoGPT-style reference", *(["baseline"] if "baseline" in sides else []), "current"]
-    variants += [compiled] if args.nanogpt_compiled else []
-    variant_set = f"current, {' '.join(args.nanogpt_set)}" if args.nanogpt_set else None
-    variants += [variant_set] if variant_set else []
-    results: dict[str, list[float]] = {v: [] for v in variants}
-    fpt = None
-    code = REFERENCE.format(bench=str(Path(__file__).resolve().parent), steps=steps)
+    reference = "nanoGPT-style reference"
     with tempfile.TemporaryDirectory(prefix="tinyformers-cache-") as cache:
         warm_env = {"TINYFORMERS_CACHE_DIR": cache}
+        # each trained variant: (code side, extra settings, extra environment)
+        runs: dict[str, tuple[str, list[str], dict[str, str] | None]] = {}
+        if "baseline" in sides:
+            runs["baseline"] = ("baseline", [], None)
+        runs["current"] = ("current", [], None)
+        if args.nanogpt_compiled:
+            runs[compiled] = ("current", ["compile=on"], warm_env)
+        if args.nanogpt_set:
+            runs[f"current, {' '.join(args.nanogpt_set)}"] = ("current", args.nanogpt_set, None)
+        results: dict[str, list[float]] = {v: [] for v in [reference, *runs]}
+        fpt = None
+        code = REFERENCE.format(bench=str(Path(__file__).resolve().parent), steps=steps)
         if args.nanogpt_compiled:  # the first run: fills the compile cache, not measured
             run = [*settings, "compile=on"]
             r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
@@ -227,25 +233,19 @@ def bench_nanogpt(args: argparse.Namespace, sides: dict[str, Path], cal: dict) -
         for rep in range(args.repeats):
             order = list(results) if rep % 2 == 0 else list(reversed(results))
             for variant in order:
-                if variant == "nanoGPT-style reference":
+                if variant == reference:
                     stats = run_python(code, sides["current"], args.threads, args.timeout)
                     results[variant].append(stats["tokens_per_s"])
                     continue
-                if variant == compiled:
-                    run = [*settings, "compile=on"]
-                    r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout, warm_env)
-                elif variant == variant_set:
-                    run = [*settings, *args.nanogpt_set]
-                    r = train_run(sides["current"], "shakespeare", run, args.threads, args.timeout)
-                else:
-                    r = train_run(sides[variant], "shakespeare", settings, args.threads, args.timeout)
+                side, extra, env = runs[variant]
+                r = train_run(sides[side], "shakespeare", [*settings, *extra], args.threads, args.timeout, env)
                 if "metrics" not in r:
                     print(variant, r["error"], file=sys.stderr)
                     continue
                 results[variant].append(r["metrics"]["tokens_per_s"])
                 fpt = fpt or flops_per_token(r["metrics"], r["config"])
             print({k: round(v[-1]) for k, v in results.items() if v}, file=sys.stderr)
-    ref = statistics.median(results["nanoGPT-style reference"])
+    ref = statistics.median(results[reference])
     rows = []
     for name, values in results.items():
         if not values:
