@@ -95,6 +95,24 @@ def test_attention_views_through_cli(run, tmp_path, capsys):
     assert png.stat().st_size > 0 and "[CLS]" in page.read_text() and "sentiment (scratch)" in page.read_text()
 
 
+def test_bpe_tokenizer_is_the_same_every_time(tmp_path):
+    """HF tokenizers numbers the ``##`` pieces in hash-map order (huggingface/tokenizers#1794): trained five times
+    on these texts, whose pairs tie often, the vocabulary came out five ways. train_bpe numbers them first."""
+    from tinyformers.tasks._text import SPECIALS, train_bpe
+
+    write_csv(tmp_path / "r.csv")
+    texts = [t for t, _ in read_labelled_csv(tmp_path / "r.csv", "review", "stars")]
+    tks = [train_bpe(texts, 200, mask=True) for _ in range(4)]
+    assert len({tk.to_str() for tk in tks}) == 1
+    tk = tks[0]
+    assert tk.get_vocab_size() == 200
+    assert [t.content for t in tk.get_added_tokens_decoder().values()] == [*SPECIALS, "[MASK]"]  # pieces: plain
+    text = " ".join(texts[:20]) + " Bdyl"  # pieces are tokens like any other, and decode as such
+    enc = tk.encode(text)
+    assert any(t.startswith("##") for t in enc.tokens) and "[UNK]" not in enc.tokens
+    assert tk.decode(enc.ids) == text.lower()
+
+
 def test_csv_loader_reads_columns_and_latin1(tmp_path):
     path = tmp_path / "x.csv"
     path.write_bytes('label,text\npos,caf\xe9 is nice\n\nneg,"bad, really"\n'.encode("latin-1"))

@@ -3,6 +3,7 @@ export to HF GPT-2, and every bad input as a one-line error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,6 +16,7 @@ from tinyformers.data import shakespeare as data_mod
 from tinyformers.data.shakespeare import clean_play
 from tinyformers.engine.task import GeneratesFiles, GeneratesText, Predicts, ViewsAttention
 from tinyformers.tasks import load_run
+from tinyformers.tasks._lm import ARCH
 
 PLAY = """# A Play
 
@@ -224,6 +226,28 @@ def test_export_loads_in_transformers_with_equal_logits(corpus, tmp_path, capsys
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, ours(ids).logits, atol=1e-5, rtol=0)
     assert main(["export", str(run_dir), "--out", str(tmp_path / "hf")]) == 2  # never overwrites
+
+
+def test_bias_setting_drops_every_bias_and_is_kept_by_init(corpus, tmp_path, capsys):
+    argv = ["train", "shakespeare", "--max-steps", "2", "--no-progress", "--set", *TINY, f"corpus={corpus}"]
+    run = tmp_path / "nobias"
+    assert main([*argv[:2], "--out", str(run), *argv[2:], "bias=false"]) == 0
+    task, cfg, meta, model = load_run(run)
+    assert cfg.bias is False
+    names = [n for n, _ in model.named_parameters()]
+    assert names and not [n for n in names if n.endswith("bias")]  # linear layers and layer norms (nanoGPT's)
+    with_bias = task.model(dataclasses.replace(cfg, bias=True), meta)
+    n_linear = sum(isinstance(m, torch.nn.Linear) and m.bias is not None for m in with_bias.modules())
+    assert n_linear == 4 * cfg.n_layers  # attention in/out, feed-forward in/out; the tied lm_head has none
+    old = {k: getattr(cfg, k) for k in ARCH if k != "bias"}  # an init= base saved before bias was a setting
+    assert any(n.endswith("bias") for n, _ in task.model(cfg, {**meta, "arch": old}).named_parameters())
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", str(tmp_path / "hf")]) == 2  # GPT-2 has biases
+    err = capsys.readouterr().err
+    assert "bias=True" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "hf").exists()
+    again = tmp_path / "again"  # a run started from it keeps its architecture, whatever is asked
+    assert main([*argv[:2], "--out", str(again), *argv[2:], f"init={run}", "bias=true", "max_steps=1"]) == 0
+    assert not [n for n, _ in load_run(again)[3].named_parameters() if n.endswith("bias")]
 
 
 @pytest.mark.parametrize(

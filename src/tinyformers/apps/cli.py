@@ -323,7 +323,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         export_gpt2(model, args.out)
     except ValueError as e:
-        raise UserError(f"{args.run}: {e} (train with --set positions=learned to export to GPT-2)") from None
+        hint = "GPT-2 has learned positions and biases: train with --set positions=learned bias=true"
+        raise UserError(f"{args.run}: {e} ({hint})") from None
     print(f"wrote {args.out}/config.json and model.safetensors (load with GPT2LMHeadModel.from_pretrained)")
     return 0
 

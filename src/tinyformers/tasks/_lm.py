@@ -63,7 +63,7 @@ def ngram_losses(data: TaskData, ids: Tensor, starts: Tensor, block_size: int) -
     return -p_uni[target].log().mean().item(), -p_bi.log().mean().item()
 
 
-ARCH = ("block_size", "d_model", "n_heads", "n_layers", "d_ff", "positions", "activation")
+ARCH = ("block_size", "d_model", "n_heads", "n_layers", "d_ff", "positions", "activation", "bias")
 
 
 def _init_run(task: Task, cfg: Any) -> tuple[Any, dict[str, Any]]:

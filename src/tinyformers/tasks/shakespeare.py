@@ -52,13 +52,14 @@ class ShakespeareConfig(ModelSizes, TrainConfig):
     corpus: a UTF-8 text file to train on instead of the plays ('' = the plays).
     init: a shakespeare run directory, or a Hugging Face causal-LM folder (Llama, Qwen2, GPT-2), to start from
         ('' = random weights). Its tokenizer and architecture replace tokenizer, vocab_size, n_layers, n_heads,
-        d_model, d_ff, positions and activation; block_size may not exceed its context.
+        d_model, d_ff, positions, activation and bias; block_size may not exceed its context.
     unknown_chars: what to do with characters a given vocabulary (``init=``, or ``eval`` of a saved run) lacks:
         'error' (the error lists them) or 'drop' (delete them from the text before splitting it).
     tokenizer: 'char' or 'bpe' (byte-level BPE trained on the training split, ``vocab_size`` tokens).
     block_size: context length. n_layers, d_model: the model's sizes (d_ff = 0: 4 d_model, as nanoGPT).
     positions: 'learned', 'rotary', 'sinusoidal'. activation: 'gelu' (exact, as nanoGPT), 'gelu_tanh' (GPT-2),
-        'relu', 'swiglu'.
+        'relu', 'swiglu'. bias: biases in the linear layers and layer norms (nanoGPT's ``bias``; GPT-2 has them,
+        nanoGPT's CPU recipe does not).
     eval_windows: fixed validation windows for the loss.
     """
 
@@ -73,6 +74,7 @@ class ShakespeareConfig(ModelSizes, TrainConfig):
     d_ff: int = 0
     positions: str = "rotary"
     activation: str = "gelu"
+    bias: bool = True
     eval_windows: int = 1000
     max_steps: int = 5000
     cpu_bf16: bool = True  # bf16 autocast on a CPU with native bf16: faster at equal steps (docs/speed.md)
@@ -159,6 +161,7 @@ class ShakespeareTask(Task[ShakespeareConfig], GeneratesText, ViewsAttention):
                 max_len=arch["block_size"],
                 positions=arch["positions"],
                 activation=arch["activation"],
+                bias=arch.get("bias", True),  # a run saved before bias was a setting had biases
             )
         )
         if cfg.init:
