@@ -113,6 +113,26 @@ def test_bpe_tokenizer_is_the_same_every_time(tmp_path):
     assert tk.decode(enc.ids) == text.lower()
 
 
+def test_resume_uses_the_runs_own_tokenizer(tmp_path, monkeypatch):
+    """The checkpoint's weights belong to the run's vocabulary: resuming must not train a tokenizer again."""
+    import tinyformers.tasks.sentiment as sentiment
+
+    write_csv(tmp_path / "r.csv")
+    out = tmp_path / "run"
+    argv = ["train", "sentiment", "--out", str(out), "--no-progress", "--set", f"csv={tmp_path / 'r.csv'}"]
+    argv += ["text=review", "label=stars", *TINY, "eval_every=10"]
+    assert main([*argv, "max_steps=10"]) == 0
+    vocab = json.loads((out / "config.json").read_text())["meta"]["tokenizer"]
+
+    def no_new_tokenizer(*args, **kwargs):
+        raise AssertionError("a resumed run trained a new tokenizer")
+
+    monkeypatch.setattr(sentiment, "train_bpe", no_new_tokenizer)
+    assert main([*argv, "max_steps=20", "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 20
+    assert json.loads((out / "config.json").read_text())["meta"]["tokenizer"] == vocab
+
+
 def test_csv_loader_reads_columns_and_latin1(tmp_path):
     path = tmp_path / "x.csv"
     path.write_bytes('label,text\npos,caf\xe9 is nice\n\nneg,"bad, really"\n'.encode("latin-1"))
