@@ -265,6 +265,22 @@ def test_rotary_vs_hand_rotation() -> None:
     torch.testing.assert_close(out, rope(torch.cat([torch.zeros(2, 3, 11, 8), x], 2))[:, :, 11:], atol=1e-6, rtol=0)
 
 
+def test_rotary_heads_last_layout_is_the_same_rotation() -> None:
+    """``seq_dim=-3`` rotates ``(B, T, heads, d)`` as attention keeps queries and keys before moving the heads
+    forward: the same numbers as ``(B, heads, T, d)``; gradients too. Any other seq_dim is refused."""
+    rope = RotaryEmbedding(8, max_len=32)
+    x = torch.randn(2, 6, 3, 8, requires_grad=True)  # (B, T, heads, d)
+    a = rope(x, offset=5, seq_dim=-3)
+    b = rope(x.transpose(1, 2), offset=5).transpose(1, 2)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    w = torch.randn_like(a)
+    (ga,) = torch.autograd.grad((a * w).sum(), x)
+    (gb,) = torch.autograd.grad((b * w).sum(), x)
+    torch.testing.assert_close(ga, gb, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="seq_dim"):
+        rope(x, seq_dim=1)
+
+
 def test_rotary_dot_product_depends_only_on_relative_position() -> None:
     rope = RotaryEmbedding(8, max_len=128)
     q, k = torch.randn(8), torch.randn(8)

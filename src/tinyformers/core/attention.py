@@ -295,13 +295,17 @@ class MultiHeadAttention(nn.Module):
         if memory is None and self.k_proj is not None:
             raise ValueError(f"kdim={self.kdim}, vdim={self.vdim}: this attention needs a memory to attend to")
         if memory is None:  # self-attention: one fused projection
-            q, k, v = self.in_proj(x).split([d, self.d_kv, self.d_kv], dim=-1)  # (B, T, d), 2 x (B, T, d_kv)
-            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, d_head), 2 x (B, H_kv, T, d_head)
+            qkv = self.in_proj(x)  # (B, T, d + 2 d_kv): queries, keys, values side by side
             cached = cache.layers[self.layer_idx] if cache is not None else None
             if cached is not None:
                 past = cached[0].size(2)  # positions already processed
-            if self.rotary is not None:
-                q, k = self.rotary(q, past), self.rotary(k, past)
+            if self.rotary is not None:  # queries and keys rotated in one call, as (B, T, H + H_kv, d_head)
+                qk = qkv[..., : d + self.d_kv].view(b, t, self.n_heads + self.n_kv_heads, self.d_head)
+                q, k = self.rotary(qk, past, seq_dim=-3).split([self.n_heads, self.n_kv_heads], dim=2)
+                q, k, v = q.transpose(1, 2), k.transpose(1, 2), self._heads(qkv[..., d + self.d_kv :])
+            else:
+                q, k, v = (self._heads(z) for z in qkv.split([d, self.d_kv, self.d_kv], dim=-1))
+            # q (B, H, T, d_head); k, v (B, H_kv, T, d_head)
             if cache is not None:
                 k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, past + T, d_head)
         else:  # cross-attention: queries from x, keys and values from the encoder's memory

@@ -88,9 +88,15 @@ class RotaryEmbedding(nn.Module):
     ``q_m . k_n`` then depends on ``m - n`` only. Uses the half-split pairing of GPT-NeoX / LLaMA
     (feature ``i`` pairs with ``i + d/2``). ``base`` is Llama's ``rope_theta``; ``scaling`` as
     :func:`rope_frequencies`.
+
+    With ``x = [x1, x2]`` (the two halves) the rotation is ``[x1 cos - x2 sin, x2 cos + x1 sin]``, computed as
+    ``x * cos + [x2, x1] * [-sin, sin]``: the sign lives in the ``sin`` buffer, so a call is three operations
+    (a concatenation, a product, a fused multiply-add), not five; :class:`~tinyformers.core.attention.
+    MultiHeadAttention` rotates queries and keys in one call. In a small model those dispatches, not the
+    arithmetic, are the cost (``benchmarks/step_ab.py``).
     """
 
-    cos: Tensor  # (max_len, d_head) buffers
+    cos: Tensor  # (max_len, d_head) buffers: cos of the angles, and sin with its first half negated
     sin: Tensor
 
     def __init__(
@@ -101,19 +107,22 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary embeddings need an even head size, got {d_head}")
         inv_freq = rope_frequencies(d_head, base, scaling)  # (d/2,)
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (L, d/2)
-        angles = torch.cat([angles, angles], dim=-1)  # (L, d)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", torch.cat([angles.cos(), angles.cos()], dim=-1), persistent=False)
+        self.register_buffer("sin", torch.cat([-angles.sin(), angles.sin()], dim=-1), persistent=False)
 
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """Rotate ``x`` ``(B, H, T, d_head)`` whose first position is ``offset``."""
-        t = x.size(-2)
+    def forward(self, x: Tensor, offset: int = 0, seq_dim: int = -2) -> Tensor:
+        """Rotate ``x`` whose first position is ``offset``: ``(..., T, d_head)`` (``seq_dim=-2``, e.g.
+        ``(B, H, T, d_head)``) or ``(..., T, heads, d_head)`` (``seq_dim=-3``, heads not yet moved forward)."""
+        if seq_dim not in (-2, -3):
+            raise ValueError(f"seq_dim={seq_dim}: -2 (..., T, d_head) or -3 (..., T, heads, d_head)")
+        t = x.size(seq_dim)
         if offset + t > self.cos.size(0):  # a short slice would broadcast one angle over several positions
             raise ValueError(f"sequence of {offset + t} positions is longer than max_len={self.cos.size(0)}")
         cos, sin = self.cos[offset : offset + t].to(x.dtype), self.sin[offset : offset + t].to(x.dtype)
+        if seq_dim == -3:
+            cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (T, 1, d_head): the same angle for every head
         x1, x2 = x.chunk(2, dim=-1)
-        rotated = torch.cat([-x2, x1], dim=-1)
-        return x * cos + rotated * sin
+        return torch.addcmul(x * cos, torch.cat([x2, x1], dim=-1), sin)
 
 
 def make_positions(kind: str, max_len: int, d_model: int) -> nn.Module | None:
