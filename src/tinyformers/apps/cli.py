@@ -282,6 +282,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_challenge(args: argparse.Namespace) -> int:
     from tinyformers.apps.challenge import run_challenge
+    from tinyformers.engine.accel import keep_freed_memory
 
     if args.budget_minutes is not None and args.budget_minutes <= 0:
         raise UserError("--budget-minutes must be > 0")
@@ -291,6 +292,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
         raise UserError("give --budget-minutes or --budget-ref-minutes, not both")
     if not 0 < args.tolerance < 1:
         raise UserError("--tolerance must be between 0 and 1")
+    keep_freed_memory()  # as train does: every training of the challenge runs in this process
     command = (
         "tinyformers " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("tinyformers") else "tinyformers challenge"
     )
@@ -346,7 +348,7 @@ def cmd_list() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinyformers.engine.accel import set_threads
+    from tinyformers.engine.accel import keep_freed_memory, set_threads
     from tinyformers.engine.distributed import is_main_process
     from tinyformers.engine.rundir import RunDir
     from tinyformers.engine.task import apply_overrides
@@ -363,6 +365,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"{args.out} holds a run of task {saved_task.name!r}, not {task.name!r}")
     cfg = apply_overrides(base, _settings(args))
     set_threads()  # one per physical core; one per process under torchrun; OMP_NUM_THREADS wins
+    keep_freed_memory()  # glibc keeps what a step frees for the next one (TINYFORMERS_MALLOC=default: not)
     metrics = train(
         task,
         cfg,

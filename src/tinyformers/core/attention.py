@@ -300,9 +300,10 @@ class MultiHeadAttention(nn.Module):
             if cached is not None:
                 past = cached[0].size(2)  # positions already processed
             if self.rotary is not None:  # queries and keys rotated in one call, as (B, T, H + H_kv, d_head)
-                qk = qkv[..., : d + self.d_kv].view(b, t, self.n_heads + self.n_kv_heads, self.d_head)
+                qk, v = qkv.split([d + self.d_kv, self.d_kv], dim=-1)  # split: its backward is one cat
+                qk = qk.view(b, t, self.n_heads + self.n_kv_heads, self.d_head)
                 q, k = self.rotary(qk, past, seq_dim=-3).split([self.n_heads, self.n_kv_heads], dim=2)
-                q, k, v = q.transpose(1, 2), k.transpose(1, 2), self._heads(qkv[..., d + self.d_kv :])
+                q, k, v = q.transpose(1, 2), k.transpose(1, 2), self._heads(v)
             else:
                 q, k, v = (self._heads(z) for z in qkv.split([d, self.d_kv, self.d_kv], dim=-1))
             # q (B, H, T, d_head); k, v (B, H_kv, T, d_head)
