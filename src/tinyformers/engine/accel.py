@@ -118,10 +118,10 @@ def keep_freed_memory(environ: MutableMapping[str, str] | None = None, libc: Any
     By default glibc gives a large freed block back to the operating system (``munmap``, or trimming the top of
     the heap), and the next step's tensor of that size is faulted in again, page by page, zero-filled by the
     kernel. A training step frees and allocates the same sizes every time, so that is pure overhead: on the AVX2
-    host the nanoGPT configuration with rotary positions took ~1,800 minor page faults a step (7 MB faulted in;
-    fewer than 10 with this), the operating system's share of the step's CPU time fell from 8.6 to 2.7 ms, and
-    whole steps got faster (``docs/speed.md``). The cost: the process keeps its peak memory instead of shrinking
-    between steps, as jemalloc or tcmalloc (which Intel's PyTorch launcher preloads) would too.
+    host the nanoGPT configuration with rotary positions took ~1,200-2,000 minor page faults a step (5-8 MB
+    faulted in), fewer than 10 with this (``docs/speed.md``, "Memory"). The cost: the process keeps its peak
+    memory instead of shrinking between steps, as jemalloc or tcmalloc (which Intel's PyTorch launcher preloads)
+    would too.
 
     Process-wide, so the command line calls it (``train``, ``challenge``), not the library. Linux with glibc
     only; ``TINYFORMERS_MALLOC=default`` leaves glibc as it is.
