@@ -92,8 +92,9 @@ class RotaryEmbedding(nn.Module):
     With ``x = [x1, x2]`` (the two halves) the rotation is ``[x1 cos - x2 sin, x2 cos + x1 sin]``, computed as
     ``x * cos + [x2, x1] * [-sin, sin]``: the sign lives in the ``sin`` buffer, so a call is three operations
     (a concatenation, a product, a fused multiply-add), not five; :class:`~tinyformers.core.attention.
-    MultiHeadAttention` rotates queries and keys in one call. In a small model those dispatches, not the
-    arithmetic, are the cost (``benchmarks/step_ab.py``).
+    MultiHeadAttention` rotates queries and keys in one call. (That did not change the step's time measurably on
+    the AVX2 host, ``benchmarks/step_ab.py``: what rotary cost there was fresh memory faulted in every step, see
+    :func:`tinyformers.engine.accel.keep_freed_memory`.)
     """
 
     cos: Tensor  # (max_len, d_head) buffers: cos of the angles, and sin with its first half negated
