@@ -78,11 +78,10 @@ def test_keep_freed_memory_sets_both_glibc_thresholds_unless_told_not_to():
 
 
 STEPS_FAULTS = """
-import resource, sys, torch
+import resource, torch
 from tinyformers.core.models import DecoderConfig, DecoderLM
 from tinyformers.engine.accel import keep_freed_memory
-if sys.argv[1] == "keep":
-    assert keep_freed_memory({})
+assert keep_freed_memory({})
 torch.manual_seed(0)
 model = DecoderLM(DecoderConfig(vocab_size=65, max_len=64, d_model=128, n_heads=4, n_layers=2, d_ff=512,
                                 positions="rotary", activation="gelu"))
@@ -104,7 +103,7 @@ def test_a_step_faults_no_memory_in_once_freed_memory_is_kept():
     nanoGPT-sized rotary model took ~1,800 page faults a step on the AVX2 host without it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("TINYFORMERS_MALLOC", None)
-    run = [sys.executable, "-c", STEPS_FAULTS, "keep"]
+    run = [sys.executable, "-c", STEPS_FAULTS]
     faults = float(subprocess.run(run, capture_output=True, text=True, check=True, env=env).stdout)
     assert faults < 50, faults
 
