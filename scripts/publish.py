@@ -102,6 +102,13 @@ def _short_cpu(machine: str) -> str:
     return machine.split(" (")[0].replace("(R)", "")
 
 
+def _host_name(machine: str) -> str:
+    """``_short_cpu``, and ", AVX2 only" for a CPU without AVX-512: two of our hosts are both an "AMD EPYC", one
+    with AVX-512 and native bf16, one with AVX2 only (fp32 matmuls ~2x slower, bf16 unusable)."""
+    features = machine.split("; ")[-1] if "; " in machine else ""
+    return _short_cpu(machine) + (", AVX2 only" if "AVX2" in features and "AVX-512" not in features else "")
+
+
 # the label of another seed's run of a recipe: the recipe's label and this (see _seeds)
 SEED_SUFFIX = re.compile(r", (second|third|fourth|fifth) seed$|, seed \d+$")
 
@@ -347,11 +354,12 @@ def chorales() -> str:
     return f"{r['test_nll_per_note']:.3f} nats/note vs {r['ngram_nll_per_note']:.3f} n-gram"
 
 
-def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name: str) -> str:
+def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name: str, again: str = "") -> str:
     """The headline of a text task: MiniLM fine-tuned (full, and the best LoRA run when measured) against the
     linear baseline, and the best from-scratch recipe (the mean of its seeds' runs), from the quiet runs of
     ``name``. The LoRA and from-scratch runs are picked among those measured on the same kind of host as the full
-    fine-tuning (``_one_host``)."""
+    fine-tuning (``_one_host``). ``again``: the label of a from-scratch recipe measured again on another kind of
+    host (with its seeds); when ``name`` has it, the headline adds that host's mean and baseline after a "; on"."""
     r = _one_host(name, "MiniLM, full fine-tuning")
     full = r["MiniLM, full fine-tuning"]
     text = f"{shown} {full[metric]:.3f} (MiniLM fine-tuned, {full['train_seconds']:.0f} CPU-s)"
@@ -373,15 +381,32 @@ def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name:
         each = f"; {len(runs)} seeds: {', '.join(f'{v[metric]:.3f}' for v in runs)}" if len(runs) > 1 else ""
         minutes = f"{runs[0]['train_seconds'] / 60:.0f} CPU-min"
         text += f"; from scratch {value:.{digits}f} ({how + ', ' if how else ''}{minutes}{each})"
-    return text + f" vs {baseline_name} {full[baseline]:.{digits}f}"
+    text += f" vs {baseline_name} {full[baseline]:.{digits}f}"
+    if again and any(v["label"] == again for v in load(name)["rows"]):
+        runs = list(_one_host(name, again).values())
+        runs = [v for v in runs if SEED_SUFFIX.sub("", v["label"]) == again]
+        values = [v[metric] for v in runs]
+        each = f" ({len(runs)} seeds: {', '.join(f'{x:.3f}' for x in values)})" if len(runs) > 1 else ""
+        text += (
+            f"; on {_host_name(_host(load(name), runs[0]))}, {runs[0]['train_seconds'] / 60:.0f} CPU-min: from "
+            f"scratch {_mean(values):.3f}{each} vs {baseline_name} {runs[0][baseline]:.3f}"
+        )
+    return text
 
 
 def sentiment() -> str:
-    return _text_task("sentiment_quiet", "test_macro_f1", "macro F1", "baseline_macro_f1", "TF-IDF")
+    return _text_task(
+        "sentiment_quiet", "test_macro_f1", "macro F1", "baseline_macro_f1", "TF-IDF", again=SENTIMENT_AGAIN
+    )
 
 
 def ner() -> str:
-    return _text_task("ner_quiet", "test_entity_f1", "entity F1", "baseline_entity_f1", "per-token LR")
+    return _text_task("ner_quiet", "test_entity_f1", "entity F1", "baseline_entity_f1", "per-token LR", again=NER_AGAIN)
+
+
+# the from-scratch recipes re-measured on the AVX2-only host with the deterministic BPE tokenizer (2026-12-07/08)
+SENTIMENT_AGAIN = "from scratch, ensemble of 4, MLM + char n-grams, dropout 0.3, AVX2-only host"
+NER_AGAIN = "from scratch + MLM + char n-grams, AVX2-only host"
 
 
 SENTIMENT_COLUMNS = {"variant": "model", "test_macro_f1": "macro F1", "baseline_macro_f1": "TF-IDF"}

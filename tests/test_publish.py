@@ -226,3 +226,26 @@ def test_a_text_headline_shows_the_best_from_scratch_recipe_as_the_mean_of_its_s
     text = publish._text_task("any", "test_macro_f1", "macro F1", "baseline_macro_f1", "TF-IDF")
     # C's two runs average 0.75, above A's one run (0.74) and B's three (0.717); its best seed alone is never shown
     assert "; from scratch 0.750 (C, 10 CPU-min; 2 seeds: 0.700, 0.800) vs TF-IDF 0.700" in text
+
+
+def test_a_text_headline_adds_a_recipe_measured_again_on_another_host(publish, monkeypatch):
+    """A from-scratch recipe re-measured on the AVX2-only host is shown after the main headline, as the mean of its
+    own seeds there, with the host named so that it is not read as the same CPU's number."""
+    intel = "Intel(R) Xeon(R) Processor (AVX512; AVX2, AVX-512, native bf16)"
+    avx2 = "AMD EPYC (AVX2; AVX2)"
+
+    def row(label: str, f1: float, machine: str) -> dict:
+        return {"label": label, "f1": f1, "base": 0.737, "train_seconds": 600.0, "machine": machine}
+
+    rows = [{**row("MiniLM, full fine-tuning", 0.78, intel), "train_seconds": 1200.0}]
+    rows += [row("from scratch, A", 0.75, intel)]
+    rows += [row("from scratch, A, AVX2 box", 0.70, avx2), row("from scratch, A, AVX2 box, second seed", 0.72, avx2)]
+    rows += [row("from scratch, B, AVX2 box", 0.90, avx2)]  # another recipe of that host: not the one asked for
+    data = {"machine": {"cpu": "per row (each row's 'machine')"}, "rows": rows}
+    monkeypatch.setattr(publish, "load", lambda name: data)
+    text = publish._text_task("x", "f1", "F1", "base", "linear", again="from scratch, A, AVX2 box")
+    on_avx2 = "; on AMD EPYC, AVX2 only, 10 CPU-min: from scratch 0.710 (2 seeds: 0.700, 0.720) vs linear 0.737"
+    assert text.endswith(on_avx2)
+    assert "from scratch 0.750 (A, 10 CPU-min)" in text and "0.900" not in text
+    assert publish._text_task("x", "f1", "F1", "base", "linear", again="not measured") == text.split("; on AMD")[0]
+    assert publish._host_name(intel) == "Intel Xeon Processor"
