@@ -359,7 +359,8 @@ def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name:
     linear baseline, and the best from-scratch recipe (the mean of its seeds' runs), from the quiet runs of
     ``name``. The LoRA and from-scratch runs are picked among those measured on the same kind of host as the full
     fine-tuning (``_one_host``). ``again``: the label of a from-scratch recipe measured again on another kind of
-    host (with its seeds); when ``name`` has it, the headline adds that host's mean and baseline after a "; on"."""
+    host (with its seeds); when ``name`` has it, the headline names the first host and adds that host's mean and
+    baseline after a "; on"."""
     r = _one_host(name, "MiniLM, full fine-tuning")
     full = r["MiniLM, full fine-tuning"]
     text = f"{shown} {full[metric]:.3f} (MiniLM fine-tuned, {full['train_seconds']:.0f} CPU-s)"
@@ -388,7 +389,8 @@ def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name:
         values = [v[metric] for v in runs]
         each = f" ({len(runs)} seeds: {', '.join(f'{x:.3f}' for x in values)})" if len(runs) > 1 else ""
         text += (
-            f"; on {_host_name(_host(load(name), runs[0]))}, {runs[0]['train_seconds'] / 60:.0f} CPU-min: from "
+            f" (all on {_host_name(_host(load(name), full))}); on {_host_name(_host(load(name), runs[0]))}, "
+            f"{runs[0]['train_seconds'] / 60:.0f} CPU-min: from "
             f"scratch {_mean(values):.3f}{each} vs {baseline_name} {runs[0][baseline]:.3f}"
         )
     return text

@@ -244,8 +244,9 @@ def test_a_text_headline_adds_a_recipe_measured_again_on_another_host(publish, m
     data = {"machine": {"cpu": "per row (each row's 'machine')"}, "rows": rows}
     monkeypatch.setattr(publish, "load", lambda name: data)
     text = publish._text_task("x", "f1", "F1", "base", "linear", again="from scratch, A, AVX2 box")
-    on_avx2 = "; on AMD EPYC, AVX2 only, 10 CPU-min: from scratch 0.710 (2 seeds: 0.700, 0.720) vs linear 0.737"
+    on_avx2 = "(all on Intel Xeon Processor); on AMD EPYC, AVX2 only, 10 CPU-min: from scratch 0.710 (2 seeds: 0.700, "
+    on_avx2 += "0.720) vs linear 0.737"
     assert text.endswith(on_avx2)
     assert "from scratch 0.750 (A, 10 CPU-min)" in text and "0.900" not in text
-    assert publish._text_task("x", "f1", "F1", "base", "linear", again="not measured") == text.split("; on AMD")[0]
+    assert publish._text_task("x", "f1", "F1", "base", "linear", again="not measured") == text.split(" (all on")[0]
     assert publish._host_name(intel) == "Intel Xeon Processor"
