@@ -383,15 +383,15 @@ def _text_task(name: str, metric: str, shown: str, baseline: str, baseline_name:
         minutes = f"{runs[0]['train_seconds'] / 60:.0f} CPU-min"
         text += f"; from scratch {value:.{digits}f} ({how + ', ' if how else ''}{minutes}{each})"
     text += f" vs {baseline_name} {full[baseline]:.{digits}f}"
-    if again and any(v["label"] == again for v in load(name)["rows"]):
-        runs = list(_one_host(name, again).values())
-        runs = [v for v in runs if SEED_SUFFIX.sub("", v["label"]) == again]
-        values = [v[metric] for v in runs]
-        each = f" ({len(runs)} seeds: {', '.join(f'{x:.3f}' for x in values)})" if len(runs) > 1 else ""
+    data = load(name)
+    if again and any(v["label"] == again for v in data["rows"]):
+        rows = _one_host(name, again)
+        first, values = rows[again], _seeds(rows, again, metric)
+        each = f" ({len(values)} seeds: {', '.join(f'{x:.3f}' for x in values)})" if len(values) > 1 else ""
         text += (
-            f" (all on {_host_name(_host(load(name), full))}); on {_host_name(_host(load(name), runs[0]))}, "
-            f"{runs[0]['train_seconds'] / 60:.0f} CPU-min: from "
-            f"scratch {_mean(values):.3f}{each} vs {baseline_name} {runs[0][baseline]:.3f}"
+            f" (all on {_host_name(_host(data, full))}); on {_host_name(_host(data, first))}, "
+            f"{first['train_seconds'] / 60:.0f} CPU-min: from scratch {_mean(values):.3f}{each} vs {baseline_name} "
+            f"{first[baseline]:.3f}"
         )
     return text
 
